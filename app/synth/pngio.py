@@ -1,0 +1,21 @@
+"""PNG files that say they are synthetic, written byte-for-byte reproducibly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+SYNTHETIC_NOTICE = "synthetic phantom - fetalcns synth - not a patient image"
+
+
+def write_png(path: Path, pixels: np.ndarray, description: str) -> None:
+    """Save a uint8 grey or RGB image with tEXt chunks; Pillow adds no timestamp, so bytes are stable."""
+    info = PngInfo()
+    info.add_text("Source", "fetalcns synth")
+    info.add_text("Comment", SYNTHETIC_NOTICE)
+    info.add_text("Description", description)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="PNG", pnginfo=info, compress_level=1)
