@@ -1,0 +1,160 @@
+"""`fetalcns serve | db | users | demo-data`: running and administering the web app.
+
+No torch here (and nothing at module top level heavier than argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _settings() -> Any:
+    from app.web.settings import get_settings
+
+    return get_settings()
+
+
+# ---- serve ----------------------------------------------------------------------------
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    app = create_app(_settings())
+    # One process: the model and the worker live in it (see docs/configuration.md).
+    uvicorn.run(app, host=args.host, port=args.port, proxy_headers=True, log_level="info")
+    return 0
+
+
+# ---- db -------------------------------------------------------------------------------
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from app.web.migrations import current_revision, upgrade_database
+
+    url = _settings().resolved_database_url
+    upgrade_database(url, args.revision)
+    print(f"database at revision {current_revision(url)}")
+    return 0
+
+
+def _db_downgrade(args: argparse.Namespace) -> int:
+    from app.web.migrations import current_revision, downgrade_database
+
+    url = _settings().resolved_database_url
+    downgrade_database(url, args.revision)
+    print(f"database at revision {current_revision(url)}")
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    from app.web.migrations import current_revision, head_revision
+
+    url = _settings().resolved_database_url
+    current, head = current_revision(url), head_revision(url)
+    print(f"current: {current or 'empty'}; latest: {head}")
+    return 0 if current == head else 1
+
+
+# ---- users ----------------------------------------------------------------------------
+def _session() -> Any:
+    from app.web.db import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(_settings().resolved_database_url))()
+
+
+def _users_create(args: argparse.Namespace) -> int:
+    from app.web.errors import ServiceError
+    from app.web.users import create_user
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        import getpass
+
+        password = getpass.getpass(f"password for {args.username}: ")
+    with _session() as db:
+        try:
+            user = create_user(db, args.username, password, role=args.role)
+        except ServiceError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+    print(f"created {user.role} {user.username}")
+    return 0
+
+
+def _users_bootstrap_admin(args: argparse.Namespace) -> int:
+    from app.web.errors import ServiceError
+    from app.web.users import bootstrap_admin
+
+    with _session() as db:
+        try:
+            user, generated = bootstrap_admin(db, _settings().admin_password)
+        except ServiceError as exc:
+            print(f"error: FETALCNS_ADMIN_PASSWORD: {exc.message}", file=sys.stderr)
+            return 1
+    if user is None:
+        print("an administrator already exists; nothing to do")
+    elif generated:
+        # Printed once, never stored in clear: the only chance to read it.
+        print(f"created administrator 'admin' with password: {generated}")
+        print("write it down now; it will not be shown again (change it under Users)")
+    else:
+        print("created administrator 'admin' with the password from FETALCNS_ADMIN_PASSWORD")
+    return 0
+
+
+def _users_list(args: argparse.Namespace) -> int:
+    from app.web.users import list_users
+
+    with _session() as db:
+        for user in list_users(db):
+            print(f"{user.username}\t{user.role}\t{'active' if user.active else 'disabled'}")
+    return 0
+
+
+# ---- demo data ------------------------------------------------------------------------
+def _demo_data(args: argparse.Namespace) -> int:
+    from app.web.demo import import_demo_data
+
+    return import_demo_data(_settings(), n_patients=args.patients, if_empty=args.if_empty, seed=args.seed)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = subparsers.add_parser("serve", help="run the web app (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(handler=_serve)
+
+    db = subparsers.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION")
+    up = db_sub.add_parser("upgrade", help="migrate the database to the latest schema (safe to repeat)")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(handler=_db_upgrade)
+    down = db_sub.add_parser("downgrade", help="migrate down to REVISION (e.g. base: drops everything)")
+    down.add_argument("revision")
+    down.set_defaults(handler=_db_downgrade)
+    db_sub.add_parser("current", help="show the schema revision").set_defaults(handler=_db_current)
+
+    users = subparsers.add_parser("users", help="user accounts")
+    users_sub = users.add_subparsers(dest="users_command", metavar="ACTION")
+    create = users_sub.add_parser("create", help="create a user")
+    create.add_argument("username")
+    create.add_argument("--role", choices=("admin", "radiologist"), default="radiologist")
+    create.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    create.set_defaults(handler=_users_create)
+    boot = users_sub.add_parser(
+        "bootstrap-admin",
+        help="create user 'admin' if no admin exists (FETALCNS_ADMIN_PASSWORD, else a generated password)",
+    )
+    boot.set_defaults(handler=_users_bootstrap_admin)
+    users_sub.add_parser("list", help="list users").set_defaults(handler=_users_list)
+
+    demo = subparsers.add_parser("demo-data", help="import synthetic demo studies (labelled as such)")
+    demo.add_argument("--if-empty", action="store_true", help="only when the database has no studies")
+    demo.add_argument("--patients", type=int, default=5, help="number of synthetic patients (default 5)")
+    demo.add_argument("--seed", type=int, default=2025)
+    demo.set_defaults(handler=_demo_data)

@@ -1,0 +1,81 @@
+"""CSRF protection for cookie-authenticated requests (signed double-submit token).
+
+A random nonce lives in the ``fetalcns_csrf`` cookie; the token put in forms
+(and sent by scripts as the X-CSRF-Token header) is an HMAC of that nonce, so
+another site can neither read nor forge it. Bearer-token API calls need no CSRF.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from fastapi import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.web.errors import Forbidden
+
+CSRF_COOKIE = "fetalcns_csrf"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+_NEW_NONCE = "fetalcns_new_csrf_nonce"
+
+
+def _nonce(request: Request) -> str:
+    nonce = request.cookies.get(CSRF_COOKIE) or getattr(request.state, _NEW_NONCE, None)
+    if not nonce:
+        nonce = secrets.token_urlsafe(24)
+        # CSRFCookieMiddleware sets the cookie on the way out.
+        setattr(request.state, _NEW_NONCE, nonce)
+    return nonce
+
+
+def csrf_token(request: Request) -> str:
+    """The token to embed in every form as a hidden ``csrf_token`` field (a template global)."""
+    runtime = request.app.state.runtime
+    return runtime.signer.digest("csrf", _nonce(request))
+
+
+def csrf_token_valid(request: Request, token: str | None) -> bool:
+    nonce = request.cookies.get(CSRF_COOKIE)
+    if not nonce or not token:
+        return False
+    return hmac.compare_digest(token, request.app.state.runtime.signer.digest("csrf", nonce))
+
+
+async def verify_csrf(request: Request) -> None:
+    """Dependency for form POST routes: rejects the request unless its ``csrf_token`` field is valid."""
+    token = request.headers.get(CSRF_HEADER)
+    if token is None:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        token = value if isinstance(value, str) else None
+    if not csrf_token_valid(request, token):
+        raise Forbidden("the form has expired or did not come from this site; reload the page and try again")
+
+
+class CSRFCookieMiddleware:
+    """Sets the CSRF nonce cookie when a page generated a new one during the request."""
+
+    def __init__(self, app: ASGIApp, secure_always: bool) -> None:
+        self.app = app
+        self.secure_always = secure_always
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                nonce = scope.get("state", {}).get(_NEW_NONCE)
+                if nonce:
+                    secure = self.secure_always or scope.get("scheme") == "https"
+                    cookie = f"{CSRF_COOKIE}={nonce}; Path=/; HttpOnly; SameSite=Lax"
+                    if secure:
+                        cookie += "; Secure"
+                    message.setdefault("headers", [])
+                    message["headers"] = [*message["headers"], (b"set-cookie", cookie.encode("latin-1"))]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)

@@ -1,0 +1,41 @@
+"""GET /health (public): model, inference provider, database and worker state."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from app.web.api.schemas import HealthOut
+from app.web.deps import get_runtime
+from app.web.runtime import Runtime
+
+router = APIRouter(tags=["health"])
+
+
+def health_report(runtime: Runtime) -> HealthOut:
+    try:
+        with runtime.db_engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        database = runtime.schema_error or "ok"
+    except Exception as exc:
+        database = f"unavailable: {type(exc).__name__}"
+    card = runtime.model_card
+    worker = "off" if runtime.worker is None else ("running" if runtime.worker.running else "stopped")
+    ok = database == "ok" and card is not None
+    return HealthOut(
+        status="ok" if ok else "degraded",
+        model={"name": card.name, "version": card.version} if card else None,
+        provider=runtime.inference.provider if runtime.inference is not None else None,
+        database=database,
+        worker=worker,
+        detail=runtime.schema_error or runtime.inference_error,
+    )
+
+
+@router.get("/health", response_model=HealthOut)
+def health(runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
+    report = health_report(runtime)
+    # Load balancers only need a status code: 503 when the database is down.
+    code = 200 if report.database == "ok" else 503
+    return JSONResponse(report.model_dump(), status_code=code)

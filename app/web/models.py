@@ -1,0 +1,224 @@
+"""ORM models. Every datetime is timezone-aware UTC; JSON columns hold model outputs.
+
+Patient names and IDs live only in ``patients``; nothing else (logs, audit
+details) copies them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.web.db import Base, UTCDateTime, utcnow
+
+ROLES = ("admin", "radiologist")
+ANALYSIS_STATUSES = ("queued", "running", "done", "failed")
+DIAGNOSIS_KINDS = ("preliminary", "final", "amendment")
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="radiologist")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Stable, non-identifying key (a hash) used to match later studies of the same patient.
+    patient_key: Mapped[str] = mapped_column(String(64), unique=True)
+    patient_id: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    studies: Mapped[list[Study]] = relationship(back_populates="patient")
+
+
+class Study(Base):
+    __tablename__ = "studies"
+    __table_args__ = (CheckConstraint(_in("status", ANALYSIS_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    study_uid: Mapped[str | None] = mapped_column(String(128))
+    study_date: Mapped[date | None] = mapped_column(Date)
+    gestational_age_weeks: Mapped[float | None] = mapped_column(Float)
+    # Mirrors the status of the latest analysis so the worklist can filter without a join.
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    uploaded_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    patient: Mapped[Patient] = relationship(back_populates="studies")
+    uploaded_by: Mapped[User | None] = relationship()
+    images: Mapped[list[Image]] = relationship(back_populates="study", order_by="Image.position")
+    analyses: Mapped[list[Analysis]] = relationship(back_populates="study", order_by="Analysis.id")
+    diagnoses: Mapped[list[Diagnosis]] = relationship(back_populates="study", order_by="Diagnosis.id")
+
+    @property
+    def latest_analysis(self) -> Analysis | None:
+        return self.analyses[-1] if self.analyses else None
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    # Storage keys are content addresses (sha256 of the stored bytes), see app.web.storage.
+    storage_key: Mapped[str] = mapped_column(String(128))
+    thumbnail_key: Mapped[str] = mapped_column(String(128))
+    source_key: Mapped[str | None] = mapped_column(String(128))
+    source_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    frame: Mapped[int | None] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    scan_box: Mapped[list[int] | None] = mapped_column(JSON)
+    sop_class: Mapped[str | None] = mapped_column(String(128))
+    manufacturer: Mapped[str | None] = mapped_column(String(128))
+    transfer_syntax: Mapped[str | None] = mapped_column(String(128))
+    photometric: Mapped[str | None] = mapped_column(String(32))
+    source_metadata: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    study: Mapped[Study] = relationship(back_populates="images")
+
+
+class Analysis(Base):
+    __tablename__ = "analyses"
+    __table_args__ = (CheckConstraint(_in("status", ANALYSIS_STATUSES), name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    model_sha256: Mapped[str | None] = mapped_column(String(64))
+    provider: Mapped[str | None] = mapped_column(String(64))
+    timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    study: Mapped[Study] = relationship(back_populates="analyses")
+    predictions: Mapped[list[ImagePrediction]] = relationship(
+        back_populates="analysis", order_by="ImagePrediction.image_id"
+    )
+    verdict: Mapped[Verdict | None] = relationship(back_populates="analysis")
+
+
+class ImagePrediction(Base):
+    __tablename__ = "image_predictions"
+    __table_args__ = (
+        UniqueConstraint("analysis_id", "image_id", name="uq_image_predictions_analysis_image"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), index=True)
+    # A failed image has error set and no label/probabilities.
+    error: Mapped[str | None] = mapped_column(Text)
+    label: Mapped[str | None] = mapped_column(String(64))
+    probabilities: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    ood: Mapped[bool] = mapped_column(Boolean, default=False)
+    ood_score: Mapped[float | None] = mapped_column(Float)
+    quality_issue: Mapped[str | None] = mapped_column(Text)
+    heatmap_key: Mapped[str | None] = mapped_column(String(128))
+    used_in_verdict: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    analysis: Mapped[Analysis] = relationship(back_populates="predictions")
+    image: Mapped[Image] = relationship()
+
+
+class Verdict(Base):
+    __tablename__ = "verdicts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id"), unique=True)
+    label: Mapped[str] = mapped_column(String(64), index=True)
+    probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
+    # None when indeterminate (every image excluded); ``reason`` then says why.
+    p_abnormal: Mapped[float | None] = mapped_column(Float, index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    aggregation: Mapped[str] = mapped_column(String(16))
+    # Image ids, most supportive of the verdict first.
+    support: Mapped[list[int]] = mapped_column(JSON, default=list)
+    n_used: Mapped[int] = mapped_column(Integer)
+    n_excluded: Mapped[int] = mapped_column(Integer)
+
+    analysis: Mapped[Analysis] = relationship(back_populates="verdict")
+
+
+class Diagnosis(Base):
+    """A radiologist's read. Rows are never updated: an amendment is a new row pointing at the old."""
+
+    __tablename__ = "diagnoses"
+    __table_args__ = (
+        CheckConstraint(_in("kind", DIAGNOSIS_KINDS), name="kind"),
+        CheckConstraint("confidence IS NULL OR (confidence BETWEEN 1 AND 5)", name="confidence"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    analysis_id: Mapped[int | None] = mapped_column(ForeignKey("analyses.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(64))
+    agrees_with_ai: Mapped[bool | None] = mapped_column(Boolean)
+    confidence: Mapped[int | None] = mapped_column(Integer)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    signed_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    time_to_decision_s: Mapped[float | None] = mapped_column(Float)
+    amends_id: Mapped[int | None] = mapped_column(ForeignKey("diagnoses.id"))
+    amendment_reason: Mapped[str | None] = mapped_column(Text)
+
+    study: Mapped[Study] = relationship(back_populates="diagnoses")
+    signed_by: Mapped[User] = relationship()
+
+
+class AuditEvent(Base):
+    """Who did what to which case, when. ``detail`` never holds patient names or IDs."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_study_at", "study_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    username: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

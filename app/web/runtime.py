@@ -1,0 +1,103 @@
+"""Everything one server process holds: settings, database, storage, signer, model, worker.
+
+Built by create_app and kept on ``app.state.runtime``; routes reach it via
+``app.web.deps.get_runtime``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.web.db import make_engine, make_session_factory
+from app.web.security import Signer
+from app.web.settings import Settings
+from app.web.storage import ContentStore
+
+if TYPE_CHECKING:
+    from app.web.worker import AnalysisWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db_engine: Engine
+    session_factory: sessionmaker[Session]
+    store: ContentStore
+    signer: Signer
+    # The InferenceEngine (app.inference), or None when the model could not be loaded.
+    inference: Any | None = None
+    inference_error: str | None = None
+    # Set when the database is unreachable or not migrated to the latest revision.
+    schema_error: str | None = None
+    worker: AnalysisWorker | None = field(default=None)
+
+    @property
+    def model_card(self) -> Any | None:
+        return self.inference.card if self.inference is not None else None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        card = self.model_card
+        return tuple(card.classes) if card is not None else ()
+
+    @property
+    def banner(self) -> str | None:
+        """The model card's warning banner; shown on every page."""
+        card = self.model_card
+        if card is None:
+            return "no model loaded — AI analysis is unavailable"
+        return card.banner
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    db_engine = make_engine(settings.resolved_database_url)
+    return Runtime(
+        settings=settings,
+        db_engine=db_engine,
+        session_factory=make_session_factory(db_engine),
+        store=ContentStore(settings.resolved_storage_dir),
+        signer=Signer(settings.resolved_secret_key()),
+    )
+
+
+def load_inference(runtime: Runtime) -> None:
+    """Load the one InferenceEngine of this process; on failure keep serving and report why."""
+    try:
+        from app.inference import InferenceEngine
+
+        settings = runtime.settings
+        runtime.inference = InferenceEngine(
+            settings.model_dir,
+            device=settings.inference_device,
+            batch_size=settings.inference_batch_size,
+            threads=settings.inference_threads,
+        )
+        runtime.inference_error = None
+    except Exception as exc:  # the server must come up to show why analysis is unavailable
+        runtime.inference = None
+        runtime.inference_error = f"the model in {runtime.settings.model_dir} could not be loaded: {exc}"
+        log.error("%s", runtime.inference_error)
+
+
+def check_schema(runtime: Runtime) -> None:
+    """Record whether the database is at the latest migration (the worker needs it)."""
+    from app.web.migrations import current_revision, head_revision
+
+    url = runtime.settings.resolved_database_url
+    try:
+        current, head = current_revision(url), head_revision(url)
+    except Exception as exc:
+        runtime.schema_error = f"the database cannot be reached: {type(exc).__name__}"
+    else:
+        runtime.schema_error = (
+            None if current == head else "the database is not migrated; run `fetalcns db upgrade`"
+        )
+    if runtime.schema_error:
+        log.error("%s", runtime.schema_error)

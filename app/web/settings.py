@@ -1,0 +1,102 @@
+"""Runtime configuration, read from FETALCNS_* environment variables (see docs/configuration.md)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AssistanceMode = Literal["concurrent", "second-read"]
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob of the server. Each field maps to FETALCNS_<FIELD NAME IN CAPITALS>."""
+
+    model_config = SettingsConfigDict(env_prefix="FETALCNS_", extra="ignore", protected_namespaces=())
+
+    data_dir: Path = Field(Path("var"), description="where the database, storage and secret key live")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/fetalcns.db"
+    )
+    storage_dir: Path | None = Field(
+        None, description="content-addressed image storage; default DATA_DIR/storage"
+    )
+    model_dir: Path = Field(
+        Path("models/fetal-cns-demo"), description="model directory (model.onnx + model.json)"
+    )
+    inference_device: str = Field("auto", description="auto, cpu or cuda")
+    inference_batch_size: int = Field(16, ge=1, le=256)
+    inference_threads: int | None = Field(
+        None, ge=1, description="CPU threads for inference; default: runtime's"
+    )
+    assistance_mode: AssistanceMode = Field(
+        "concurrent",
+        description="concurrent: AI shown at once; second-read: AI hidden until a preliminary read",
+    )
+    secret_key: str | None = Field(
+        None, description="signs sessions, tokens and CSRF; default DATA_DIR/secret_key"
+    )
+    secure_cookies: bool = Field(False, description="always mark cookies Secure (set when served over https)")
+    session_max_age_s: int = Field(8 * 3600, ge=60, description="session cookie lifetime")
+    token_max_age_s: int = Field(8 * 3600, ge=60, description="API bearer token lifetime")
+    max_file_bytes: int = Field(200 * MiB, ge=1, description="largest single uploaded file")
+    max_request_bytes: int = Field(
+        1024 * MiB, ge=1, description="largest upload request (all files together)"
+    )
+    max_files_per_upload: int = Field(2000, ge=1, description="most files (after unzipping) in one upload")
+    worker_enabled: bool = Field(True, description="run the background analysis worker inside the server")
+    worker_queue_size: int = Field(
+        64, ge=1, description="analyses waiting in memory; the rest wait in the DB"
+    )
+    worker_poll_s: float = Field(
+        5.0, gt=0, description="how often the worker looks for queued analyses in the DB"
+    )
+    admin_password: str | None = Field(None, description="password for `fetalcns users bootstrap-admin`")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'fetalcns.db').as_posix()}"
+
+    @property
+    def resolved_storage_dir(self) -> Path:
+        return self.storage_dir or self.data_dir / "storage"
+
+    @property
+    def upload_tmp_dir(self) -> Path:
+        """Uploads are unpacked here; kept on the same filesystem as storage so moves are cheap."""
+        return self.resolved_storage_dir.parent / "upload-tmp"
+
+    def resolved_secret_key(self) -> str:
+        """The configured key, else one generated once into DATA_DIR/secret_key (mode 0600)."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # O_EXCL: when two processes start together, exactly one writes the key.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    handle.write(secrets.token_urlsafe(48) + "\n")
+        for _ in range(50):
+            key = path.read_text(encoding="utf-8").strip()
+            if key:
+                return key
+            time.sleep(0.01)  # the other process is still writing it
+        raise RuntimeError(f"{path} is empty; delete it or set FETALCNS_SECRET_KEY")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings()

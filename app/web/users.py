@@ -1,0 +1,133 @@
+"""User accounts: authentication and admin-only management services.
+
+Callers pass the acting user to management functions so that the change is
+audited; routes must still check that the actor is an admin (require_admin_*).
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.web.audit import record_event
+from app.web.db import utcnow
+from app.web.errors import Conflict, Forbidden, InvalidInput, NotFound
+from app.web.models import ROLES, User
+from app.web.security import MIN_PASSWORD_LENGTH, hash_password, verify_password
+
+_USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
+# Verified against when the username is unknown, so both paths take the same time.
+_DUMMY_HASH = hash_password("not-a-real-password")
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of: {', '.join(ROLES)}")
+
+
+def authenticate(db: Session, username: str, password: str) -> User | None:
+    """The active user with these credentials, or None. Records the login attempt (committed)."""
+    user = db.scalar(select(User).where(User.username == username.strip()))
+    ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not ok or not user.active:
+        record_event(db, None, "auth.login_failed", username=username.strip()[:64])
+        db.commit()
+        return None
+    user.last_login_at = utcnow()
+    record_event(db, user, "auth.login")
+    db.commit()
+    return user
+
+
+def get_user(db: Session, user_id: int) -> User:
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    return user
+
+
+def list_users(db: Session) -> list[User]:
+    return list(db.scalars(select(User).order_by(User.username)))
+
+
+def count_active_admins(db: Session) -> int:
+    return int(db.scalar(select(func.count()).where(User.role == "admin", User.active.is_(True))) or 0)
+
+
+def create_user(
+    db: Session, username: str, password: str, role: str = "radiologist", actor: User | None = None
+) -> User:
+    """Create and commit a user. Raises InvalidInput or Conflict (username taken)."""
+    username = username.strip()
+    if not _USERNAME.match(username):
+        raise InvalidInput("a username has 2-64 letters, digits or . _ @ -")
+    _check_role(role)
+    _check_password(password)
+    if db.scalar(select(User.id).where(User.username == username)) is not None:
+        raise Conflict(f"the username {username!r} is taken")
+    user = User(username=username, password_hash=hash_password(password), role=role, active=True)
+    db.add(user)
+    db.flush()
+    record_event(db, actor, "user.create", target_user_id=user.id, role=role)
+    db.commit()
+    return user
+
+
+def update_user(
+    db: Session,
+    user_id: int,
+    actor: User,
+    *,
+    role: str | None = None,
+    active: bool | None = None,
+    password: str | None = None,
+) -> User:
+    """Change role, active flag and/or password. Never leaves the system without an active admin."""
+    user = get_user(db, user_id)
+    changes: dict[str, object] = {}
+    if role is not None and role != user.role:
+        _check_role(role)
+        changes["role"] = role
+    if active is not None and active != user.active:
+        changes["active"] = active
+    losing_admin = (
+        user.role == "admin"
+        and user.active
+        and (changes.get("role", "admin") != "admin" or changes.get("active", True) is False)
+    )
+    if losing_admin and count_active_admins(db) <= 1:
+        raise Forbidden("this is the last active administrator; create another administrator first")
+    if password is not None:
+        _check_password(password)
+        user.password_hash = hash_password(password)
+    if "role" in changes:
+        user.role = str(changes["role"])
+    if "active" in changes:
+        user.active = bool(changes["active"])
+    record_event(
+        db, actor, "user.update", target_user_id=user.id, password_changed=password is not None, **changes
+    )
+    db.commit()
+    return user
+
+
+def bootstrap_admin(db: Session, password: str | None) -> tuple[User | None, str | None]:
+    """Create user "admin" if no admin exists.
+
+    Returns (user, generated_password): (None, None) when an admin already
+    exists; generated_password is set only when ``password`` was not given.
+    """
+    if db.scalar(select(User.id).where(User.role == "admin")) is not None:
+        return None, None
+    from app.web.security import generate_password
+
+    generated = None if password else generate_password()
+    user = create_user(db, "admin", password or str(generated), role="admin")
+    return user, generated

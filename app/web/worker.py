@@ -1,0 +1,315 @@
+"""The background analysis worker: one thread per server process, fed by a bounded queue.
+
+The queue only holds hints (analysis ids). The truth is the ``status`` column:
+an upload commits its analyses as "queued" before enqueueing them, so a full
+queue or a restart loses nothing. At start, "running" analyses (interrupted by
+a crash) are put back to "queued", and the worker keeps polling the database
+for queued analyses. Claiming is an atomic UPDATE ... WHERE status='queued',
+so several server processes never analyse the same study twice.
+
+A bad image never stops the study: when a batch fails, its images are retried
+one by one and each failure is recorded on that image with a reason. A study
+whose images all fail is marked failed, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+from sqlalchemy import select, update
+
+from app.web.db import utcnow
+from app.web.models import Analysis, Image, ImagePrediction, Study, Verdict
+from app.web.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def _image_error(exc: Exception) -> str:
+    return f"this image could not be analysed: {exc}"
+
+
+class AnalysisWorker:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._queue: queue.Queue[int] = queue.Queue(maxsize=runtime.settings.worker_queue_size)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Tests and benchmarks may hook in here to observe progress.
+        self.on_done: Callable[[int], None] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        requeued = self.requeue_interrupted()
+        if requeued:
+            log.info("re-queued %d analyses interrupted by a restart", requeued)
+        self._thread = threading.Thread(target=self._run, name="analysis-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def enqueue(self, analysis_id: int) -> None:
+        """Hint that ``analysis_id`` is queued. Never blocks: when full, the DB poll finds it."""
+        try:
+            self._queue.put_nowait(analysis_id)
+        except queue.Full:
+            log.info("worker queue full; analysis %d waits in the database", analysis_id)
+        self._wake.set()
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def requeue_interrupted(self) -> int:
+        """Put analyses left "running" by a previous process back to "queued"."""
+        with self.runtime.session_factory() as db:
+            running = list(db.scalars(select(Analysis).where(Analysis.status == "running")))
+            for analysis in running:
+                analysis.status = "queued"
+                analysis.started_at = None
+                analysis.study.status = "queued"
+            db.commit()
+            return len(running)
+
+    # ---- loop ------------------------------------------------------------------------
+    def _next_from_db(self) -> int | None:
+        with self.runtime.session_factory() as db:
+            return db.scalar(
+                select(Analysis.id).where(Analysis.status == "queued").order_by(Analysis.id).limit(1)
+            )
+
+    def _take(self) -> int | None:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return self._next_from_db()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                analysis_id = self._take()
+            except Exception:
+                log.exception("the worker could not read the queue; retrying")
+                analysis_id = None
+            if analysis_id is None:
+                self._wake.wait(self.runtime.settings.worker_poll_s)
+                self._wake.clear()
+                continue
+            self.process(analysis_id)
+
+    def run_pending(self) -> int:
+        """Analyse every queued analysis in the calling thread (CLI demo data, tests); returns how many."""
+        count = 0
+        while (analysis_id := self._next_from_db()) is not None:
+            self.process(analysis_id)
+            count += 1
+        return count
+
+    # ---- one analysis ----------------------------------------------------------------
+    def _claim(self, analysis_id: int) -> bool:
+        inference = self.runtime.inference
+        with self.runtime.session_factory() as db:
+            result = db.execute(
+                update(Analysis)
+                .where(Analysis.id == analysis_id, Analysis.status == "queued")
+                .values(
+                    status="running",
+                    started_at=utcnow(),
+                    model_name=inference.card.name if inference else None,
+                    model_version=inference.card.version if inference else None,
+                    model_sha256=inference.card.sha256 if inference else None,
+                    provider=inference.provider if inference else None,
+                )
+            )
+            if result.rowcount != 1:
+                db.rollback()
+                return False
+            study_id = db.scalar(select(Analysis.study_id).where(Analysis.id == analysis_id))
+            db.execute(update(Study).where(Study.id == study_id).values(status="running"))
+            db.commit()
+            return True
+
+    def _finish_failed(self, analysis_id: int, reason: str, timings: dict[str, float]) -> None:
+        with self.runtime.session_factory() as db:
+            analysis = db.get(Analysis, analysis_id)
+            if analysis is None:
+                return
+            analysis.status = "failed"
+            analysis.error = reason
+            analysis.finished_at = utcnow()
+            analysis.timings = timings
+            analysis.study.status = "failed"
+            db.commit()
+
+    def process(self, analysis_id: int) -> None:
+        """Claim and run one analysis. Never raises: failures are recorded on the analysis."""
+        if self.runtime.inference is None:
+            return
+        if not self._claim(analysis_id):
+            return
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        try:
+            self._analyse(analysis_id, timings)
+        except Exception as exc:
+            log.exception("analysis %d failed", analysis_id)
+            timings["total_s"] = time.perf_counter() - started
+            self._finish_failed(analysis_id, f"the analysis failed: {exc}", timings)
+        if self.on_done is not None:
+            self.on_done(analysis_id)
+
+    def _load_images(self, analysis_id: int) -> tuple[list[int], list[Any], dict[int, str]]:
+        """(image ids, IngestedImage-s to score, load errors by image id)."""
+        from app.ingest.types import IngestedImage
+
+        with self.runtime.session_factory() as db:
+            study_id = db.scalar(select(Analysis.study_id).where(Analysis.id == analysis_id))
+            images = list(
+                db.scalars(select(Image).where(Image.study_id == study_id).order_by(Image.position))
+            )
+        ids: list[int] = []
+        loaded: list[Any] = []
+        errors: dict[int, str] = {}
+        for image in images:
+            try:
+                data = np.frombuffer(self.runtime.store.read_bytes(image.storage_key), np.uint8)
+                bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+                if bgr is None:
+                    raise ValueError("the stored image is unreadable")
+                pixels = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            except (OSError, ValueError) as exc:
+                errors[image.id] = _image_error(exc)
+                continue
+            ids.append(image.id)
+            box = tuple(image.scan_box) if image.scan_box else None
+            loaded.append(IngestedImage(image.filename, image.frame, pixels, box, image.source_sha256))  # type: ignore[arg-type]
+        return ids, loaded, errors
+
+    def _predict_isolated(self, images: list[Any]) -> list[Any | Exception]:
+        """Batch predictions; when the batch fails, image by image so one bad image fails alone."""
+        engine = self.runtime.inference
+        assert engine is not None
+        try:
+            return list(engine.predict(images))
+        except Exception:
+            log.warning("a batch failed; retrying its %d images one by one", len(images))
+        results: list[Any | Exception] = []
+        for image in images:
+            try:
+                results.append(engine.predict([image])[0])
+            except Exception as exc:
+                results.append(exc)
+        return results
+
+    def _analyse(self, analysis_id: int, timings: dict[str, float]) -> None:
+        from app.inference.aggregate import aggregate
+        from app.inference.render import encode_png, heatmap_rgba
+
+        engine = self.runtime.inference
+        assert engine is not None
+        card = engine.card
+        t0 = time.perf_counter()
+        ids, images, errors = self._load_images(analysis_id)
+        timings["load_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        results = self._predict_isolated(images) if images else []
+        timings["inference_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        good: list[tuple[int, Any, str]] = []
+        for image_id, result in zip(ids, results, strict=True):
+            if isinstance(result, Exception):
+                errors[image_id] = _image_error(result)
+                continue
+            try:
+                heatmap_key, _ = self.runtime.store.put_bytes(encode_png(heatmap_rgba(result.cam)), "png")
+            except Exception as exc:
+                errors[image_id] = _image_error(exc)
+                continue
+            good.append((image_id, result, heatmap_key))
+        timings["render_s"] = time.perf_counter() - t0
+
+        verdict = None
+        if good:
+            verdict = aggregate(
+                np.stack([p.probabilities for _, p, _ in good]),
+                card.classes,
+                card.normal_class,
+                method=card.aggregation,
+                excluded=[p.excluded for _, p, _ in good],
+            )
+        with self.runtime.session_factory() as db:
+            analysis = db.get(Analysis, analysis_id)
+            assert analysis is not None
+            used = {good[i][0] for i in verdict.support} if verdict is not None else set()
+            for image_id, prediction, heatmap_key in good:
+                db.add(
+                    ImagePrediction(
+                        analysis_id=analysis_id,
+                        image_id=image_id,
+                        label=prediction.label,
+                        probabilities={
+                            c: float(p) for c, p in zip(card.classes, prediction.probabilities, strict=True)
+                        },
+                        ood=bool(prediction.ood),
+                        ood_score=float(prediction.ood_score),
+                        quality_issue=prediction.quality_issue,
+                        heatmap_key=heatmap_key,
+                        used_in_verdict=image_id in used,
+                    )
+                )
+            for image_id, reason in errors.items():
+                db.add(ImagePrediction(analysis_id=analysis_id, image_id=image_id, error=reason))
+            analysis.finished_at = utcnow()
+            timings["total_s"] = sum(timings.values())
+            analysis.timings = dict(timings)
+            if verdict is None:
+                analysis.status = "failed"
+                first_reason = next(iter(errors.values()), "")
+                analysis.error = (
+                    f"none of the {len(errors)} image(s) could be analysed; {first_reason}"
+                    if errors
+                    else "the study has no images"
+                )
+                analysis.study.status = "failed"
+            else:
+                db.add(
+                    Verdict(
+                        analysis_id=analysis_id,
+                        label=verdict.label,
+                        probabilities=dict(verdict.probabilities),
+                        p_abnormal=verdict.p_abnormal,
+                        reason=verdict.reason,
+                        aggregation=verdict.aggregation,
+                        support=[good[i][0] for i in verdict.support],
+                        n_used=verdict.n_used,
+                        n_excluded=verdict.n_excluded + len(errors),
+                    )
+                )
+                analysis.status = "done"
+                analysis.study.status = "done"
+            db.commit()
+        log.info(
+            "analysis %d finished: %d images analysed, %d failed, %.2fs",
+            analysis_id,
+            len(good),
+            len(errors),
+            timings["total_s"],
+        )
