@@ -1,0 +1,165 @@
+"""Response bodies of the JSON API (they document the API at /docs)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+
+
+class PatientOut(BaseModel):
+    id: int
+    patient_id: str | None
+    name: str | None
+
+
+class VerdictOut(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+    p_abnormal: float | None
+    aggregation: str
+    reason: str | None
+    n_used: int
+    n_excluded: int
+    support: list[int] = Field(description="image ids, most supportive of the verdict first")
+
+
+class StudySummaryOut(BaseModel):
+    id: int
+    status: str
+    error: str | None
+    created_at: datetime
+    study_date: date | None
+    gestational_age_weeks: float | None
+    patient: PatientOut
+    n_images: int
+    verdict: VerdictOut | None
+    ai_withheld: bool
+    reviewed: bool
+    final_label: str | None
+
+
+class ImageOut(BaseModel):
+    id: int
+    position: int
+    filename: str
+    frame: int | None
+    width: int
+    height: int
+    image_url: str
+    thumbnail_url: str
+    label: str | None
+    probabilities: dict[str, float] | None
+    ood: bool | None
+    ood_score: float | None
+    quality_issue: str | None
+    used_in_verdict: bool | None
+    heatmap_url: str | None
+    error: str | None
+
+
+class DiagnosisOut(BaseModel):
+    id: int
+    kind: str
+    label: str
+    agrees_with_ai: bool | None
+    confidence: int | None
+    notes: str
+    signed_by: str
+    signed_at: datetime
+    time_to_decision_s: float | None
+    amends_id: int | None
+    amendment_reason: str | None
+
+
+class AnalysisOut(BaseModel):
+    id: int
+    status: str
+    error: str | None
+    model_name: str | None
+    model_version: str | None
+    model_sha256: str | None
+    provider: str | None
+    timings: dict[str, float]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class StudyOut(StudySummaryOut):
+    study_uid: str | None
+    analysis: AnalysisOut | None
+    images: list[ImageOut]
+    diagnoses: list[DiagnosisOut]
+
+
+class UploadedStudyOut(BaseModel):
+    study_id: int
+    status: str
+    n_images: int
+
+
+class RejectedOut(BaseModel):
+    filename: str
+    reason: str
+
+
+class UploadOut(BaseModel):
+    study_id: int = Field(description="the first study of the upload")
+    status: str
+    studies: list[UploadedStudyOut]
+    rejected: list[RejectedOut]
+
+
+class DiagnosisIn(BaseModel):
+    label: str = Field(description="one of the model's class names")
+    agrees_with_ai: bool | None = Field(None, description="default: label equals the AI verdict")
+    confidence: int | None = Field(None, ge=1, le=5, description="1 (unsure) … 5 (certain)")
+    notes: str = Field("", max_length=10_000)
+    kind: str = Field("final", description="preliminary | final | amendment")
+    reason: str | None = Field(None, description="required for an amendment")
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    username: str | None
+    action: str
+    study_id: int | None
+    detail: dict[str, Any]
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    role: str
+    active: bool
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UserCreateIn(BaseModel):
+    username: str
+    password: str
+    role: str = "radiologist"
+
+
+class UserUpdateIn(BaseModel):
+    role: str | None = None
+    active: bool | None = None
+    password: str | None = None
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description="ok, or degraded when the model or database is unavailable")
+    model: dict[str, str] | None
+    provider: str | None
+    database: str
+    worker: str
+    detail: str | None = None
