@@ -1,0 +1,181 @@
+"""The inference engine: display images → per-image probabilities, Grad-CAM and flags.
+
+Serving path only: onnxruntime + numpy + OpenCV, never torch. Preprocessing is
+``app.preprocess.to_model_input`` with the model card's spec, the code training uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from app.inference.cam import cam_to_image
+from app.inference.runtime import (
+    CPU,
+    EngineError,
+    SessionKey,
+    choose_providers,
+    default_threads,
+    get_session,
+)
+from app.inference.scores import blank_frame_issue, energy_score, softmax
+from app.ingest.types import IngestedImage
+from app.modelcard import ModelCard, ModelCardError, load_model_card
+from app.preprocess import Box, ensure_rgb_uint8, scan_box, to_model_input
+
+log = logging.getLogger(__name__)
+
+LOGITS_OUTPUT = "logits"
+CAM_OUTPUT = "cam"
+
+
+@dataclass
+class ImagePrediction:
+    """The model's reading of one image.
+
+    ``cam`` is the Grad-CAM of the predicted ``label`` at the image's own geometry, in [0, 1],
+    zero outside ``scan_box``. ``class_cams`` keeps the raw model-resolution maps of every
+    class so that a map for another class (e.g. the patient verdict) can be made with
+    ``cam_for``. ``excluded`` images do not take part in the patient verdict.
+    """
+
+    classes: tuple[str, ...]
+    probabilities: np.ndarray
+    label: str
+    label_index: int
+    logits: np.ndarray
+    cam: np.ndarray
+    class_cams: np.ndarray = field(repr=False)
+    scan_box: Box
+    image_shape: tuple[int, int]
+    ood: bool
+    ood_score: float
+    quality_issue: str | None
+
+    @property
+    def excluded(self) -> bool:
+        return self.ood or self.quality_issue is not None
+
+    @property
+    def exclusion_reason(self) -> str | None:
+        if self.quality_issue is not None:
+            return self.quality_issue
+        if self.ood:
+            return "unlike the images the model was trained on (out of distribution)"
+        return None
+
+    def probability_dict(self) -> dict[str, float]:
+        return {name: float(p) for name, p in zip(self.classes, self.probabilities, strict=True)}
+
+    def cam_for(self, class_index: int) -> np.ndarray:
+        """The [0, 1] Grad-CAM of any class at the original image geometry."""
+        return cam_to_image(self.class_cams[class_index], self.image_shape, self.scan_box)
+
+
+def resolve_ood_threshold(card: ModelCard) -> float | None:
+    ood = card.thresholds.get("ood")
+    if not isinstance(ood, dict) or ood.get("method", "energy") != "energy":
+        return None
+    try:
+        return float(ood["threshold"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+class InferenceEngine:
+    """Loads a model directory once and scores images in batches.
+
+    ``device``: "auto" (CUDA when a GPU is present, else CPU), "cpu" or "cuda".
+    ``threads``: intra-op threads (default: up to 4 cores); inter-op is 1 because the graph
+    is a chain of convolutions with nothing to run in parallel.
+    """
+
+    def __init__(
+        self, model_dir: Path | str, device: str = "auto", batch_size: int = 16, threads: int | None = None
+    ) -> None:
+        if batch_size < 1:
+            raise EngineError("batch_size must be at least 1")
+        try:
+            self.card: ModelCard = load_model_card(Path(model_dir))
+        except ModelCardError as exc:
+            raise EngineError(f"cannot load the model: {exc}") from exc
+        self.batch_size = batch_size
+        self.spec = self.card.preprocess
+        self.ood_threshold = resolve_ood_threshold(self.card)
+        key = SessionKey(
+            onnx_path=str(self.card.onnx_path.resolve()),
+            sha256=self.card.sha256,
+            providers=tuple(choose_providers(device)),
+            intra_op_threads=threads or default_threads(),
+            inter_op_threads=1,
+        )
+        self._session = get_session(key)
+        self.provider: str = self._session.get_providers()[0] if self._session.get_providers() else CPU
+        self._check_signature()
+        log.info("model %s %s on %s", self.card.name, self.card.version, self.provider)
+
+    def _check_signature(self) -> None:
+        inputs = [i.name for i in self._session.get_inputs()]
+        outputs = [o.name for o in self._session.get_outputs()]
+        if self.card.input_name not in inputs:
+            raise EngineError(f"the model has no input named {self.card.input_name!r} (it has {inputs})")
+        missing = [name for name in (LOGITS_OUTPUT, CAM_OUTPUT) if name not in outputs]
+        if missing:
+            raise EngineError(f"the model lacks the output(s) {', '.join(missing)}")
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.card.classes
+
+    def model_box(self, image: IngestedImage) -> Box:
+        """The region the model sees: the DICOM tissue region, else the detected scan area."""
+        given = image.scan_box if self.spec.crop != "none" else None
+        return scan_box(image.pixels, self.spec, given)
+
+    def preprocess(self, image: IngestedImage) -> tuple[np.ndarray, Box]:
+        box = self.model_box(image)
+        return to_model_input(image.pixels, self.spec, box), box
+
+    def run_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw model outputs (logits [N, C], cam [N, C, h, w]) for preprocessed inputs."""
+        logits, cams = self._session.run(
+            [LOGITS_OUTPUT, CAM_OUTPUT], {self.card.input_name: np.ascontiguousarray(batch, np.float32)}
+        )
+        return np.asarray(logits), np.asarray(cams)
+
+    def predict(self, images: Sequence[IngestedImage]) -> list[ImagePrediction]:
+        """Score images in batches of ``batch_size``; order is preserved."""
+        predictions: list[ImagePrediction] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            prepared = [self.preprocess(image) for image in chunk]
+            logits, cams = self.run_batch(np.stack([x for x, _ in prepared]))
+            for image, (_, box), row_logits, row_cams in zip(chunk, prepared, logits, cams, strict=True):
+                predictions.append(self._interpret(image, box, row_logits, row_cams))
+        return predictions
+
+    def _interpret(
+        self, image: IngestedImage, box: Box, logits: np.ndarray, class_cams: np.ndarray
+    ) -> ImagePrediction:
+        probabilities = softmax(logits)
+        index = int(np.argmax(probabilities))
+        energy = float(energy_score(logits))
+        shape = (image.height, image.width)
+        return ImagePrediction(
+            classes=self.classes,
+            probabilities=probabilities,
+            label=self.classes[index],
+            label_index=index,
+            logits=np.asarray(logits, np.float64),
+            cam=cam_to_image(class_cams[index], shape, box),
+            class_cams=np.asarray(class_cams, np.float32),
+            scan_box=box,
+            image_shape=shape,
+            ood=self.ood_threshold is not None and energy > self.ood_threshold,
+            ood_score=energy,
+            quality_issue=blank_frame_issue(ensure_rgb_uint8(image.pixels), box),
+        )
