@@ -1,0 +1,1 @@
+"""Evaluation of an exported model (ONNX Runtime, scikit-learn, matplotlib; never torch)."""

@@ -1,0 +1,60 @@
+"""`fetalcns evaluate`: run an exported model over labelled data; write metrics.json and report.html."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a model directory on labelled data",
+        description="Data layout: DIR/<class>/<patient>/<image> (as `fetalcns synth` writes it); "
+        "lesion masks from DIR/manifest.csv give the localisation metrics.",
+    )
+    parser.add_argument("--model", type=Path, required=True, help="model directory, e.g. models/NAME")
+    parser.add_argument("--data", type=Path, required=True, help="labelled data directory")
+    parser.add_argument("--out", type=Path, required=True, help="report directory, e.g. reports/NAME/")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (patients)")
+    parser.add_argument("--tolerance", type=int, default=5, help="pointing-game mask dilation, pixels")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--update-card", action="store_true", help="copy the metrics into the model card's 'metrics'"
+    )
+    parser.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from app.evaluation.report import write_report
+    from app.evaluation.runner import card_metrics, evaluate_model
+    from app.inference.runtime import EngineError
+    from app.modelcard import load_model_card, write_model_card
+    from app.training.data import DatasetError
+
+    try:
+        evaluation = evaluate_model(
+            args.model,
+            args.data,
+            n_bootstrap=args.bootstrap,
+            tolerance_px=args.tolerance,
+            threads=args.threads,
+        )
+    except (DatasetError, EngineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = write_report(evaluation, args.out)
+    summary = evaluation.metrics["summary"]
+    print(f"report: {report}")
+    for key, value in summary.items():
+        print(f"  {key}: {'–' if value is None else f'{value:.3f}'}")
+    if args.update_card:
+        card = load_model_card(args.model)
+        write_model_card(args.model, {**card.raw, "metrics": card_metrics(evaluation.metrics)})
+        print(f"metrics copied into {args.model / 'model.json'}")
+    return 0

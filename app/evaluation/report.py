@@ -1,0 +1,227 @@
+"""metrics.json → report.html with PNG figures (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot is imported: headless servers have no display
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import roc_curve
+
+from app.evaluation.runner import Evaluation
+from app.inference.render import overlay
+from app.labels import HUMAN_NAMES
+
+
+def _human(name: str) -> str:
+    return HUMAN_NAMES.get(name, name)
+
+
+def plot_confusion(ax: Any, matrix: Sequence[Sequence[int]], classes: Sequence[str], title: str) -> None:
+    values = np.asarray(matrix)
+    ax.imshow(values, cmap="Blues")
+    ticks = range(len(classes))
+    ax.set_xticks(ticks, [_human(c) for c in classes], rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(ticks, [_human(c) for c in classes], fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    peak = values.max() if values.size else 0
+    for (row, col), count in np.ndenumerate(values):
+        colour = "white" if count > peak / 2 else "black"
+        ax.text(col, row, str(count), ha="center", va="center", color=colour, fontsize=8)
+
+
+def figure_confusion(metrics: dict[str, Any], path: Path) -> None:
+    classes = metrics["classes"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+    plot_confusion(axes[0], metrics["image"]["confusion_matrix"], classes, "images")
+    patient_mean, patient_vote = metrics["patient_mean"], metrics["patient_vote"]
+    plot_confusion(axes[1], patient_mean["confusion_matrix"], classes, "patients (mean probability)")
+    plot_confusion(axes[2], patient_vote["confusion_matrix"], classes, "patients (majority vote)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def figure_roc(evaluation: Evaluation, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for index, name in enumerate(evaluation.classes):
+        positives = evaluation.image_true == index
+        if positives.all() or not positives.any():
+            continue
+        fpr, tpr, _ = roc_curve(positives, evaluation.image_probabilities[:, index])
+        ax.plot(fpr, tpr, label=_human(name))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    ax.set_xlabel("1 − specificity")
+    ax.set_ylabel("sensitivity")
+    ax.set_title("One-vs-rest ROC, image level")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def figure_reliability(metrics: dict[str, Any], path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for ax, key, title in ((axes[0], "image", "images"), (axes[1], "patient_mean", "patients (mean)")):
+        bins = metrics[key]["reliability"]
+        centres = [(b["lower"] + b["upper"]) / 2 for b in bins]
+        accuracies = [b["accuracy"] if b["count"] else 0.0 for b in bins]
+        ax.bar(centres, accuracies, width=1.0 / len(bins), edgecolor="black", alpha=0.7, label="accuracy")
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+        ax.set_xlabel("confidence (top-class probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"Reliability, {title}: ECE {metrics[key]['ece']:.3f}")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def figure_examples(evaluation: Evaluation, path: Path) -> bool:
+    if not evaluation.examples:
+        return False
+    fig, axes = plt.subplots(1, len(evaluation.examples), figsize=(4 * len(evaluation.examples), 4))
+    for ax, (name, image, cam) in zip(np.atleast_1d(axes), evaluation.examples, strict=True):
+        ax.imshow(overlay(image, cam))
+        ax.set_title(f"{_human(name)}: Grad-CAM of the true class", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return html.escape(str(value))
+
+
+def _ci(metrics: dict[str, Any], key: str) -> str:
+    interval = metrics["confidence_intervals"].get(key)
+    return f"{interval[0]:.3f}–{interval[1]:.3f}" if interval else "–"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+SUMMARY_ROWS = (
+    ("Patient accuracy (mean probability)", "patient_accuracy_mean"),
+    ("Patient accuracy (majority vote)", "patient_accuracy_vote"),
+    ("Image accuracy", "image_accuracy"),
+    ("Image macro AUROC, 5 classes", "image_macro_auroc_all_classes"),
+    ("Image macro AUROC, 4 anomaly classes", "image_macro_auroc_anomaly_classes"),
+    ("Image micro AUROC, 5 classes", "image_micro_auroc_all_classes"),
+    ("Image micro AUROC, 4 anomaly classes", "image_micro_auroc_anomaly_classes"),
+    ("Patient macro AUROC, 5 classes", "patient_macro_auroc_all_classes"),
+    ("Patient macro AUROC, 4 anomaly classes", "patient_macro_auroc_anomaly_classes"),
+    ("Pointing game (true-class CAM)", "pointing_game_true_class"),
+    ("Pointing game (predicted-class CAM)", "pointing_game_predicted_class"),
+    ("CAM IoU at 0.5 × max (true class)", "cam_iou_true_class"),
+    ("ECE, images", "image_ece"),
+    ("ECE, patients", "patient_ece"),
+    ("Images flagged out of distribution", "ood_flagged_fraction"),
+)
+
+
+def render_html(metrics: dict[str, Any], figures: dict[str, str]) -> str:
+    summary = metrics["summary"]
+    data = metrics["data"]
+    model = metrics["model"]
+    rows = [(label, summary[key], _ci(metrics, key)) for label, key in SUMMARY_ROWS]
+    per_class = [
+        (_human(name), m["support"], m["sensitivity"], m["specificity"], m["ppv"], m["npv"], m["f1"])
+        for name, m in metrics["patient_mean"]["per_class"].items()
+    ]
+    per_class_images = [
+        (_human(name), m["support"], m["sensitivity"], m["specificity"], m["ppv"], m["npv"], m["f1"])
+        for name, m in metrics["image"]["per_class"].items()
+    ]
+    ga = [
+        (group, g["patients"], g["images"], g.get("patient_accuracy"), g.get("image_accuracy"))
+        for group, g in metrics["gestational_age"].items()
+    ]
+    loc = metrics["localisation"]
+    loc_rows = [
+        (_human(name), c["images"], c["pointing_game_true_class"], c["iou_true_class"])
+        for name, c in loc.get("per_class", {}).items()
+    ]
+    banner = (
+        "<p class='warn'>Evaluated on synthetic phantom images: these numbers say nothing about "
+        "performance on patients.</p>"
+        if data.get("synthetic")
+        else ""
+    )
+    images = "".join(
+        f"<figure><img src='{html.escape(file)}' alt='{html.escape(title)}'><figcaption>"
+        f"{html.escape(title)}</figcaption></figure>"
+        for title, file in figures.items()
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Evaluation of {html.escape(model["name"])}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+td, th {{ border: 1px solid #ccc; padding: 0.3rem 0.6rem; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+.warn {{ background: #fff3cd; border: 1px solid #e0c36c; padding: 0.6rem; }}
+img {{ max-width: 100%; }}
+</style></head><body>
+<h1>Evaluation of {html.escape(model["name"])} {html.escape(model["version"])}</h1>
+{banner}
+<p>Model sha256 <code>{html.escape(model["sha256"])}</code>. Data: {data["patients"]} patients,
+{data["images"]} images. 95% confidence intervals from {metrics["bootstrap"]["resamples"]} bootstrap
+resamples of patients.</p>
+<h2>Summary</h2>
+{_table(["metric", "value", "95% CI"], rows)}
+<h2>Per class, patient level (mean probability)</h2>
+{_table(["class", "patients", "sensitivity", "specificity", "PPV", "NPV", "F1"], per_class)}
+<h2>Per class, image level</h2>
+{_table(["class", "images", "sensitivity", "specificity", "PPV", "NPV", "F1"], per_class_images)}
+<h2>Gestational-age subgroups</h2>
+{_table(["subgroup", "patients", "images", "patient accuracy", "image accuracy"], ga)}
+<h2>Localisation</h2>
+<p>{loc["images"]} anomaly images with a lesion mask. Pointing game: the peak of the Grad-CAM, mapped
+back to the original image through the scan box, lies inside the lesion mask dilated by
+{loc["tolerance_px"]} pixels. IoU: CAM thresholded at half its maximum vs the lesion mask.</p>
+{_table(["class", "images", "pointing game (true class)", "IoU (true class)"], loc_rows)}
+<h2>Figures</h2>
+{images}
+</body></html>
+"""
+
+
+def write_report(evaluation: Evaluation, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = evaluation.metrics
+    figures = {
+        "Confusion matrices": "confusion.png",
+        "ROC curves": "roc.png",
+        "Reliability": "reliability.png",
+    }
+    figure_confusion(metrics, out_dir / figures["Confusion matrices"])
+    figure_roc(evaluation, out_dir / figures["ROC curves"])
+    figure_reliability(metrics, out_dir / figures["Reliability"])
+    if figure_examples(evaluation, out_dir / "cam_examples.png"):
+        figures["Grad-CAM examples (one image per anomaly class)"] = "cam_examples.png"
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    report = out_dir / "report.html"
+    report.write_text(render_html(metrics, figures), encoding="utf-8")
+    return report

@@ -1,0 +1,298 @@
+"""Run an exported model over a labelled data set and compute every reported metric.
+
+The model runs through the serving engine (app.inference.InferenceEngine), so evaluation measures
+exactly what a radiologist would get: same ONNX file, same preprocessing, same CAM mapping.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from app.evaluation.localisation import cam_iou, pointing_hit
+from app.evaluation.metrics import (
+    GA_SUBGROUPS,
+    accuracy,
+    bootstrap_ci,
+    expected_calibration_error,
+    gestational_age_group,
+    ovr_auroc,
+    per_class_metrics,
+    reliability_bins,
+)
+from app.inference.aggregate import aggregate
+from app.inference.engine import InferenceEngine
+from app.ingest.types import IngestedImage
+
+# The data-set reader is torch-free; sharing it keeps training and evaluation reading one layout.
+from app.training.data import Sample, describe_dataset, discover_samples, read_rgb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImageRecord:
+    sample: Sample
+    probabilities: np.ndarray
+    ood: bool
+    pointing_true: bool | None = None
+    pointing_predicted: bool | None = None
+    iou_true: float | None = None
+    iou_predicted: float | None = None
+
+
+@dataclass
+class Evaluation:
+    metrics: dict[str, Any]
+    classes: tuple[str, ...]
+    image_true: np.ndarray
+    image_probabilities: np.ndarray
+    patient_true: np.ndarray
+    patient_mean_probabilities: np.ndarray
+    patient_vote: np.ndarray
+    examples: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if mask is None or mask.shape != shape:
+        return None
+    return mask > 127
+
+
+def score_images(
+    engine: InferenceEngine,
+    samples: Sequence[Sample],
+    tolerance_px: int,
+    chunk: int = 32,
+    n_examples: int = 1,
+) -> tuple[list[ImageRecord], list[tuple[str, np.ndarray, np.ndarray]]]:
+    """Predictions plus, for anomaly images with a lesion mask, pointing game and CAM IoU."""
+    records: list[ImageRecord] = []
+    examples: list[tuple[str, np.ndarray, np.ndarray]] = []
+    shown: dict[int, int] = {}
+    normal = engine.card.normal_index
+    for start in range(0, len(samples), chunk):
+        batch = samples[start : start + chunk]
+        images = [
+            IngestedImage(source=s.path.name, frame=None, pixels=read_rgb(s.path), scan_box=None, sha256="")
+            for s in batch
+        ]
+        for sample, image, prediction in zip(batch, images, engine.predict(images), strict=True):
+            record = ImageRecord(sample, prediction.probabilities, prediction.ood)
+            mask = read_mask(sample.mask, image.pixels.shape[:2]) if sample.mask else None
+            if sample.label != normal and mask is not None and mask.any():
+                true_cam = prediction.cam_for(sample.label)
+                record.pointing_true = pointing_hit(true_cam, mask, tolerance_px)
+                record.pointing_predicted = pointing_hit(prediction.cam, mask, tolerance_px)
+                record.iou_true = cam_iou(true_cam, mask)
+                record.iou_predicted = cam_iou(prediction.cam, mask)
+                if shown.get(sample.label, 0) < n_examples:
+                    shown[sample.label] = shown.get(sample.label, 0) + 1
+                    examples.append((engine.classes[sample.label], image.pixels, true_cam))
+            records.append(record)
+        log.info("scored %d/%d images", min(start + chunk, len(samples)), len(samples))
+    return records, examples
+
+
+def _rate(values: Sequence[bool | float | None]) -> float | None:
+    kept = [float(v) for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def _named_auroc(result: dict[str, Any], classes: Sequence[str]) -> dict[str, Any]:
+    return {
+        "macro": result["macro"],
+        "micro": result["micro"],
+        "per_class": {classes[c]: v for c, v in result["per_class"].items()},
+    }
+
+
+def _classification_block(
+    y_true: np.ndarray, probabilities: np.ndarray, y_pred: np.ndarray, classes: Sequence[str], normal: int
+) -> dict[str, Any]:
+    from sklearn.metrics import confusion_matrix
+
+    anomaly = [i for i in range(len(classes)) if i != normal]
+    return {
+        "accuracy": accuracy(y_true, y_pred),
+        "per_class": per_class_metrics(y_true, y_pred, classes),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=list(range(len(classes)))).tolist(),
+        "auroc_all_classes": _named_auroc(ovr_auroc(y_true, probabilities, range(len(classes))), classes),
+        "auroc_anomaly_classes": _named_auroc(ovr_auroc(y_true, probabilities, anomaly), classes),
+        "ece": expected_calibration_error(y_true, probabilities),
+        "reliability": reliability_bins(y_true, probabilities),
+    }
+
+
+def evaluate_model(
+    model_dir: Path,
+    data_dir: Path,
+    n_bootstrap: int = 1000,
+    tolerance_px: int = 5,
+    batch_size: int = 16,
+    threads: int | None = None,
+    seed: int = 0,
+) -> Evaluation:
+    engine = InferenceEngine(model_dir, device="auto", batch_size=batch_size, threads=threads)
+    classes = engine.classes
+    normal = engine.card.normal_index
+    samples = discover_samples(data_dir, classes)
+    records, examples = score_images(engine, samples, tolerance_px)
+
+    y_true = np.array([r.sample.label for r in records])
+    probs = np.stack([r.probabilities for r in records])
+    image_groups = [r.sample.patient for r in records]
+
+    patients = sorted({r.sample.patient for r in records})
+    rows_of = {p: [i for i, r in enumerate(records) if r.sample.patient == p] for p in patients}
+    patient_true = np.array([y_true[rows_of[p][0]] for p in patients])
+    normal_class = engine.card.normal_class
+    mean_verdicts = [aggregate(probs[rows_of[p]], classes, normal_class, "mean") for p in patients]
+    vote_verdicts = [aggregate(probs[rows_of[p]], classes, normal_class, "vote") for p in patients]
+    patient_probs = np.array([[v.probabilities[c] for c in classes] for v in mean_verdicts])
+    patient_mean_pred = np.array([classes.index(v.label) for v in mean_verdicts])
+    patient_vote_pred = np.array([classes.index(v.label) for v in vote_verdicts])
+
+    image_block = _classification_block(y_true, probs, probs.argmax(axis=1), classes, normal)
+    patient_block = _classification_block(patient_true, patient_probs, patient_mean_pred, classes, normal)
+    vote_block = {
+        "accuracy": accuracy(patient_true, patient_vote_pred),
+        "per_class": per_class_metrics(patient_true, patient_vote_pred, classes),
+        "confusion_matrix": _confusion(patient_true, patient_vote_pred, len(classes)),
+    }
+
+    localisation = {
+        "images": sum(r.pointing_true is not None for r in records),
+        "tolerance_px": tolerance_px,
+        "pointing_game_true_class": _rate([r.pointing_true for r in records]),
+        "pointing_game_predicted_class": _rate([r.pointing_predicted for r in records]),
+        "iou_true_class": _rate([r.iou_true for r in records]),
+        "iou_predicted_class": _rate([r.iou_predicted for r in records]),
+        "cam_threshold": "0.5 x max",
+        "per_class": {
+            classes[c]: {
+                "images": sum(r.pointing_true is not None for r in records if r.sample.label == c),
+                "pointing_game_true_class": _rate([r.pointing_true for r in records if r.sample.label == c]),
+                "iou_true_class": _rate([r.iou_true for r in records if r.sample.label == c]),
+            }
+            for c in range(len(classes))
+            if c != normal
+        },
+        "note": "anomaly images with a lesion mask; CAM mapped to the original image through the scan box",
+    }
+
+    subgroups: dict[str, Any] = {}
+    patient_ga = {p: records[rows_of[p][0]].sample.gestational_age_weeks for p in patients}
+    for group in GA_SUBGROUPS:
+        members = [i for i, p in enumerate(patients) if gestational_age_group(patient_ga[p]) == group]
+        image_rows = [row for i in members for row in rows_of[patients[i]]]
+        subgroups[group] = {"patients": len(members), "images": len(image_rows)}
+        if members:
+            subgroups[group]["patient_accuracy"] = accuracy(patient_true[members], patient_mean_pred[members])
+            subgroups[group]["image_accuracy"] = accuracy(y_true[image_rows], probs[image_rows].argmax(1))
+
+    anomaly = [i for i in range(len(classes)) if i != normal]
+    pointing = np.array([np.nan if r.pointing_true is None else float(r.pointing_true) for r in records])
+
+    def _pointing(rows: np.ndarray) -> float | None:
+        chosen = pointing[rows]
+        chosen = chosen[~np.isnan(chosen)]
+        return float(chosen.mean()) if chosen.size else None
+
+    cis = {
+        "patient_accuracy_mean": bootstrap_ci(
+            patients, lambda rows: accuracy(patient_true[rows], patient_mean_pred[rows]), n_bootstrap, seed
+        ),
+        "patient_accuracy_vote": bootstrap_ci(
+            patients, lambda rows: accuracy(patient_true[rows], patient_vote_pred[rows]), n_bootstrap, seed
+        ),
+        "image_accuracy": bootstrap_ci(
+            image_groups, lambda rows: accuracy(y_true[rows], probs[rows].argmax(1)), n_bootstrap, seed
+        ),
+        "image_macro_auroc_all_classes": bootstrap_ci(
+            image_groups, lambda rows: ovr_auroc(y_true[rows], probs[rows], range(len(classes)))["macro"],
+            n_bootstrap, seed,
+        ),
+        "image_macro_auroc_anomaly_classes": bootstrap_ci(
+            image_groups, lambda rows: ovr_auroc(y_true[rows], probs[rows], anomaly)["macro"],
+            n_bootstrap, seed,
+        ),
+        "patient_macro_auroc_all_classes": bootstrap_ci(
+            patients,
+            lambda rows: ovr_auroc(patient_true[rows], patient_probs[rows], range(len(classes)))["macro"],
+            n_bootstrap, seed,
+        ),
+        "pointing_game_true_class": bootstrap_ci(image_groups, _pointing, n_bootstrap, seed),
+    }  # fmt: skip
+
+    provenance = describe_dataset(data_dir, samples)
+    summary = {
+        "patient_accuracy_mean": patient_block["accuracy"],
+        "patient_accuracy_vote": vote_block["accuracy"],
+        "image_accuracy": image_block["accuracy"],
+        "image_macro_auroc_all_classes": image_block["auroc_all_classes"]["macro"],
+        "image_macro_auroc_anomaly_classes": image_block["auroc_anomaly_classes"]["macro"],
+        "image_micro_auroc_all_classes": image_block["auroc_all_classes"]["micro"],
+        "image_micro_auroc_anomaly_classes": image_block["auroc_anomaly_classes"]["micro"],
+        "patient_macro_auroc_all_classes": patient_block["auroc_all_classes"]["macro"],
+        "patient_macro_auroc_anomaly_classes": patient_block["auroc_anomaly_classes"]["macro"],
+        "pointing_game_true_class": localisation["pointing_game_true_class"],
+        "pointing_game_predicted_class": localisation["pointing_game_predicted_class"],
+        "cam_iou_true_class": localisation["iou_true_class"],
+        "image_ece": image_block["ece"],
+        "patient_ece": patient_block["ece"],
+        "ood_flagged_fraction": float(np.mean([r.ood for r in records])),
+    }
+    metrics = {
+        "model": {"name": engine.card.name, "version": engine.card.version, "sha256": engine.card.sha256},
+        "data": {k: v for k, v in provenance.items() if k != "data"} | {"dir": str(data_dir)},
+        "classes": list(classes),
+        "summary": summary,
+        "confidence_intervals": {k: list(v) if v else None for k, v in cis.items()},
+        "bootstrap": {"resamples": n_bootstrap, "unit": "patient", "level": 0.95, "seed": seed},
+        "image": image_block,
+        "patient_mean": patient_block,
+        "patient_vote": vote_block,
+        "gestational_age": subgroups,
+        "localisation": localisation,
+        "ood": {
+            "flagged_images": int(sum(r.ood for r in records)),
+            "images": len(records),
+            "threshold": engine.ood_threshold,
+        },
+    }
+    return Evaluation(
+        metrics=metrics,
+        classes=classes,
+        image_true=y_true,
+        image_probabilities=probs,
+        patient_true=patient_true,
+        patient_mean_probabilities=patient_probs,
+        patient_vote=patient_vote_pred,
+        examples=examples,
+    )
+
+
+def _confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> list[list[int]]:
+    from sklearn.metrics import confusion_matrix
+
+    return confusion_matrix(y_true, y_pred, labels=list(range(n_classes))).tolist()
+
+
+def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The compact part of metrics.json that the model card carries."""
+    return {
+        "evaluated_on": metrics["data"],
+        "summary": metrics["summary"],
+        "confidence_intervals": metrics["confidence_intervals"],
+        "per_class_patient": metrics["patient_mean"]["per_class"],
+        "gestational_age": metrics["gestational_age"],
+        "localisation": metrics["localisation"],
+    }

@@ -1,0 +1,49 @@
+"""Helpers for the export tests: an independent autograd Grad-CAM and smooth random test images."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from app.training.model import ResNet
+
+
+def autograd_gradcam(model: ResNet, images: torch.Tensor) -> np.ndarray:
+    """Textbook Grad-CAM (Selvaraju et al.) with hooks on layer4: [N, C, h, w], unnormalised.
+
+    Independent of CamHead: channel weights are spatial means of d logit_c / d A, from autograd.
+    """
+    captured: dict[str, torch.Tensor] = {}
+
+    def keep(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        output.retain_grad()
+        captured["A"] = output
+
+    handle = model.layer4.register_forward_hook(keep)
+    try:
+        model.eval()
+        logits = model(images.clone().requires_grad_(True))
+        maps = []
+        for c in range(logits.shape[1]):
+            model.zero_grad()
+            if captured["A"].grad is not None:
+                captured["A"].grad = None
+            logits[:, c].sum().backward(retain_graph=True)
+            activations, grads = captured["A"], captured["A"].grad
+            alpha = grads.mean(dim=(2, 3), keepdim=True)
+            maps.append(torch.relu((alpha * activations).sum(dim=1)).detach())
+    finally:
+        handle.remove()
+    return torch.stack(maps, dim=1).numpy()
+
+
+def smooth_images(count: int, seed: int, size: int = 224) -> np.ndarray:
+    """Random low-frequency float32 inputs [N, 3, size, size], roughly standardised like real ones."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(count, 3, 12, 12, generator=generator)
+    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear").numpy()
+
+
+def normalise_by_max(maps: np.ndarray) -> np.ndarray:
+    peak = maps.max(axis=(-2, -1), keepdims=True)
+    return maps / np.where(peak > 0, peak, 1.0)

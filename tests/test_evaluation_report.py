@@ -1,0 +1,71 @@
+"""`fetalcns evaluate` end to end on the tiny untrained model and a tiny synthetic set."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from training_support import tiny_synth_dir
+
+from app.cli import main
+from app.modelcard import load_model_card
+
+__all__ = ["tiny_synth_dir"]
+
+
+@pytest.fixture(scope="module")
+def evaluated(
+    tiny_model_dir: Path, tiny_synth_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """(model directory, report directory) after `fetalcns evaluate --update-card`."""
+    model = tmp_path_factory.mktemp("model") / "tiny"
+    shutil.copytree(tiny_model_dir, model)
+    out = tmp_path_factory.mktemp("report")
+    command = ["evaluate", "--model", str(model), "--data", str(tiny_synth_dir), "--out", str(out)]
+    assert main([*command, "--bootstrap", "20", "--update-card"]) == 0
+    return model, out
+
+
+def test_metrics_json_has_every_reported_section(evaluated: tuple[Path, Path]) -> None:
+    metrics = json.loads((evaluated[1] / "metrics.json").read_text())
+    assert metrics["data"]["patients"] == 10 and metrics["data"]["images"] == 20
+    assert metrics["data"]["synthetic"] is True
+    for block in ("image", "patient_mean"):
+        assert len(metrics[block]["confusion_matrix"]) == 5
+        per_class = metrics[block]["per_class"]["normal"]
+        assert set(per_class) >= {"sensitivity", "specificity", "ppv", "npv", "f1"}
+        assert {"macro", "micro"} <= set(metrics[block]["auroc_anomaly_classes"])
+        assert 0.0 <= metrics[block]["ece"] <= 1.0
+    assert sum(map(sum, metrics["patient_vote"]["confusion_matrix"])) == 10
+    assert set(metrics["gestational_age"]) == {"<20 weeks", "20-28 weeks", ">28 weeks"}
+    assert sum(g["patients"] for g in metrics["gestational_age"].values()) == 10
+    # 8 anomaly patients × 2 images; the generator draws a lesion mask on every anomaly image.
+    assert metrics["localisation"]["images"] == 16
+    assert 0.0 <= metrics["localisation"]["pointing_game_true_class"] <= 1.0
+    low, high = metrics["confidence_intervals"]["patient_accuracy_mean"]
+    assert low <= metrics["summary"]["patient_accuracy_mean"] <= high
+
+
+def test_report_html_links_its_figures(evaluated: tuple[Path, Path]) -> None:
+    report = evaluated[1]
+    html = (report / "report.html").read_text()
+    assert "synthetic phantom" in html
+    for figure in ("confusion.png", "roc.png", "reliability.png", "cam_examples.png"):
+        assert f"src='{figure}'" in html
+        assert (report / figure).read_bytes().startswith(b"\x89PNG")
+    assert "SYN0007" not in html  # patient identifiers stay out of reports
+
+
+def test_update_card_copies_metrics_and_keeps_the_card_valid(evaluated: tuple[Path, Path]) -> None:
+    model, report = evaluated
+    card = load_model_card(model)  # verifies the sha256 still matches
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert card.raw["metrics"]["summary"] == metrics["summary"]
+
+
+def test_missing_model_gives_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert "cannot load the model" in capsys.readouterr().err

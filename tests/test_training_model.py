@@ -1,0 +1,66 @@
+"""The network's geometry: layer4 cells must sit where serving draws them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from app.training.model import build_resnet, scaled_channels
+
+
+def receptive_field_centre(centered_grid: bool, cell: int) -> tuple[float, float]:
+    """Centroid of |d A[cell, cell] / d input| for a network of uniform positive weights.
+
+    Uniform kernels make every layer symmetric about its centre, so the centroid is where the
+    cell looks; random inputs (averaged over a batch) break max-pool ties without bias.
+    """
+    torch.manual_seed(0)
+    model = build_resnet("resnet34", width=0.125, centered_grid=centered_grid).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.fill_(1.0 / module.weight[0].numel())
+            elif isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+    image = torch.rand(8, 3, 224, 224, requires_grad=True)
+    model.features(image)[:, :, cell, cell].sum().backward()
+    assert image.grad is not None
+    weight = image.grad.abs().sum(dim=(0, 1))
+    position = torch.arange(224.0)
+    row = float((weight.sum(dim=1) * position).sum() / weight.sum())
+    col = float((weight.sum(dim=0) * position).sum() / weight.sum())
+    return row, col
+
+
+def test_centred_grid_puts_the_middle_cell_at_the_pixel_centre_serving_assumes() -> None:
+    # Serving upsamples the 7×7 CAM pixel-centre aligned: cell n covers input pixels
+    # [32n, 32n + 32), centre 32n + 15.5. Only the middle cell (3) is measured: the receptive
+    # field is wider than the image, and the borders truncate it symmetrically only there.
+    row, col = receptive_field_centre(centered_grid=True, cell=3)
+    assert abs(row - 111.5) <= 1.5
+    assert abs(col - 111.5) <= 1.5
+
+
+def test_the_usual_padding_would_shift_heatmaps_up_and_left() -> None:
+    row, col = receptive_field_centre(centered_grid=False, cell=3)
+    assert row < 32 * 3 + 15.5 - 8 and col < 32 * 3 + 15.5 - 8
+
+
+def test_both_grids_give_a_7x7_map_at_224_and_resnet34_block_counts() -> None:
+    for centered in (True, False):
+        model = build_resnet("resnet34", width=0.25, centered_grid=centered)
+        assert model.features(torch.zeros(1, 3, 224, 224)).shape == (1, 128, 7, 7)
+        assert [len(stage) for stage in (model.layer1, model.layer2, model.layer3, model.layer4)] == [
+            3,
+            4,
+            6,
+            3,
+        ]
+
+
+def test_width_multiplier_scales_channels() -> None:
+    assert scaled_channels(1.0) == (64, 128, 256, 512)
+    assert scaled_channels(0.25) == (16, 32, 64, 128)
+    with pytest.raises(ValueError, match="positive"):
+        scaled_channels(0.0)
