@@ -1,0 +1,128 @@
+"""Administration: user accounts and the audit log."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, Request
+from sqlalchemy.orm import Session
+from starlette.responses import RedirectResponse, Response
+
+from app.web.audit import list_audit
+from app.web.auth import require_admin_page
+from app.web.csrf import verify_csrf
+from app.web.deps import get_db
+from app.web.errors import ServiceError
+from app.web.models import User
+from app.web.pages.rendering import render
+from app.web.pages.views import format_datetime
+from app.web.security import MIN_PASSWORD_LENGTH
+from app.web.users import create_user, list_users, update_user
+
+router = APIRouter(prefix="/admin")
+
+NOTICES = {
+    "created": "User created.",
+    "deactivated": "User deactivated. Their sessions have ended.",
+    "activated": "User reactivated.",
+}
+
+
+def _users_page(
+    request: Request,
+    admin: User,
+    db: Session,
+    *,
+    error: str | None = None,
+    notice: str | None = None,
+    status_code: int = 200,
+) -> Response:
+    users = [
+        {
+            "id": u.id,
+            "username": u.username,
+            "role": u.role,
+            "active": u.active,
+            "created_at": format_datetime(u.created_at),
+            "last_login_at": format_datetime(u.last_login_at),
+        }
+        for u in list_users(db)
+    ]
+    return render(
+        request,
+        "admin/users.html",
+        admin,
+        status_code=status_code,
+        active="users",
+        users=users,
+        error=error,
+        notice=notice,
+        min_password_length=MIN_PASSWORD_LENGTH,
+    )
+
+
+def _sentence(message: str) -> str:
+    return message[:1].upper() + message[1:] + ("" if message.endswith(".") else ".")
+
+
+@router.get("/users", include_in_schema=False)
+def users_page(
+    request: Request,
+    done: str | None = None,
+    admin: User = Depends(require_admin_page),
+    db: Session = Depends(get_db),
+) -> Response:
+    return _users_page(request, admin, db, notice=NOTICES.get(done or ""))
+
+
+@router.post("/users", include_in_schema=False, dependencies=[Depends(verify_csrf)])
+def users_create(
+    request: Request,
+    username: str = Form(""),
+    password: str = Form(""),
+    role: str = Form("radiologist"),
+    admin: User = Depends(require_admin_page),
+    db: Session = Depends(get_db),
+) -> Response:
+    try:
+        create_user(db, username, password, role=role, actor=admin)
+    except ServiceError as exc:
+        db.rollback()
+        return _users_page(request, admin, db, error=_sentence(exc.message), status_code=exc.status_code)
+    return RedirectResponse("/admin/users?done=created", status_code=303)
+
+
+def _set_active(request: Request, user_id: int, active: bool, admin: User, db: Session) -> Response:
+    try:
+        update_user(db, user_id, admin, active=active)
+    except ServiceError as exc:
+        db.rollback()
+        return _users_page(request, admin, db, error=_sentence(exc.message), status_code=exc.status_code)
+    return RedirectResponse(f"/admin/users?done={'activated' if active else 'deactivated'}", status_code=303)
+
+
+@router.post("/users/{user_id}/deactivate", include_in_schema=False, dependencies=[Depends(verify_csrf)])
+def users_deactivate(
+    request: Request, user_id: int, admin: User = Depends(require_admin_page), db: Session = Depends(get_db)
+) -> Response:
+    return _set_active(request, user_id, False, admin, db)
+
+
+@router.post("/users/{user_id}/activate", include_in_schema=False, dependencies=[Depends(verify_csrf)])
+def users_activate(
+    request: Request, user_id: int, admin: User = Depends(require_admin_page), db: Session = Depends(get_db)
+) -> Response:
+    return _set_active(request, user_id, True, admin, db)
+
+
+@router.get("/audit", include_in_schema=False)
+def audit_page(
+    request: Request,
+    case: str = "",
+    admin: User = Depends(require_admin_page),
+    db: Session = Depends(get_db),
+) -> Response:
+    case_id = int(case) if case.strip().isdigit() else None
+    events = [
+        {**e.__dict__, "at": format_datetime(e.at, seconds=True)}
+        for e in reversed(list_audit(db, study_id=case_id, limit=2000))
+    ]
+    return render(request, "admin/audit.html", admin, active="audit", events=events, case_id=case_id)

@@ -1,0 +1,186 @@
+"""The case page: viewer, AI findings, diagnosis form and history; and its status poll."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Request
+from sqlalchemy.orm import Session
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from app.web.auth import require_user_page
+from app.web.csrf import verify_csrf
+from app.web.deps import get_db, get_runtime
+from app.web.diagnoses import record_diagnosis
+from app.web.errors import NotFound, ServiceError
+from app.web.models import User
+from app.web.pages.rendering import render
+from app.web.pages.views import (
+    CONFIDENCE_LEVELS,
+    case_page,
+    case_status_item,
+    diagnosis_item,
+    model_summary,
+    next_diagnosis_form,
+)
+from app.web.runtime import Runtime
+from app.web.studies import get_study
+from app.web.templating import human_label
+
+router = APIRouter()
+
+
+def normal_class(runtime: Runtime) -> str:
+    card = runtime.model_card
+    return card.normal_class if card is not None else "normal"
+
+
+def case_status_url(case_id: int | str) -> str:
+    return f"/cases/{case_id}/status"
+
+
+def _case_response(
+    request: Request,
+    user: User,
+    db: Session,
+    runtime: Runtime,
+    case_id: int,
+    *,
+    form_error: str | None = None,
+    form_notice: str | None = None,
+    form_values: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    mode = runtime.settings.assistance_mode
+    try:
+        detail = get_study(db, case_id, user, mode)
+    except NotFound:
+        return render(
+            request,
+            "error.html",
+            user,
+            status_code=404,
+            title="Case not found",
+            message=f"There is no case #{case_id}. It may have been entered wrongly.",
+        )
+    card = runtime.model_card
+    classes = runtime.class_names
+    form = next_diagnosis_form(detail, human_label)
+    return render(
+        request,
+        "case.html",
+        user,
+        status_code=status_code,
+        case=case_page(detail, classes, normal_class(runtime), human_label, case_status_url(case_id)),
+        ai_visible=not detail.summary.ai_withheld,
+        model=model_summary(card, detail.analysis.model_sha256 if detail.analysis else None),
+        diagnoses=[diagnosis_item(d, human_label) for d in reversed(detail.diagnoses)],
+        confidence_levels=CONFIDENCE_LEVELS,
+        form={
+            **form.__dict__,
+            "action": f"/cases/{case_id}/diagnosis",
+            "analysis_id": detail.analysis.id if detail.analysis else None,
+            "error": form_error,
+            "notice": form_notice,
+            "values": form_values or {},
+        },
+    )
+
+
+@router.get("/cases/{case_id}", include_in_schema=False)
+def case(
+    request: Request,
+    case_id: int,
+    saved: str | None = None,
+    user: User = Depends(require_user_page),
+    db: Session = Depends(get_db),
+    runtime: Runtime = Depends(get_runtime),
+) -> Response:
+    notice = {
+        "final": "Diagnosis signed off.",
+        "amendment": "Amendment recorded.",
+        "preliminary": "Preliminary read recorded. The AI result is now shown.",
+    }.get(saved or "")
+    return _case_response(request, user, db, runtime, case_id, form_notice=notice)
+
+
+@router.get("/cases/{case_id}/status", include_in_schema=False)
+def case_status(
+    case_id: int,
+    user: User = Depends(require_user_page),
+    db: Session = Depends(get_db),
+    runtime: Runtime = Depends(get_runtime),
+) -> Response:
+    """What the upload and case pages poll while analysis runs.
+
+    Not audited: GET /api/v1/studies/{id} records a case view per call, and a
+    poll every few seconds would bury the real views in the audit trail.
+    """
+    try:
+        detail = get_study(db, case_id, user, runtime.settings.assistance_mode, audit=False)
+    except NotFound:
+        return JSONResponse({"detail": f"case {case_id} does not exist"}, status_code=404)
+    return JSONResponse(case_status_item(detail), headers={"Cache-Control": "no-store"})
+
+
+def _parse_confidence(text: str) -> int | None:
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+@router.post("/cases/{case_id}/diagnosis", include_in_schema=False, dependencies=[Depends(verify_csrf)])
+def submit_diagnosis(
+    request: Request,
+    case_id: int,
+    kind: str = Form("final"),
+    label: str = Form(""),
+    agrees_with_ai: str = Form(""),
+    confidence: str = Form(""),
+    notes: str = Form(""),
+    amendment_reason: str = Form(""),
+    # Measured by case.js from page open to sign-off. record_diagnosis does not take it yet: it
+    # measures from this user's first view of the case instead (server clock, survives reloads).
+    time_to_decision_s: str = Form(""),
+    user: User = Depends(require_user_page),
+    db: Session = Depends(get_db),
+    runtime: Runtime = Depends(get_runtime),
+) -> Response:
+    values = {
+        "label": label,
+        "agrees_with_ai": agrees_with_ai,
+        "confidence": confidence,
+        "notes": notes,
+        "amendment_reason": amendment_reason,
+    }
+    error: str | None = None
+    recorded_kind = kind
+    if not label:
+        error = "Choose a diagnosis."
+    elif _parse_confidence(confidence) is None:
+        error = "Choose how confident you are (1 to 5)."
+    else:
+        try:
+            recorded = record_diagnosis(
+                db,
+                case_id,
+                user,
+                label=label,
+                allowed_labels=runtime.class_names,
+                agrees_with_ai={"yes": True, "no": False}.get(agrees_with_ai),
+                confidence=_parse_confidence(confidence),
+                notes=notes,
+                kind=kind,
+                reason=amendment_reason,
+            )
+            recorded_kind = recorded.kind
+        except NotFound:
+            raise
+        except ServiceError as exc:
+            error = exc.message[:1].upper() + exc.message[1:] + "."
+    if error is not None:
+        return _case_response(
+            request, user, db, runtime, case_id, form_error=error, form_values=values, status_code=422
+        )
+    return RedirectResponse(f"/cases/{case_id}?saved={recorded_kind}", status_code=303)

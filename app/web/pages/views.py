@@ -1,0 +1,339 @@
+"""View models for the HTML pages: plain dicts built from the study services' dataclasses.
+
+Pure functions, so that what a radiologist sees (ordering, what is withheld,
+which form is offered) is tested without a browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from app.web.studies import DiagnosisView, ImageView, StudyDetail, VerdictView
+
+HumanLabel = Callable[[str | None], str]
+
+# The aggregate's label when every image was excluded (app.inference.aggregate.INDETERMINATE);
+# spelled out so that the pages never import the inference package.
+INDETERMINATE = "indeterminate"
+
+STATUS_TEXT: dict[str, str] = {
+    "queued": "Waiting for analysis",
+    "running": "Analysing…",
+    "done": "Analysed",
+    "failed": "Analysis failed",
+}
+KIND_TEXT: dict[str, str] = {
+    "preliminary": "Preliminary read",
+    "final": "Final diagnosis",
+    "amendment": "Amendment",
+}
+CONFIDENCE_LEVELS: tuple[tuple[int, str], ...] = (
+    (1, "very unsure"),
+    (2, "unsure"),
+    (3, "fairly sure"),
+    (4, "sure"),
+    (5, "certain"),
+)
+
+
+def format_datetime(value: datetime | None, seconds: bool = False) -> str:
+    """UTC, so that times read the same for every user; the audit trail needs seconds."""
+    if value is None:
+        return "—"
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def format_date(value: date | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def format_duration(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def person_name(value: str | None) -> str | None:
+    """DICOM "Family^Given^Middle^Prefix^Suffix" as "Family, Given Middle"; other text unchanged."""
+    if not value or "^" not in value:
+        return value
+    parts = value.split("=")[0].split("^")
+    given = " ".join(p for p in parts[1:3] if p)
+    return f"{parts[0]}, {given}" if given else parts[0]
+
+
+def short_label(human: str) -> str:
+    """A thumbnail tag: the first word, so that five classes stay distinguishable in 90 px."""
+    return human.split(" ")[0].split("/")[0]
+
+
+def probability_bars(
+    probabilities: Mapping[str, float], classes: Sequence[str], human: HumanLabel
+) -> list[dict[str, Any]]:
+    """One bar per class in model order; the most probable is marked ``top``."""
+    ordered = [c for c in classes if c in probabilities] or list(probabilities)
+    if not ordered:
+        return []
+    best = max(ordered, key=lambda c: probabilities[c])
+    return [{"cls": c, "human": human(c), "p": float(probabilities[c]), "top": c == best} for c in ordered]
+
+
+def order_by_support(images: Sequence[ImageView], verdict: VerdictView | None) -> list[ImageView]:
+    """The verdict's most supportive images first; images it did not rank keep upload order after them.
+
+    Without a verdict (not analysed, or withheld in second-read mode) the order
+    is the upload order, so that the ordering itself cannot hint at the AI's answer.
+    """
+    by_position = sorted(images, key=lambda image: (image.position, image.id))
+    if verdict is None:
+        return by_position
+    rank = {image_id: i for i, image_id in enumerate(verdict.support)}
+    return sorted(by_position, key=lambda image: rank.get(image.id, len(rank)))
+
+
+def image_flags(image: ImageView) -> list[str]:
+    flags = []
+    if image.error:
+        flags.append("could not be analysed")
+    if image.ood:
+        flags.append("out of distribution")
+    if image.quality_issue:
+        flags.append(f"quality: {image.quality_issue}")
+    return flags
+
+
+def image_item(image: ImageView, classes: Sequence[str], human: HumanLabel) -> dict[str, Any]:
+    """What the viewer and thumbnail strip need for one image (serialised into the page as JSON)."""
+    label_human = human(image.label) if image.label else None
+    flags = image_flags(image)
+    return {
+        "id": image.id,
+        "filename": image.filename,
+        "frame": image.frame,
+        "width": image.width,
+        "height": image.height,
+        "original_url": image.image_url,
+        "thumb_url": image.thumbnail_url,
+        "heatmap_url": image.heatmap_url,
+        "label": image.label,
+        "human": label_human,
+        "short": short_label(label_human) if label_human else None,
+        "probs": probability_bars(image.probabilities or {}, classes, human),
+        "ood": bool(image.ood),
+        "ood_score": image.ood_score,
+        "quality_issue": image.quality_issue,
+        "used": image.used_in_verdict,
+        "error": image.error,
+        "flagged": bool(flags),
+        "flag_text": "; ".join(flags),
+    }
+
+
+def verdict_item(
+    verdict: VerdictView, classes: Sequence[str], normal_class: str, human: HumanLabel
+) -> dict[str, Any]:
+    indeterminate = verdict.label == INDETERMINATE
+    return {
+        "label": verdict.label,
+        "human": "No verdict" if indeterminate else human(verdict.label),
+        "indeterminate": indeterminate,
+        "reason": verdict.reason,
+        "abnormal": not indeterminate and verdict.label != normal_class,
+        "p_abnormal": verdict.p_abnormal,
+        "aggregation": verdict.aggregation,
+        "n_used": verdict.n_used,
+        "n_excluded": verdict.n_excluded,
+        "probs": probability_bars(verdict.probabilities, classes, human),
+    }
+
+
+def diagnosis_item(d: DiagnosisView, human: HumanLabel) -> dict[str, Any]:
+    agrees = {True: "Agreed with the AI", False: "Disagreed with the AI", None: None}[d.agrees_with_ai]
+    return {
+        "id": d.id,
+        "kind": d.kind,
+        "kind_text": KIND_TEXT.get(d.kind, d.kind),
+        "label": d.label,
+        "human": human(d.label),
+        "agrees_text": agrees,
+        "confidence": d.confidence,
+        "notes": d.notes,
+        "signed_by": d.signed_by,
+        "signed_at": format_datetime(d.signed_at),
+        "signed_at_iso": d.signed_at.isoformat(),
+        "time_to_decision": format_duration(d.time_to_decision_s),
+        "amendment_reason": d.amendment_reason,
+    }
+
+
+@dataclass(frozen=True)
+class DiagnosisForm:
+    """Which read the case page offers next, and how it is worded."""
+
+    kind: str  # "preliminary", "final" or "amendment"
+    title: str
+    help: str
+    submit_text: str
+    ask_agreement: bool
+    ai_label_human: str | None
+
+
+def next_diagnosis_form(detail: StudyDetail, human: HumanLabel) -> DiagnosisForm:
+    """Second-read mode hides the AI until this user's first read, which is therefore preliminary.
+
+    Once a final diagnosis exists, any change is an amendment with a reason.
+    """
+    summary = detail.summary
+    has_final = any(d.kind in ("final", "amendment") for d in detail.diagnoses)
+    verdict = summary.verdict
+    if verdict is not None and verdict.label == INDETERMINATE:
+        verdict = None  # nothing to agree or disagree with
+    ai_label = human(verdict.label) if verdict else None
+    if has_final:
+        return DiagnosisForm(
+            kind="amendment",
+            title="Amend the diagnosis",
+            help="The case is signed off. A change is recorded as an amendment; "
+            "the earlier diagnosis stays in the history.",
+            submit_text="Record amendment",
+            ask_agreement=verdict is not None,
+            ai_label_human=ai_label,
+        )
+    if summary.ai_withheld:
+        return DiagnosisForm(
+            kind="preliminary",
+            title="Preliminary read",
+            help="Second-read mode: record your own reading first. The AI result is shown after that, "
+            "and you then sign off the final diagnosis. Both reads are kept.",
+            submit_text="Record preliminary read and show the AI",
+            ask_agreement=False,
+            ai_label_human=None,
+        )
+    return DiagnosisForm(
+        kind="final",
+        title="Diagnosis",
+        help="Sign off the final diagnosis for this patient. "
+        "A later change needs a reason and is kept as an amendment.",
+        submit_text="Sign off",
+        ask_agreement=verdict is not None,
+        ai_label_human=ai_label,
+    )
+
+
+def case_page(
+    detail: StudyDetail, classes: Sequence[str], normal_class: str, human: HumanLabel, status_api_url: str
+) -> dict[str, Any]:
+    summary = detail.summary
+    verdict = summary.verdict
+    return {
+        "id": summary.id,
+        "patient_name": person_name(summary.patient.name),
+        "patient_id": summary.patient.patient_id,
+        "study_date": format_date(summary.study_date),
+        "gestational_age_weeks": summary.gestational_age_weeks,
+        "n_images": summary.n_images,
+        "status": summary.status,
+        "status_text": STATUS_TEXT.get(summary.status, summary.status),
+        "analysis_error": summary.error,
+        "status_api_url": status_api_url,
+        "verdict": verdict_item(verdict, classes, normal_class, human) if verdict else None,
+        "images": [image_item(i, classes, human) for i in order_by_support(detail.images, verdict)],
+    }
+
+
+def case_status_item(detail: StudyDetail) -> dict[str, Any]:
+    """The few fields the upload page shows for a new case and every page polls for."""
+    summary = detail.summary
+    return {
+        "id": summary.id,
+        "status": summary.status,
+        "status_text": STATUS_TEXT.get(summary.status, summary.status),
+        "patient_name": summary.patient.name,
+        "patient_id": summary.patient.patient_id,
+        "study_date": format_date(summary.study_date),
+        "gestational_age_weeks": summary.gestational_age_weeks,
+        "n_images": summary.n_images,
+    }
+
+
+def model_summary(card: Any, analysed_sha256: str | None) -> dict[str, Any] | None:
+    """The model card facts a radiologist should see next to the AI's answer."""
+    if card is None:
+        return None
+    raw = card.raw
+    return {
+        "name": card.name,
+        "version": card.version,
+        "sha256": card.sha256,
+        "architecture": raw.get("architecture", "—"),
+        "training_data": training_data_text(raw.get("provenance") or {}),
+        "intended_use": raw.get("intended_use", "—"),
+        "clinical_use": card.clinical_use,
+        "clinical_use_reason": raw.get("clinical_use_reason", ""),
+        "metrics": metric_lines(raw.get("metrics") or {}),
+        "analysed_with": analysed_sha256[:12] if analysed_sha256 else None,
+    }
+
+
+def training_data_text(provenance: Mapping[str, Any]) -> str:
+    """What the model learnt from, in one line: synthetic or not, and how much."""
+    counts = ", ".join(
+        f"{provenance[key]} {key}" for key in ("patients", "images") if isinstance(provenance.get(key), int)
+    )
+    if provenance.get("synthetic"):
+        return "Synthetic phantoms" + (f" ({counts})" if counts else "") + " — no patient images"
+    source = provenance.get("description") or provenance.get("data")
+    text = str(source) if source else "not stated"
+    return text + (f" ({counts})" if counts else "")
+
+
+# The evaluation's headline numbers (app.evaluation card_metrics "summary"), in reading order.
+HEADLINE_METRICS: tuple[tuple[str, str], ...] = (
+    ("patient_accuracy_mean", "Patient accuracy"),
+    ("patient_macro_auroc_all_classes", "Patient AUROC (macro)"),
+    ("image_accuracy", "Image accuracy"),
+    ("image_macro_auroc_all_classes", "Image AUROC (macro)"),
+    ("pointing_game_true_class", "Heatmap pointing game"),
+)
+
+
+def _number(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def metric_lines(metrics: Mapping[str, Any], limit: int = 6) -> list[tuple[str, str]]:
+    """A few headline metrics with their 95 % intervals, and what they were measured on.
+
+    Reads the evaluation's card layout ("summary", "confidence_intervals",
+    "evaluated_on"); a card with flat numeric metrics shows those instead.
+    """
+    summary = metrics.get("summary")
+    if not isinstance(summary, Mapping):
+        flat = [(name.replace("_", " "), _number(value)) for name, value in metrics.items()]
+        return [(name, text) for name, text in flat if text is not None][:limit]
+    intervals = metrics.get("confidence_intervals") or {}
+    lines: list[tuple[str, str]] = []
+    for key, label in HEADLINE_METRICS:
+        text = _number(summary.get(key))
+        if text is None:
+            continue
+        interval = intervals.get(key)
+        if isinstance(interval, list | tuple) and len(interval) == 2 and None not in interval:
+            text += f" (95% CI {interval[0]:.3f}–{interval[1]:.3f})"
+        lines.append((label, text))
+    data = metrics.get("evaluated_on")
+    if isinstance(data, Mapping) and data.get("patients") is not None:
+        kind = "synthetic " if data.get("synthetic") else ""
+        lines.append(("Evaluated on", f"{data['patients']} {kind}patients, {data.get('images', '?')} images"))
+    return lines[:limit]

@@ -1,0 +1,213 @@
+"""The case page's view models: ordering, withholding in second-read mode, and which form is offered."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from app.web.pages.views import (
+    case_page,
+    format_duration,
+    metric_lines,
+    next_diagnosis_form,
+    order_by_support,
+    person_name,
+    probability_bars,
+    training_data_text,
+)
+from app.web.studies import DiagnosisView, ImageView, PatientInfo, StudyDetail, StudySummary, VerdictView
+from app.web.templating import human_label
+
+CLASSES = ("Anencephaly", "Encephalocele_meningocele", "Holoprosencephaly", "normal", "Rachischisis")
+NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
+
+
+def _image(image_id: int, position: int, label: str | None = None) -> ImageView:
+    return ImageView(
+        id=image_id,
+        position=position,
+        filename=f"img{image_id}.dcm",
+        frame=None,
+        width=640,
+        height=480,
+        image_url=f"/api/v1/images/{image_id}/original",
+        thumbnail_url=f"/api/v1/images/{image_id}/thumbnail",
+        label=label,
+        probabilities={c: (0.6 if c == label else 0.1) for c in CLASSES} if label else None,
+        heatmap_url=f"/api/v1/images/{image_id}/heatmap" if label else None,
+    )
+
+
+def _verdict(label: str, support: list[int]) -> VerdictView:
+    probabilities = {c: (0.6 if c == label else 0.1) for c in CLASSES}
+    return VerdictView(
+        label=label,
+        probabilities=probabilities,
+        p_abnormal=1 - probabilities["normal"],
+        aggregation="mean",
+        reason=None,
+        n_used=len(support),
+        n_excluded=0,
+        support=support,
+    )
+
+
+def _summary(verdict: VerdictView | None, withheld: bool = False, reviewed: bool = False) -> StudySummary:
+    return StudySummary(
+        id=7,
+        status="done" if verdict or withheld else "queued",
+        error=None,
+        created_at=NOW,
+        study_date=date(2026, 3, 13),
+        gestational_age_weeks=21.4,
+        patient=PatientInfo(1, "P-001", "DOE^JANE"),
+        n_images=3,
+        verdict=verdict,
+        ai_withheld=withheld,
+        reviewed=reviewed,
+        final_label="Anencephaly" if reviewed else None,
+    )
+
+
+def _diagnosis(kind: str) -> DiagnosisView:
+    return DiagnosisView(
+        id=1,
+        kind=kind,
+        label="Anencephaly",
+        agrees_with_ai=True,
+        confidence=4,
+        notes="",
+        signed_by="rad",
+        signed_at=NOW,
+        time_to_decision_s=42.0,
+        amends_id=None,
+        amendment_reason=None,
+    )
+
+
+def _detail(summary: StudySummary, images: list[ImageView], diagnoses: list[DiagnosisView]) -> StudyDetail:
+    return StudyDetail(summary=summary, study_uid="1.2.3", analysis=None, images=images, diagnoses=diagnoses)
+
+
+def test_images_follow_the_verdicts_support_order_and_unranked_ones_keep_upload_order() -> None:
+    images = [_image(10, 0), _image(11, 1), _image(12, 2), _image(13, 3)]
+    ordered = order_by_support(images, _verdict("Anencephaly", support=[12, 10]))
+    assert [i.id for i in ordered] == [12, 10, 11, 13]
+
+
+def test_without_a_verdict_images_keep_upload_order_so_order_cannot_hint_at_the_ai() -> None:
+    images = [_image(11, 1), _image(10, 0), _image(12, 2)]
+    assert [i.id for i in order_by_support(images, None)] == [10, 11, 12]
+
+
+def test_probability_bars_keep_model_order_and_mark_the_most_probable_class() -> None:
+    bars = probability_bars(
+        {c: p for c, p in zip(CLASSES, [0.1, 0.05, 0.6, 0.2, 0.05], strict=True)}, CLASSES, human_label
+    )
+    assert [b["cls"] for b in bars] == list(CLASSES)
+    assert [b["cls"] for b in bars if b["top"]] == ["Holoprosencephaly"]
+    assert bars[1]["human"] == "Encephalocele / meningocele"
+
+
+def test_second_read_before_a_read_offers_a_preliminary_form_and_the_page_carries_no_ai_output() -> None:
+    # What the service returns when it withholds: no verdict, images without AI fields.
+    detail = _detail(_summary(None, withheld=True), [_image(10, 0), _image(11, 1)], [])
+    form = next_diagnosis_form(detail, human_label)
+    assert form.kind == "preliminary"
+    assert not form.ask_agreement
+    page = case_page(detail, CLASSES, "normal", human_label, "/api/v1/studies/7")
+    assert page["verdict"] is None
+    assert all(i["heatmap_url"] is None and i["probs"] == [] and i["label"] is None for i in page["images"])
+
+
+def test_concurrent_mode_offers_sign_off_with_the_agreement_question() -> None:
+    detail = _detail(_summary(_verdict("Anencephaly", [10])), [_image(10, 0, "Anencephaly")], [])
+    form = next_diagnosis_form(detail, human_label)
+    assert (form.kind, form.ask_agreement, form.ai_label_human) == ("final", True, "Anencephaly")
+
+
+def test_after_a_preliminary_read_the_final_sign_off_is_offered() -> None:
+    detail = _detail(
+        _summary(_verdict("Anencephaly", [10])), [_image(10, 0, "Anencephaly")], [_diagnosis("preliminary")]
+    )
+    assert next_diagnosis_form(detail, human_label).kind == "final"
+
+
+@pytest.mark.parametrize("kind", ["final", "amendment"])
+def test_a_signed_case_only_offers_an_amendment(kind: str) -> None:
+    detail = _detail(
+        _summary(_verdict("normal", [10]), reviewed=True), [_image(10, 0, "normal")], [_diagnosis(kind)]
+    )
+    assert next_diagnosis_form(detail, human_label).kind == "amendment"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, None), (4.4, "4 s"), (59.6, "60 s"), (61, "1 min 01 s"), (3725, "1 h 02 min")],
+)
+def test_format_duration(seconds: float | None, text: str | None) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_metric_lines_keep_flat_numbers_only() -> None:
+    lines = metric_lines({"balanced_accuracy": 0.91234, "per_class": {"a": 1}, "n_patients": 40, "ok": True})
+    assert lines == [("balanced accuracy", "0.912"), ("n patients", "40")]
+
+
+def test_metric_lines_read_the_evaluations_summary_with_intervals() -> None:
+    metrics = {
+        "summary": {"patient_accuracy_mean": 0.875, "image_accuracy": 0.8, "image_ece": 0.05},
+        "confidence_intervals": {"patient_accuracy_mean": [0.75, 0.95], "image_accuracy": None},
+        "evaluated_on": {"patients": 40, "images": 180, "synthetic": True},
+    }
+    assert metric_lines(metrics) == [
+        ("Patient accuracy", "0.875 (95% CI 0.750–0.950)"),
+        ("Image accuracy", "0.800"),
+        ("Evaluated on", "40 synthetic patients, 180 images"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("DOE^JANE", "DOE, JANE"),
+        ("Doe^Jane^Ann^Dr", "Doe, Jane Ann"),
+        ("Doe", "Doe"),
+        ("Doe^^^", "Doe"),
+        ("Jane Doe", "Jane Doe"),
+        (None, None),
+        ("Yamada^Tarou=山田^太郎", "Yamada, Tarou"),
+    ],
+)
+def test_person_name_reads_dicom_names_naturally(raw: str | None, shown: str | None) -> None:
+    assert person_name(raw) == shown
+
+
+def test_an_indeterminate_verdict_is_shown_as_no_verdict_and_asks_no_agreement() -> None:
+    verdict = VerdictView(
+        label="indeterminate",
+        probabilities={},
+        p_abnormal=None,
+        aggregation="mean",
+        reason="every image was out of distribution",
+        n_used=0,
+        n_excluded=2,
+        support=[],
+    )
+    detail = _detail(_summary(verdict), [_image(10, 0), _image(11, 1)], [])
+    page = case_page(detail, CLASSES, "normal", human_label, "/cases/7/status")
+    assert page["verdict"]["indeterminate"] is True
+    assert page["verdict"]["abnormal"] is False
+    assert page["verdict"]["probs"] == []
+    assert next_diagnosis_form(detail, human_label).ask_agreement is False
+
+
+def test_training_data_says_synthetic_and_how_much() -> None:
+    synthetic = {"data": "/data/synth", "patients": 40, "images": 180, "synthetic": True}
+    assert training_data_text(synthetic) == "Synthetic phantoms (40 patients, 180 images) — no patient images"
+    assert training_data_text({"data": None, "synthetic": False}) == "not stated"
+    assert (
+        training_data_text({"description": "Hospital X 2019-2023", "patients": 5})
+        == "Hospital X 2019-2023 (5 patients)"
+    )
