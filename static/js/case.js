@@ -80,9 +80,6 @@
 
   if (form) {
     form.addEventListener("input", function () { formTouched = true; });
-    form.addEventListener("submit", function () {
-      form.querySelector("[data-time-to-decision]").value = (performance.now() / 1000).toFixed(1);
-    });
   }
 
   function pollStatus() {

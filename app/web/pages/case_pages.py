@@ -140,9 +140,6 @@ def submit_diagnosis(
     confidence: str = Form(""),
     notes: str = Form(""),
     amendment_reason: str = Form(""),
-    # Measured by case.js from page open to sign-off. record_diagnosis does not take it yet: it
-    # measures from this user's first view of the case instead (server clock, survives reloads).
-    time_to_decision_s: str = Form(""),
     user: User = Depends(require_user_page),
     db: Session = Depends(get_db),
     runtime: Runtime = Depends(get_runtime),
