@@ -79,6 +79,11 @@ def default_card(model: ResNet, spec: PreprocessSpec | None = None) -> dict[str,
             "cam": {
                 "shape": ["N", len(classes), "h", "w"],
                 "meaning": "unnormalised Grad-CAM per class on layer4: ReLU(sum_k w_ck A_k) / (h*w)",
+                "alignment": (
+                    "pixel-centre: cell i is centred on model-input pixel 32i + 15 (centred grid)"
+                    if model.centered_grid
+                    else "corner: cell i is centred on model-input pixel 32i (usual ResNet padding)"
+                ),
             },
         },
         "aggregation": "mean",
