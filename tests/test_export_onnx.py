@@ -53,6 +53,21 @@ def test_onnx_cam_equals_autograd_gradcam_on_layer4(exported: tuple[torch.nn.Mod
     assert np.abs(cam[~lit]).max(initial=0.0) <= 1e-6
 
 
+def test_output_stride_16_exports_a_14x14_cam_equal_to_autograd_gradcam(tmp_path: Path) -> None:
+    model = build_untrained_model(width=0.125, seed=3, output_stride=16)
+    model_dir = export_onnx(model, tmp_path, {"name": "export-test-os16", "version": "1.2.3"})
+    images = smooth_images(4, seed=5)
+    reference = autograd_gradcam(model, torch.from_numpy(images))
+    _, cam = run_onnx(model_dir, images)
+    assert cam.shape == reference.shape == (4, len(PAPER_CLASSES), 14, 14)
+    lit = reference.max(axis=(2, 3)) > 1e-6
+    assert lit.sum() >= 4, "too few non-empty Grad-CAM maps to compare"
+    assert np.abs(normalise_by_max(cam) - normalise_by_max(reference))[lit].max() <= 1e-4
+    card = load_model_card(model_dir).raw
+    assert card["architecture_details"]["output_stride"] == 16
+    assert "16i + 7" in card["outputs"]["cam"]["alignment"]
+
+
 def test_onnx_batch_axis_is_dynamic_and_ir_version_loadable(exported: tuple[torch.nn.Module, Path]) -> None:
     _, model_dir = exported
     graph = onnx.load(str(model_dir / "model.onnx"))

@@ -8,14 +8,16 @@ import torch
 from app.training.model import build_resnet, scaled_channels
 
 
-def receptive_field_centre(centered_grid: bool, cell: int) -> tuple[float, float]:
+def receptive_field_centre(centered_grid: bool, cell: int, output_stride: int = 32) -> tuple[float, float]:
     """Centroid of |d A[cell, cell] / d input| for a network of uniform positive weights.
 
     Uniform kernels make every layer symmetric about its centre, so the centroid is where the
     cell looks; random inputs (averaged over a batch) break max-pool ties without bias.
     """
     torch.manual_seed(0)
-    model = build_resnet("resnet34", width=0.125, centered_grid=centered_grid).eval()
+    model = build_resnet(
+        "resnet34", width=0.125, centered_grid=centered_grid, output_stride=output_stride
+    ).eval()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.Conv2d):
@@ -57,6 +59,18 @@ def test_both_grids_give_a_7x7_map_at_224_and_resnet34_block_counts() -> None:
             6,
             3,
         ]
+
+
+def test_output_stride_16_gives_a_centred_14x14_map_with_the_same_parameters() -> None:
+    dilated = build_resnet("resnet34", width=0.25, output_stride=16)
+    standard = build_resnet("resnet34", width=0.25)
+    assert dilated.features(torch.zeros(1, 3, 224, 224)).shape == (1, 128, 14, 14)
+    dilated.load_state_dict(standard.state_dict())  # same tensors, same shapes
+    # Pixel-centre upsampling of 14×14 puts cell n at 16n + 7.5: cells 6 and 7 straddle the
+    # image centre symmetrically (the borders truncate their receptive fields alike).
+    (row6, col6), (row7, col7) = (receptive_field_centre(True, cell, output_stride=16) for cell in (6, 7))
+    assert abs((row6 + row7) / 2 - 111.5) <= 1.5 and abs((col6 + col7) / 2 - 111.5) <= 1.5
+    assert row7 > row6 + 8 and col7 > col6 + 8
 
 
 def test_width_multiplier_scales_channels() -> None:

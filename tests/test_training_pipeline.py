@@ -30,7 +30,13 @@ def final_checkpoint(tiny_synth_dir: Path, tmp_path_factory: pytest.TempPathFact
 
 def test_final_fit_writes_a_checkpoint_with_calibration_and_provenance(final_checkpoint: Path) -> None:
     model, payload = load_checkpoint(final_checkpoint)
-    assert payload["model"] == {"arch": "resnet34", "width": 0.125, "num_classes": 5, "centered_grid": True}
+    assert payload["model"] == {
+        "arch": "resnet34",
+        "width": 0.125,
+        "num_classes": 5,
+        "centered_grid": True,
+        "output_stride": 32,
+    }
     assert not set(payload["train_patients"]) & set(payload["val_patients"])
     assert len(payload["train_patients"]) + len(payload["val_patients"]) == 10
     assert payload["ood"]["method"] == "energy" and np.isfinite(payload["ood"]["threshold"])

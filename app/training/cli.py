@@ -23,6 +23,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run directory, e.g. runs/NAME")
     parser.add_argument("--arch", default="resnet34", choices=["resnet34", "resnet18"])
     parser.add_argument("--width", type=float, default=0.25, help="channel width multiplier (1.0 = paper)")
+    parser.add_argument(
+        "--output-stride",
+        type=int,
+        default=32,
+        choices=[32, 16],
+        help="layer4 (Grad-CAM) stride: 32 = 7x7 CAM at 224; 16 = dilated layer4, 14x14 CAM",
+    )
     parser.add_argument("--epochs", type=int, default=20)
     protocol = parser.add_mutually_exclusive_group()
     protocol.add_argument("--folds", type=int, default=5, help="patient-grouped folds (default 5)")
@@ -57,6 +64,7 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         arch=args.arch,
         width=args.width,
+        output_stride=args.output_stride,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -65,7 +73,14 @@ def run_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         time_budget_s=None if args.time_budget is None else 60.0 * args.time_budget,
     )
-    log.info("training %s width %g for %d epochs on %d threads", args.arch, args.width, args.epochs, threads)
+    log.info(
+        "training %s width %g (output stride %d) for %d epochs on %d threads",
+        args.arch,
+        args.width,
+        args.output_stride,
+        args.epochs,
+        threads,
+    )
     try:
         if args.final:
             checkpoint = final_fit(args.data, args.out, config, val_fraction=args.val_fraction)

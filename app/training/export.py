@@ -18,7 +18,7 @@ import torch
 from app.labels import NORMAL_CLASS, PAPER_CLASSES
 from app.modelcard import ONNX_FILE, write_model_card
 from app.preprocess import PreprocessSpec
-from app.training.model import CamHead, ResNet, build_resnet, model_config
+from app.training.model import CamHead, ResNet, build_resnet, cell_centre, model_config
 
 OPSET = 17
 # onnxruntime 1.31 refuses IR versions above 10.
@@ -54,6 +54,13 @@ def ood_threshold(training_logits: np.ndarray, percentile: float, calibrated_on:
     }
 
 
+def _alignment(model: ResNet) -> str:
+    stride, offset = cell_centre(model)
+    if model.centered_grid:
+        return f"pixel-centre: cell i is centred on model-input pixel {stride}i + {offset} (centred grid)"
+    return f"corner: cell i is centred on model-input pixel {stride}i (usual ResNet padding)"
+
+
 def default_card(model: ResNet, spec: PreprocessSpec | None = None) -> dict[str, Any]:
     """Every required card key with conservative defaults; callers override what they know."""
     spec = spec or PreprocessSpec()
@@ -79,11 +86,7 @@ def default_card(model: ResNet, spec: PreprocessSpec | None = None) -> dict[str,
             "cam": {
                 "shape": ["N", len(classes), "h", "w"],
                 "meaning": "unnormalised Grad-CAM per class on layer4: ReLU(sum_k w_ck A_k) / (h*w)",
-                "alignment": (
-                    "pixel-centre: cell i is centred on model-input pixel 32i + 15 (centred grid)"
-                    if model.centered_grid
-                    else "corner: cell i is centred on model-input pixel 32i (usual ResNet padding)"
-                ),
+                "alignment": _alignment(model),
             },
         },
         "aggregation": "mean",
@@ -147,10 +150,10 @@ def export_onnx(model: ResNet, out_dir: Path, card_fields: dict[str, Any]) -> Pa
     return out_dir
 
 
-def build_untrained_model(width: float = 0.125, seed: int = 0) -> ResNet:
+def build_untrained_model(width: float = 0.125, seed: int = 0, output_stride: int = 32) -> ResNet:
     """A randomly initialised ResNet-34 in eval mode whose outputs still depend on the input."""
     torch.manual_seed(seed)
-    model = build_resnet("resnet34", width=width, num_classes=len(PAPER_CLASSES))
+    model = build_resnet("resnet34", width=width, num_classes=len(PAPER_CLASSES), output_stride=output_stride)
     # Fresh BN statistics (mean 0, var 1) let activations grow block after block into huge logits;
     # estimating them on a few random images keeps logits moderate and input-dependent.
     generator = torch.Generator().manual_seed(seed)

@@ -17,6 +17,8 @@ STAGE_BLOCKS: dict[str, tuple[int, int, int, int]] = {
     "resnet34": (3, 4, 6, 3),
 }
 BASE_CHANNELS = (64, 128, 256, 512)
+# Total stride of layer4: 32 (standard) or 16 (layer4 dilated instead of strided).
+OUTPUT_STRIDES = (32, 16)
 
 
 def scaled_channels(width: float) -> tuple[int, int, int, int]:
@@ -30,12 +32,17 @@ class BasicBlock(nn.Module):
     """A residual block. ``shift`` (stride-2 blocks only) pads after rather than around, so output
     cell i is centred on input 2i+1 instead of 2i (see ``ResNet``)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, shift: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, shift: bool = False, dilation: int = 1
+    ) -> None:
         super().__init__()
         self.shift = shift and stride == 2
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 0 if self.shift else 1, bias=False)
+        if self.shift and dilation != 1:
+            raise ValueError("a shifted (stride-2) block cannot be dilated")
+        padding = 0 if self.shift else dilation
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding, dilation=dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, dilation, dilation=dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.Module = nn.Identity()
@@ -66,14 +73,22 @@ class ResNet(nn.Module):
     """
 
     def __init__(
-        self, arch: str = "resnet34", width: float = 1.0, num_classes: int = 5, centered_grid: bool = True
+        self,
+        arch: str = "resnet34",
+        width: float = 1.0,
+        num_classes: int = 5,
+        centered_grid: bool = True,
+        output_stride: int = 32,
     ) -> None:
         super().__init__()
         if arch not in STAGE_BLOCKS:
             raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(STAGE_BLOCKS)}")
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
         self.arch = arch
         self.width = width
         self.centered_grid = centered_grid
+        self.output_stride = output_stride
         channels = scaled_channels(width)
         self.stem = nn.Sequential(
             nn.Conv2d(3, channels[0], 7, 2, 0 if centered_grid else 3, bias=False),
@@ -87,10 +102,16 @@ class ResNet(nn.Module):
         stages: list[nn.Sequential] = []
         in_channels = channels[0]
         for index, (blocks, out_channels) in enumerate(zip(STAGE_BLOCKS[arch], channels, strict=True)):
-            stride = 1 if index == 0 else 2
-            shift = centered_grid and index in (1, 2)  # layer2, layer3; layer4 keeps 32n + 15
-            layers = [BasicBlock(in_channels, out_channels, stride, shift)]
-            layers += [BasicBlock(out_channels, out_channels, 1) for _ in range(blocks - 1)]
+            dilated = index == 3 and output_stride == 16  # layer4 at stride 1, dilation 2
+            stride = 1 if index == 0 or dilated else 2
+            dilation = 2 if dilated else 1
+            # Shift layer2 and layer3 (layer4 keeps 32n + 15); at output stride 16 only layer2, so
+            # layer3 and the undecimated layer4 sit at 16n + 7 (shifts 1+2+4 px).
+            shift = centered_grid and index in ((1, 2) if output_stride == 32 else (1,))
+            layers = [BasicBlock(in_channels, out_channels, stride, shift, dilation)]
+            layers += [
+                BasicBlock(out_channels, out_channels, 1, dilation=dilation) for _ in range(blocks - 1)
+            ]
             stages.append(nn.Sequential(*layers))
             in_channels = out_channels
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -147,9 +168,27 @@ class CamHead(nn.Module):
 
 
 def build_resnet(
-    arch: str = "resnet34", width: float = 0.25, num_classes: int = 5, centered_grid: bool = True
+    arch: str = "resnet34",
+    width: float = 0.25,
+    num_classes: int = 5,
+    centered_grid: bool = True,
+    output_stride: int = 32,
 ) -> ResNet:
-    return ResNet(arch=arch, width=width, num_classes=num_classes, centered_grid=centered_grid)
+    return ResNet(
+        arch=arch,
+        width=width,
+        num_classes=num_classes,
+        centered_grid=centered_grid,
+        output_stride=output_stride,
+    )
+
+
+def cell_centre(model: ResNet) -> tuple[int, int]:
+    """(stride, offset): layer4 cell n is centred on model-input pixel stride*n + offset."""
+    stride = model.output_stride
+    if not model.centered_grid:
+        return stride, 0
+    return stride, stride // 2 - 1  # 32n + 15 or 16n + 7
 
 
 def model_config(model: ResNet) -> dict[str, object]:
@@ -159,4 +198,5 @@ def model_config(model: ResNet) -> dict[str, object]:
         "width": model.width,
         "num_classes": model.fc.out_features,
         "centered_grid": model.centered_grid,
+        "output_stride": model.output_stride,
     }

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 class TrainConfig:
     arch: str = "resnet34"
     width: float = 0.25
+    output_stride: int = 32
     num_classes: int = len(PAPER_CLASSES)
     epochs: int = 20
     batch_size: int = 32
@@ -177,7 +178,9 @@ def fit(
     """Train one model; keep the epoch with the lowest patient-level validation loss."""
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    model = build_resnet(config.arch, config.width, num_classes=config.num_classes)
+    model = build_resnet(
+        config.arch, config.width, num_classes=config.num_classes, output_stride=config.output_stride
+    )
     weights = class_weights(cache.labels[list(train_indices)], config.num_classes)
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -304,7 +307,9 @@ def load_checkpoint(path: Path) -> tuple[ResNet, dict[str, Any]]:
     config = payload["model"]
     # Checkpoints from before the centred grid existed used the corner-aligned one.
     centered = bool(config.get("centered_grid", False))
-    model = build_resnet(config["arch"], config["width"], config["num_classes"], centered)
+    # ... and those from before output_stride existed, stride 32.
+    output_stride = int(config.get("output_stride", 32))
+    model = build_resnet(config["arch"], config["width"], config["num_classes"], centered, output_stride)
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload
 
