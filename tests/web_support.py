@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, UltrasoundImageStorage, generate_uid
+from ingest_support import dicom_bytes as encode_dicom
+from ingest_support import make_us_dataset
+from pydicom.uid import generate_uid
 from sqlalchemy import Engine, delete, func, select, update
 
 from app.main import create_app
@@ -54,37 +55,19 @@ def dicom_bytes(
     patient_name: str | None = "Testpatient^Erika",
     study_uid: str | None = None,
 ) -> bytes:
-    """A minimal ultrasound DICOM file (uint8 MONOCHROME2 or RGB)."""
-    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UltrasoundImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.preamble = b"\0" * 128
-    ds.SOPClassUID = UltrasoundImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = study_uid or generate_uid()
-    ds.SeriesInstanceUID = generate_uid()
-    if patient_id is not None:
-        ds.PatientID = patient_id
-    if patient_name is not None:
-        ds.PatientName = patient_name
-    ds.Modality = "US"
-    ds.Manufacturer = "fetalcns-tests"
-    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
-    ds.SamplesPerPixel = 3 if pixels.ndim == 3 else 1
-    ds.PhotometricInterpretation = "RGB" if pixels.ndim == 3 else "MONOCHROME2"
-    if pixels.ndim == 3:
-        ds.PlanarConfiguration = 0
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    ds.PixelData = pixels.tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    """A minimal ultrasound DICOM file (uint8 MONOCHROME2 or RGB); None leaves a patient field out."""
+    ds = make_us_dataset(
+        pixels,
+        patient_id=patient_id or "",
+        patient_name=patient_name or "",
+        study_uid=study_uid,
+        Manufacturer="fetalcns-tests",
+    )
+    if patient_id is None:
+        del ds.PatientID
+    if patient_name is None:
+        del ds.PatientName
+    return encode_dicom(ds)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
