@@ -8,10 +8,26 @@ import torch
 from app.training.model import ResNet
 
 
-def autograd_gradcam(model: ResNet, images: torch.Tensor) -> np.ndarray:
+def class_scores(logits: torch.Tensor, target: str, normal_index: int = 3) -> torch.Tensor:
+    """The score each class's Grad-CAM explains, written out from its definition."""
+    if target == "logit":
+        return logits
+    assert target == "normal-contrast"
+    anomalies = [c for c in range(logits.shape[1]) if c != normal_index]
+    columns = [
+        logits[:, normal_index] - logits[:, anomalies].mean(dim=1)
+        if c == normal_index
+        else logits[:, c] - logits[:, normal_index]
+        for c in range(logits.shape[1])
+    ]
+    return torch.stack(columns, dim=1)
+
+
+def autograd_gradcam(model: ResNet, images: torch.Tensor, target: str = "logit") -> np.ndarray:
     """Textbook Grad-CAM (Selvaraju et al.) with hooks on layer4: [N, C, h, w], unnormalised.
 
-    Independent of CamHead: channel weights are spatial means of d logit_c / d A, from autograd.
+    Independent of CamHead: channel weights are spatial means of d score_c / d A, from autograd,
+    where score_c is the class logit or (``normal-contrast``) its log-odds against normal.
     """
     captured: dict[str, torch.Tensor] = {}
 
@@ -22,13 +38,13 @@ def autograd_gradcam(model: ResNet, images: torch.Tensor) -> np.ndarray:
     handle = model.layer4.register_forward_hook(keep)
     try:
         model.eval()
-        logits = model(images.clone().requires_grad_(True))
+        scores = class_scores(model(images.clone().requires_grad_(True)), target)
         maps = []
-        for c in range(logits.shape[1]):
+        for c in range(scores.shape[1]):
             model.zero_grad()
             if captured["A"].grad is not None:
                 captured["A"].grad = None
-            logits[:, c].sum().backward(retain_graph=True)
+            scores[:, c].sum().backward(retain_graph=True)
             activations, grads = captured["A"], captured["A"].grad
             alpha = grads.mean(dim=(2, 3), keepdim=True)
             maps.append(torch.relu((alpha * activations).sum(dim=1)).detach())

@@ -39,10 +39,13 @@ def test_onnx_logits_match_torch_on_eight_images(exported: tuple[torch.nn.Module
     assert logits.std(axis=0).max() > 1e-3
 
 
-def test_onnx_cam_equals_autograd_gradcam_on_layer4(exported: tuple[torch.nn.Module, Path]) -> None:
+def test_onnx_cam_equals_autograd_gradcam_of_the_log_odds_against_normal(
+    exported: tuple[torch.nn.Module, Path],
+) -> None:
     model, model_dir = exported
+    assert load_model_card(model_dir).raw["outputs"]["cam"]["target"] == "normal-contrast"
     images = smooth_images(4, seed=5)
-    reference = autograd_gradcam(model, torch.from_numpy(images))
+    reference = autograd_gradcam(model, torch.from_numpy(images), target="normal-contrast")
     _, cam = run_onnx(model_dir, images)
     assert cam.shape == reference.shape == (4, len(PAPER_CLASSES), 7, 7)
     lit = reference.max(axis=(2, 3)) > 1e-6
@@ -51,13 +54,37 @@ def test_onnx_cam_equals_autograd_gradcam_on_layer4(exported: tuple[torch.nn.Mod
     assert difference[lit].max() <= 1e-4
     # Empty maps must be empty on both sides.
     assert np.abs(cam[~lit]).max(initial=0.0) <= 1e-6
+    # The contrast is a different map from the plain logit's, or this test would prove nothing new.
+    plain = autograd_gradcam(model, torch.from_numpy(images), target="logit")
+    assert np.abs(normalise_by_max(plain) - normalise_by_max(reference))[lit].max() > 0.05
+
+
+def test_logit_target_exports_textbook_gradcam_on_layer4(tmp_path: Path) -> None:
+    model = build_untrained_model(width=0.125, seed=3)
+    model_dir = export_onnx(
+        model, tmp_path, {"name": "export-test-logit", "version": "1.2.3"}, cam_target="logit"
+    )
+    assert load_model_card(model_dir).raw["outputs"]["cam"]["target"] == "logit"
+    images = smooth_images(4, seed=5)
+    reference = autograd_gradcam(model, torch.from_numpy(images), target="logit")
+    _, cam = run_onnx(model_dir, images)
+    lit = reference.max(axis=(2, 3)) > 1e-6
+    assert lit.sum() >= 4, "too few non-empty Grad-CAM maps to compare"
+    assert np.abs(normalise_by_max(cam) - normalise_by_max(reference))[lit].max() <= 1e-4
+    assert np.abs(cam[~lit]).max(initial=0.0) <= 1e-6
+
+
+def test_unknown_cam_target_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cam target"):
+        export_onnx(build_untrained_model(width=0.125), tmp_path, {"name": "x"}, cam_target="max")
+    assert not (tmp_path / "model.onnx").exists()
 
 
 def test_output_stride_16_exports_a_14x14_cam_equal_to_autograd_gradcam(tmp_path: Path) -> None:
     model = build_untrained_model(width=0.125, seed=3, output_stride=16)
     model_dir = export_onnx(model, tmp_path, {"name": "export-test-os16", "version": "1.2.3"})
     images = smooth_images(4, seed=5)
-    reference = autograd_gradcam(model, torch.from_numpy(images))
+    reference = autograd_gradcam(model, torch.from_numpy(images), target="normal-contrast")
     _, cam = run_onnx(model_dir, images)
     assert cam.shape == reference.shape == (4, len(PAPER_CLASSES), 14, 14)
     lit = reference.max(axis=(2, 3)) > 1e-6
@@ -65,7 +92,27 @@ def test_output_stride_16_exports_a_14x14_cam_equal_to_autograd_gradcam(tmp_path
     assert np.abs(normalise_by_max(cam) - normalise_by_max(reference))[lit].max() <= 1e-4
     card = load_model_card(model_dir).raw
     assert card["architecture_details"]["output_stride"] == 16
+    assert card["architecture"] == "resnet34 (width x0.125, output stride 16)"
     assert "16i + 7" in card["outputs"]["cam"]["alignment"]
+
+
+def test_lse_pooled_model_exports_logits_and_a_cam_equal_to_autograd_gradcam(tmp_path: Path) -> None:
+    model = build_untrained_model(width=0.125, seed=4, pooling="lse", lse_sharpness=4.0)
+    model_dir = export_onnx(model, tmp_path, {"name": "export-test-lse", "version": "1.2.3"})
+    images = smooth_images(8, seed=6)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(images)).numpy()
+    logits, cam = run_onnx(model_dir, images)
+    assert np.abs(logits - expected).max() <= 1e-4
+    assert logits.std(axis=0).max() > 1e-3
+    reference = autograd_gradcam(model, torch.from_numpy(images[:4]), target="normal-contrast")
+    lit = reference.max(axis=(2, 3)) > 1e-6
+    assert lit.sum() >= 4, "too few non-empty Grad-CAM maps to compare"
+    assert np.abs(normalise_by_max(cam[:4]) - normalise_by_max(reference))[lit].max() <= 1e-4
+    card = load_model_card(model_dir).raw
+    assert card["architecture_details"]["pooling"] == "lse"
+    assert card["architecture_details"]["lse_sharpness"] == 4.0
+    assert card["architecture"] == "resnet34 (width x0.125, log-sum-exp pooling r=4)"
 
 
 def test_onnx_batch_axis_is_dynamic_and_ir_version_loadable(exported: tuple[torch.nn.Module, Path]) -> None:

@@ -87,6 +87,7 @@ def test_outputs_match_pytorch_and_autograd_grad_cam(engine: InferenceEngine) ->
     import torch
 
     from app.training.export import build_untrained_model
+    from tests.export_support import class_scores
 
     # The tiny_model_dir fixture exports exactly this seeded model.
     model = build_untrained_model(width=0.125, seed=0).eval()
@@ -104,9 +105,13 @@ def test_outputs_match_pytorch_and_autograd_grad_cam(engine: InferenceEngine) ->
     energy = -torch.logsumexp(logits, 1)[0].item()
     assert prediction.ood_score == pytest.approx(energy, abs=1e-4)
 
-    # Grad-CAM by autograd: weights = spatial mean of d logit_c / d A.
+    # Grad-CAM by autograd: weights = spatial mean of d score_c / d A, for the score the card
+    # says the heatmaps explain (the default: each class's log-odds against normal).
+    target = engine.card.raw["outputs"]["cam"]["target"]
+    assert target == "normal-contrast"
+    scores = class_scores(logits, target, normal_index=engine.card.normal_index)
     for c in range(len(engine.classes)):
-        (grad,) = torch.autograd.grad(logits[0, c], activations, retain_graph=True)
+        (grad,) = torch.autograd.grad(scores[0, c], activations, retain_graph=True)
         weights = grad.mean(dim=(2, 3), keepdim=True)
         reference = torch.relu((weights * activations).sum(dim=1))[0].detach().numpy()
         np.testing.assert_allclose(prediction.class_cams[c], reference, rtol=1e-3, atol=1e-6)

@@ -1,4 +1,4 @@
-"""The bundled demo model on fresh synthetic studies: right verdict per class, CAM on the lesion.
+"""The bundled demo model on fresh synthetic studies: right verdict per patient, CAM on the lesion.
 
 Skips (with a message) only when models/fetal-cns-demo/model.json is absent.
 """
@@ -9,16 +9,16 @@ import csv
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
+from app.evaluation.localisation import pointing_hit
 from app.inference.engine import InferenceEngine
 from app.inference.pipeline import PatientResult, analyse_paths
 from app.labels import PAPER_CLASSES
 
 # A seed the demo model's training set is unlikely to share.
 UNSEEN_SEED = 9173
-HOT = 0.8  # "hottest region": CAM within 80 % of its peak
+POINTING_TARGET = 0.8  # the model card's acceptance target for the pointing game
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def synthetic_studies(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("demo-studies")
     generate_dataset(
-        out, n_patients=len(PAPER_CLASSES), seed=UNSEEN_SEED, fmt="both", images_per_patient=(3, 4)
+        out, n_patients=4 * len(PAPER_CLASSES), seed=UNSEEN_SEED, fmt="both", images_per_patient=(3, 4)
     )
     return out
 
@@ -42,9 +42,9 @@ def manifest_masks(root: Path) -> dict[str, Path]:
         return {str((root / row["image"]).resolve()): root / row["mask"] for row in csv.DictReader(handle)}
 
 
-def patient_folders(root: Path, subfolder: str = "") -> dict[str, Path]:
+def patient_folders(root: Path, subfolder: str = "") -> dict[str, list[Path]]:
     base = root / subfolder if subfolder else root
-    return {name: next((base / name).iterdir()) for name in PAPER_CLASSES}
+    return {name: sorted((base / name).iterdir()) for name in PAPER_CLASSES}
 
 
 @pytest.mark.slow
@@ -54,36 +54,44 @@ def test_each_class_gets_the_right_verdict(
 ) -> None:
     folders = patient_folders(synthetic_studies, "dicom" if fmt == "dicom" else "")
     wrong = {}
-    for truth, folder in folders.items():
-        report = analyse_paths([folder], demo_engine)
-        assert not report.rejected and len(report.patients) == 1
-        verdict = report.patients[0].verdict
-        if verdict.label != truth:
-            wrong[truth] = (verdict.label, verdict.probabilities, verdict.n_excluded)
+    for truth, patients in folders.items():
+        assert len(patients) == 4
+        for folder in patients:
+            report = analyse_paths([folder], demo_engine)
+            assert not report.rejected and len(report.patients) == 1
+            verdict = report.patients[0].verdict
+            if verdict.label != truth:
+                wrong[folder.name] = (truth, verdict.label, verdict.probabilities, verdict.n_excluded)
     assert not wrong, wrong
 
 
-def hottest_overlaps_lesion(patient: PatientResult, masks: dict[str, Path], class_index: int) -> list[bool]:
+def peak_hits_lesion(patient: PatientResult, masks: dict[str, Path], class_index: int) -> list[bool]:
+    """Pointing game on the served heatmap (the map the overlay draws), one entry per lesion view."""
     results = []
     for image, prediction in zip(patient.images, patient.predictions, strict=True):
         mask = cv2.imread(str(masks[str(Path(image.source).resolve())]), cv2.IMREAD_GRAYSCALE)
         if mask is None or not mask.any():
             continue  # this view does not show the lesion
-        hot = prediction.cam_for(class_index) >= HOT
-        results.append(bool(np.logical_and(hot, mask > 0).any()))
+        results.append(pointing_hit(prediction.cam_for(class_index), mask > 0, tolerance_px=5))
     return results
 
 
 @pytest.mark.slow
-def test_overlay_hottest_region_overlaps_the_lesion(
-    synthetic_studies: Path, demo_engine: InferenceEngine
-) -> None:
+def test_heatmap_peak_points_at_the_lesion(synthetic_studies: Path, demo_engine: InferenceEngine) -> None:
+    # The peak, not "some hot pixel overlaps": a diffuse map that covers half the head overlaps
+    # every lesion, and the earlier average-pooled demo model passed that check while its peak
+    # hit the lesion in fewer than half of these views.
     masks = manifest_masks(synthetic_studies)
-    for truth, folder in patient_folders(synthetic_studies).items():
+    per_class: dict[str, list[bool]] = {}
+    for truth, patients in patient_folders(synthetic_studies).items():
         if truth == demo_engine.card.normal_class:
             continue
-        patient = analyse_paths([folder], demo_engine).patients[0]
-        overlaps = hottest_overlaps_lesion(patient, masks, demo_engine.classes.index(truth))
-        assert overlaps, f"{truth}: no image shows the lesion"
-        # Every view that shows the lesion should point at it; allow one miss in a larger study.
-        assert sum(overlaps) >= max(1, len(overlaps) - 1), (truth, overlaps)
+        for folder in patients:
+            patient = analyse_paths([folder], demo_engine).patients[0]
+            hits = peak_hits_lesion(patient, masks, demo_engine.classes.index(truth))
+            assert hits, f"{folder.name}: no image shows the lesion"
+            per_class.setdefault(truth, []).extend(hits)
+    every = [hit for hits in per_class.values() for hit in hits]
+    assert len(every) >= 40
+    assert sum(every) / len(every) >= POINTING_TARGET, per_class
+    assert all(sum(hits) >= len(hits) / 2 for hits in per_class.values()), per_class

@@ -106,6 +106,23 @@ def test_lemon_sign_mask_touches_the_frontal_skull_only() -> None:
     assert touched[~frontal].mean() < 0.1
 
 
+def test_ventriculomegaly_of_chiari_ii_is_marked_inside_the_skull() -> None:
+    # The dilated lateral ventricles are drawn for Rachischisis, so they must be in the mask too:
+    # an unmarked sign would count a heatmap that points at it as a miss.
+    image = render("Rachischisis", "transventricular", seed=6)
+    geometry = image.geometry
+    assert geometry.skull_contour is not None
+    count, labels = cv2.connectedComponents((image.mask > 0).astype(np.uint8))
+    regions = [labels == k for k in range(1, count)]
+    inner = [region for region in regions if not near(region, geometry.skull_contour, 3.0).any()]
+    assert len(regions) == 4, "two lemon-sign dents and two dilated ventricles"
+    assert len(inner) == 2
+    skull = polygon_mask(geometry.skull_contour, image.mask.shape)
+    assert all((region & skull).sum() == region.sum() for region in inner)
+    # Normal ventricles are not a lesion.
+    assert not render("normal", "transventricular", seed=6).mask.any()
+
+
 def test_open_spine_mask_sits_on_the_spine_and_breaks_the_posterior_line() -> None:
     image = render("Rachischisis", "sagittal_spine", seed=7)
     geometry = image.geometry

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
-from app.training.model import build_resnet, scaled_channels
+from app.training.model import build_resnet, lse_pool, scaled_channels
 
 
 def receptive_field_centre(centered_grid: bool, cell: int, output_stride: int = 32) -> tuple[float, float]:
@@ -78,3 +79,40 @@ def test_width_multiplier_scales_channels() -> None:
     assert scaled_channels(0.25) == (16, 32, 64, 128)
     with pytest.raises(ValueError, match="positive"):
         scaled_channels(0.0)
+
+
+def test_lse_pooling_matches_the_textbook_formula_and_spans_mean_to_max() -> None:
+    torch.manual_seed(1)
+    activations = torch.rand(2, 6, 7, 7) * 3
+    for sharpness in (0.5, 4.0, 20.0):
+        textbook = (
+            torch.logsumexp(sharpness * activations.flatten(2), -1) - torch.log(torch.tensor(49.0))
+        ) / sharpness
+        assert torch.allclose(lse_pool(activations, sharpness), textbook, atol=1e-5)
+    mean, peak = activations.mean(dim=(2, 3)), activations.amax(dim=(2, 3))
+    assert torch.allclose(lse_pool(activations, 1e-4), mean, atol=1e-3)
+    assert torch.all(lse_pool(activations, 4.0) > mean) and torch.all(lse_pool(activations, 4.0) < peak)
+    # Large r approaches the maximum (within log(49)/r) without overflowing.
+    assert torch.allclose(lse_pool(activations * 100, 50.0), peak * 100, atol=np.log(49) / 50 + 1e-3)
+
+
+def test_lse_pooling_gradient_sums_to_one_per_channel_like_the_mean() -> None:
+    # This is what keeps the exported CAM equal to Grad-CAM for either pooling.
+    activations = (torch.rand(3, 4, 7, 7) * 2).requires_grad_(True)
+    lse_pool(activations, 4.0).sum().backward()
+    assert activations.grad is not None
+    sums = activations.grad.sum(dim=(2, 3))
+    assert torch.allclose(sums, torch.ones_like(sums), atol=1e-5)
+    # ... and unlike the mean it favours the strongest positions.
+    assert float(activations.grad.max()) > 3 / 49
+
+
+def test_pooling_choice_is_validated_and_keeps_the_parameters() -> None:
+    standard = build_resnet("resnet34", width=0.125)
+    lse = build_resnet("resnet34", width=0.125, pooling="lse", lse_sharpness=4.0)
+    lse.load_state_dict(standard.state_dict())
+    assert lse(torch.zeros(1, 3, 224, 224)).shape == (1, 5)
+    with pytest.raises(ValueError, match="pooling"):
+        build_resnet("resnet34", width=0.125, pooling="max")
+    with pytest.raises(ValueError, match="sharpness"):
+        build_resnet("resnet34", width=0.125, pooling="lse", lse_sharpness=0.0)

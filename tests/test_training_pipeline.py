@@ -36,6 +36,8 @@ def test_final_fit_writes_a_checkpoint_with_calibration_and_provenance(final_che
         "num_classes": 5,
         "centered_grid": True,
         "output_stride": 32,
+        "pooling": "avg",
+        "lse_sharpness": 4.0,
     }
     assert not set(payload["train_patients"]) & set(payload["val_patients"])
     assert len(payload["train_patients"]) + len(payload["val_patients"]) == 10

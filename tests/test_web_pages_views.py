@@ -9,6 +9,7 @@ import pytest
 from app.web.pages.views import (
     case_page,
     format_duration,
+    heatmap_text,
     metric_lines,
     next_diagnosis_form,
     order_by_support,
@@ -211,3 +212,11 @@ def test_training_data_says_synthetic_and_how_much() -> None:
         training_data_text({"description": "Hospital X 2019-2023", "patients": 5})
         == "Hospital X 2019-2023 (5 patients)"
     )
+
+
+def test_heatmap_text_follows_the_cards_cam_target() -> None:
+    contrast = heatmap_text({"cam": {"target": "normal-contrast"}})
+    assert contrast.startswith("Where the image looks most like the suggested anomaly rather than normal")
+    # Cards written before the choice existed explain the class logit.
+    assert heatmap_text({"cam": {"meaning": "Grad-CAM"}}).startswith("Where the image most raised the score")
+    assert heatmap_text({}) == heatmap_text({"cam": {"target": "logit"}})

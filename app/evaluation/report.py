@@ -20,6 +20,11 @@ from app.evaluation.runner import Evaluation
 from app.inference.render import overlay
 from app.labels import HUMAN_NAMES
 
+_CAM_TARGET_WORDS = {
+    "logit": "each class logit (textbook Grad-CAM)",
+    "normal-contrast": "each anomaly's log-odds against normal (Grad-CAM of y_c - y_normal)",
+}
+
 
 def _human(name: str) -> str:
     return HUMAN_NAMES.get(name, name)
@@ -200,7 +205,8 @@ resamples of patients.</p>
 <h2>Localisation</h2>
 <p>{loc["images"]} anomaly images with a lesion mask. Pointing game: the peak of the Grad-CAM, mapped
 back to the original image through the scan box, lies inside the lesion mask dilated by
-{loc["tolerance_px"]} pixels. IoU: CAM thresholded at half its maximum vs the lesion mask.</p>
+{loc["tolerance_px"]} pixels. IoU: CAM thresholded at half its maximum vs the lesion mask.
+The heatmaps explain {_CAM_TARGET_WORDS.get(loc.get("cam_target", "logit"), "the class logit")}.</p>
 {_table(["class", "images", "pointing game (true class)", "IoU (true class)"], loc_rows)}
 <h2>Figures</h2>
 {images}

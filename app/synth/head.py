@@ -76,9 +76,16 @@ def _sylvian(canvas: Canvas, frame: LocalFrame, a: float, b: float) -> None:
         stroke(canvas.echo, frame.to_image(u, v), 0.28, 2)
 
 
-def _ventricles(canvas: Canvas, frame: LocalFrame, a: float, b: float, scale: float) -> None:
+def _ventricles(
+    canvas: Canvas, frame: LocalFrame, a: float, b: float, scale: float, enlarged_is_lesion: bool = False
+) -> None:
+    """Lateral ventricles; with Chiari II they are dilated (ventriculomegaly), a finding to mark."""
     for side in (-1, 1):
-        fill_ellipse(canvas, frame, -0.25 * a, side * 0.3 * b, 0.32 * a, 0.075 * b * scale, FLUID, 0.1 * side)
+        body = fill_ellipse(
+            canvas, frame, -0.25 * a, side * 0.3 * b, 0.32 * a, 0.075 * b * scale, FLUID, 0.1 * side
+        )
+        if enlarged_is_lesion:
+            mark_lesion(canvas, body, dilate=2)
         fill_ellipse(canvas, frame, -0.36 * a, side * 0.3 * b, 0.16 * a, 0.06 * b * scale, CHOROID)
         fill_ellipse(canvas, frame, 0.45 * a, side * 0.11 * b, 0.1 * a, 0.04 * b * scale, FLUID, -0.3 * side)
 
@@ -204,9 +211,9 @@ def draw_axial_head(
         _sylvian(canvas, frame, a, b)
         _falx(canvas, frame, a, b, -0.92, 0.92)
         _cavum(canvas, frame, a, b, rng)
-        ventricle_scale = 1.5 if anatomy.diagnosis == dx.RACHISCHISIS else 1.0
+        chiari = anatomy.diagnosis == dx.RACHISCHISIS
         if plane == TRANSVENTRICULAR:
-            _ventricles(canvas, frame, a, b, ventricle_scale)
+            _ventricles(canvas, frame, a, b, 1.5 if chiari else 1.0, enlarged_is_lesion=chiari)
         elif plane == TRANSTHALAMIC:
             _thalami(canvas, frame, a, b)
         elif plane == TRANSCEREBELLAR:

@@ -30,6 +30,18 @@ def register(subparsers: Any) -> None:
         choices=[32, 16],
         help="layer4 (Grad-CAM) stride: 32 = 7x7 CAM at 224; 16 = dilated layer4, 14x14 CAM",
     )
+    parser.add_argument(
+        "--pooling",
+        default="avg",
+        choices=["avg", "lse"],
+        help="global pooling before the classifier: avg (the paper) or lse (log-sum-exp)",
+    )
+    parser.add_argument(
+        "--lse-sharpness",
+        type=float,
+        default=4.0,
+        help="--pooling lse: r in (1/r) log mean exp(r A); small r ≈ average, large r ≈ maximum",
+    )
     parser.add_argument("--epochs", type=int, default=20)
     protocol = parser.add_mutually_exclusive_group()
     protocol.add_argument("--folds", type=int, default=5, help="patient-grouped folds (default 5)")
@@ -57,14 +69,19 @@ def run_train(args: argparse.Namespace) -> int:
     from app.training.experiment import cross_validate, final_fit
     from app.training.trainer import TrainConfig, configure_threads
 
-    if args.epochs < 1 or args.width <= 0 or args.batch_size < 2:
-        print("error: --epochs must be ≥ 1, --width > 0 and --batch-size ≥ 2", file=sys.stderr)
+    if args.epochs < 1 or args.width <= 0 or args.batch_size < 2 or args.lse_sharpness <= 0:
+        print(
+            "error: --epochs must be ≥ 1, --width > 0, --batch-size ≥ 2 and --lse-sharpness > 0",
+            file=sys.stderr,
+        )
         return 2
     threads = configure_threads(args.threads)
     config = TrainConfig(
         arch=args.arch,
         width=args.width,
         output_stride=args.output_stride,
+        pooling=args.pooling,
+        lse_sharpness=args.lse_sharpness,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -74,10 +91,11 @@ def run_train(args: argparse.Namespace) -> int:
         time_budget_s=None if args.time_budget is None else 60.0 * args.time_budget,
     )
     log.info(
-        "training %s width %g (output stride %d) for %d epochs on %d threads",
+        "training %s width %g (output stride %d, %s pooling) for %d epochs on %d threads",
         args.arch,
         args.width,
         args.output_stride,
+        args.pooling,
         args.epochs,
         threads,
     )

@@ -18,7 +18,15 @@ import torch
 from app.labels import NORMAL_CLASS, PAPER_CLASSES
 from app.modelcard import ONNX_FILE, write_model_card
 from app.preprocess import PreprocessSpec
-from app.training.model import CamHead, ResNet, build_resnet, cell_centre, model_config
+from app.training.model import (
+    DEFAULT_CAM_TARGET,
+    DEFAULT_LSE_SHARPNESS,
+    CamHead,
+    ResNet,
+    build_resnet,
+    cell_centre,
+    model_config,
+)
 
 OPSET = 17
 # onnxruntime 1.31 refuses IR versions above 10.
@@ -61,7 +69,28 @@ def _alignment(model: ResNet) -> str:
     return f"corner: cell i is centred on model-input pixel {stride}i (usual ResNet padding)"
 
 
-def default_card(model: ResNet, spec: PreprocessSpec | None = None) -> dict[str, Any]:
+def _architecture_summary(config: dict[str, Any]) -> str:
+    summary = f"{config['arch']} (width x{config['width']:g}"
+    if config.get("output_stride", 32) != 32:
+        summary += f", output stride {config['output_stride']}"
+    if config.get("pooling") == "lse":
+        summary += f", log-sum-exp pooling r={config['lse_sharpness']:g}"
+    return summary + ")"
+
+
+CAM_MEANINGS = {
+    "logit": "unnormalised Grad-CAM of each class logit y_c on layer4: ReLU(sum_k w_ck A_k) / (h*w)",
+    "normal-contrast": (
+        "unnormalised Grad-CAM on layer4 of each anomaly's log-odds against normal, "
+        "log(p_c / p_normal) = y_c - y_normal: ReLU(sum_k (w_ck - w_normal,k) A_k) / (h*w); "
+        "for the normal class, of y_normal minus the mean anomaly logit"
+    ),
+}
+
+
+def default_card(
+    model: ResNet, spec: PreprocessSpec | None = None, cam_target: str = DEFAULT_CAM_TARGET
+) -> dict[str, Any]:
     """Every required card key with conservative defaults; callers override what they know."""
     spec = spec or PreprocessSpec()
     config = model_config(model)
@@ -71,7 +100,7 @@ def default_card(model: ResNet, spec: PreprocessSpec | None = None) -> dict[str,
     return {
         "name": "fetalcns-model",
         "version": "0.0.0",
-        "architecture": f"{config['arch']} (width x{config['width']:g})",
+        "architecture": _architecture_summary(config),
         "architecture_details": {
             **config,
             "cam_layer": "layer4",
@@ -85,7 +114,8 @@ def default_card(model: ResNet, spec: PreprocessSpec | None = None) -> dict[str,
             "logits": {"shape": ["N", len(classes)], "meaning": "class scores before softmax"},
             "cam": {
                 "shape": ["N", len(classes), "h", "w"],
-                "meaning": "unnormalised Grad-CAM per class on layer4: ReLU(sum_k w_ck A_k) / (h*w)",
+                "target": cam_target,
+                "meaning": CAM_MEANINGS[cam_target],
                 "alignment": _alignment(model),
             },
         },
@@ -100,9 +130,15 @@ def default_card(model: ResNet, spec: PreprocessSpec | None = None) -> dict[str,
     }
 
 
-def write_onnx(model: ResNet, path: Path, image_size: tuple[int, int] = (224, 224)) -> Path:
+def write_onnx(
+    model: ResNet,
+    path: Path,
+    image_size: tuple[int, int] = (224, 224),
+    cam_target: str = DEFAULT_CAM_TARGET,
+    normal_index: int | None = None,
+) -> Path:
     """Trace (logits, cam) to ONNX with a dynamic batch axis."""
-    wrapper = CamHead(model).eval()
+    wrapper = CamHead(model, cam_target, normal_index).eval()
     example = torch.zeros(2, 3, *image_size, dtype=torch.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
@@ -131,29 +167,49 @@ def write_onnx(model: ResNet, path: Path, image_size: tuple[int, int] = (224, 22
     return path
 
 
-def export_onnx(model: ResNet, out_dir: Path, card_fields: dict[str, Any]) -> Path:
+def export_onnx(
+    model: ResNet, out_dir: Path, card_fields: dict[str, Any], cam_target: str = DEFAULT_CAM_TARGET
+) -> Path:
     """Write out_dir/model.onnx and out_dir/model.json; returns out_dir (the model directory).
 
     card_fields override the defaults of `default_card` key by key (top level only).
+    ``cam_target`` chooses what the `cam` output explains (see ``app.training.model.CAM_TARGETS``).
     """
     out_dir = Path(out_dir)
     was_training = model.training
     model.eval()
     try:
-        card = default_card(model)
+        if cam_target not in CAM_MEANINGS:
+            raise ValueError(f"cam target must be one of {', '.join(CAM_MEANINGS)}, got {cam_target!r}")
+        card = default_card(model, cam_target=cam_target)
         card.update(card_fields)
         spec = PreprocessSpec.from_card(card["input"])
-        write_onnx(model, out_dir / ONNX_FILE, spec.size)
+        classes = list(card["classes"])
+        normal_index = classes.index(card["normal_class"]) if card.get("normal_class") in classes else None
+        write_onnx(model, out_dir / ONNX_FILE, spec.size, cam_target, normal_index)
         write_model_card(out_dir, card)
     finally:
         model.train(was_training)
     return out_dir
 
 
-def build_untrained_model(width: float = 0.125, seed: int = 0, output_stride: int = 32) -> ResNet:
+def build_untrained_model(
+    width: float = 0.125,
+    seed: int = 0,
+    output_stride: int = 32,
+    pooling: str = "avg",
+    lse_sharpness: float = DEFAULT_LSE_SHARPNESS,
+) -> ResNet:
     """A randomly initialised ResNet-34 in eval mode whose outputs still depend on the input."""
     torch.manual_seed(seed)
-    model = build_resnet("resnet34", width=width, num_classes=len(PAPER_CLASSES), output_stride=output_stride)
+    model = build_resnet(
+        "resnet34",
+        width=width,
+        num_classes=len(PAPER_CLASSES),
+        output_stride=output_stride,
+        pooling=pooling,
+        lse_sharpness=lse_sharpness,
+    )
     # Fresh BN statistics (mean 0, var 1) let activations grow block after block into huge logits;
     # estimating them on a few random images keeps logits moderate and input-dependent.
     generator = torch.Generator().manual_seed(seed)

@@ -20,6 +20,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--name", default=None, help="model name (default: the output folder name)")
     parser.add_argument("--version", default="0.1.0")
     parser.add_argument("--metrics", type=Path, default=None, help="metrics.json from `fetalcns evaluate`")
+    parser.add_argument(
+        "--cam-target",
+        default="normal-contrast",
+        choices=["normal-contrast", "logit"],
+        help="what each class heatmap explains: its log-odds against normal (default) or its logit",
+    )
     parser.set_defaults(handler=run_export)
 
 
@@ -35,6 +41,6 @@ def run_export(args: argparse.Namespace) -> int:
     card = card_from_checkpoint(payload, args.name or args.out.resolve().name, args.version)
     if args.metrics is not None:
         card["metrics"] = json.loads(args.metrics.read_text(encoding="utf-8"))
-    out = export_onnx(model, args.out, card)
+    out = export_onnx(model, args.out, card, cam_target=args.cam_target)
     print(f"exported {out / 'model.onnx'} and {out / 'model.json'}")
     return 0

@@ -19,6 +19,24 @@ STAGE_BLOCKS: dict[str, tuple[int, int, int, int]] = {
 BASE_CHANNELS = (64, 128, 256, 512)
 # Total stride of layer4: 32 (standard) or 16 (layer4 dilated instead of strided).
 OUTPUT_STRIDES = (32, 16)
+# Global pooling before the classifier: "avg" (the paper's ResNet) or "lse" (log-sum-exp).
+POOLINGS = ("avg", "lse")
+DEFAULT_LSE_SHARPNESS = 4.0
+
+
+def lse_pool(activations: torch.Tensor, sharpness: float) -> torch.Tensor:
+    """Log-sum-exp pooling over the map, [N, K, h, w] → [N, K] (Pinheiro & Collobert 2015).
+
+    (1/r)·log(mean_ij exp(r·A_ij)) runs from the mean (r → 0) to the maximum (r → ∞). Its gradient
+    is a softmax over positions and sums to 1 per channel, exactly as the mean's does, so Grad-CAM
+    on the pooled map keeps the closed form ReLU(sum_k w_ck A_k)/(h·w) that the export computes.
+    """
+    scaled = sharpness * activations.flatten(2)
+    # Spelled out with the max subtracted: ONNX Runtime's ReduceLogSumExp is not overflow-safe
+    # in float32, and the exported logits must match torch to 1e-4.
+    peak = scaled.amax(dim=-1, keepdim=True).detach()
+    pooled = peak.squeeze(-1) + torch.log(torch.exp(scaled - peak).mean(dim=-1))
+    return pooled / sharpness
 
 
 def scaled_channels(width: float) -> tuple[int, int, int, int]:
@@ -79,13 +97,21 @@ class ResNet(nn.Module):
         num_classes: int = 5,
         centered_grid: bool = True,
         output_stride: int = 32,
+        pooling: str = "avg",
+        lse_sharpness: float = DEFAULT_LSE_SHARPNESS,
     ) -> None:
         super().__init__()
         if arch not in STAGE_BLOCKS:
             raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(STAGE_BLOCKS)}")
         if output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if not lse_sharpness > 0:
+            raise ValueError(f"the log-sum-exp sharpness must be positive, got {lse_sharpness}")
         self.arch = arch
+        self.pooling = pooling
+        self.lse_sharpness = float(lse_sharpness)
         self.width = width
         self.centered_grid = centered_grid
         self.output_stride = output_stride
@@ -137,32 +163,69 @@ class ResNet(nn.Module):
         x = pool(self.pool_pad(relu(bn(conv(self.stem_pad(x))))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
+    def pool(self, activations: torch.Tensor) -> torch.Tensor:
+        if self.pooling == "lse":
+            return lse_pool(activations, self.lse_sharpness)
+        return activations.mean(dim=(2, 3))
+
     def classify(self, activations: torch.Tensor) -> torch.Tensor:
-        return self.fc(activations.mean(dim=(2, 3)))
+        return self.fc(self.pool(activations))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(x))
 
 
+# What each class's map explains. "logit": Grad-CAM of the class logit y_c (Selvaraju et al.).
+# "normal-contrast": Grad-CAM of the class's log-odds against normal, log(p_c / p_normal) =
+# y_c - y_normal, and for normal itself y_normal minus the mean anomaly logit. Evidence that
+# every class shares (e.g. "this is a spine view", which supports normal as much as
+# Rachischisis) cancels, so an anomaly's map shows what makes the image abnormal.
+CAM_TARGETS = ("logit", "normal-contrast")
+DEFAULT_CAM_TARGET = "normal-contrast"
+
+
+def cam_score_weights(fc: nn.Linear, target: str, normal_index: int | None) -> torch.Tensor:
+    """[C, K] weights v_c with Grad-CAM_c = ReLU(sum_k v_ck A_k) / (h·w) for the chosen target."""
+    fc_weight = fc.weight
+    if target == "logit":
+        return fc_weight
+    if target != "normal-contrast":
+        raise ValueError(f"cam target must be one of {CAM_TARGETS}, got {target!r}")
+    classes = fc.out_features  # a plain int: shapes are tensors while the exporter traces
+    if normal_index is None or normal_index not in range(classes) or classes < 2:
+        raise ValueError("a normal-contrast CAM needs the index of the normal class")
+    reference = fc_weight[normal_index].expand_as(fc_weight)
+    anomalies = [c for c in range(classes) if c != normal_index]
+    weights = fc_weight - reference
+    normal_row = fc_weight[normal_index] - fc_weight[anomalies].mean(dim=0)
+    return torch.cat([weights[:normal_index], normal_row[None], weights[normal_index + 1 :]])
+
+
 class CamHead(nn.Module):
     """Wraps a ResNet to output (logits, cam) in one pass: the exported graph.
 
-    For logits y_c = sum_k w_ck * mean_ij A_k(i,j) + b_c, the Grad-CAM channel weight
-    mean_ij dy_c/dA_k(i,j) equals w_ck / (h*w), so
-    Grad-CAM_c = ReLU(sum_k w_ck A_k) / (h*w) — no backward pass needed at serving time.
+    For a score s = sum_c u_c y_c of logits y_c = sum_k w_ck * pool_k(A) + b_c, the Grad-CAM
+    channel weight mean_ij ds/dA_k(i,j) equals (sum_c u_c w_ck) / (h*w) whenever the pooling's
+    gradient sums to 1 over positions (average and log-sum-exp pooling both do), so
+    Grad-CAM = ReLU(sum_k v_k A_k) / (h*w) with v = u·W — no backward pass needed at serving time.
     """
 
-    def __init__(self, model: ResNet) -> None:
+    def __init__(
+        self, model: ResNet, target: str = DEFAULT_CAM_TARGET, normal_index: int | None = None
+    ) -> None:
         super().__init__()
         self.model = model
+        self.target = target
+        self.normal_index = normal_index
+        cam_score_weights(model.fc, target, normal_index)  # validate now, not at export
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         activations = self.model.features(image)
         logits = self.model.classify(activations)
         h, w = activations.shape[2], activations.shape[3]
-        # A 1×1 convolution with the classifier weights is sum_k w_ck A_k; it maps onto a plain
+        # A 1×1 convolution with the score weights is sum_k v_ck A_k; it maps onto a plain
         # Conv node, which every ONNX Runtime provider supports.
-        weight = self.model.fc.weight[:, :, None, None]  # [C, K, 1, 1]
+        weight = cam_score_weights(self.model.fc, self.target, self.normal_index)[:, :, None, None]
         cam = torch.relu(nn.functional.conv2d(activations, weight)) / (h * w)
         return logits, cam
 
@@ -173,6 +236,8 @@ def build_resnet(
     num_classes: int = 5,
     centered_grid: bool = True,
     output_stride: int = 32,
+    pooling: str = "avg",
+    lse_sharpness: float = DEFAULT_LSE_SHARPNESS,
 ) -> ResNet:
     return ResNet(
         arch=arch,
@@ -180,6 +245,8 @@ def build_resnet(
         num_classes=num_classes,
         centered_grid=centered_grid,
         output_stride=output_stride,
+        pooling=pooling,
+        lse_sharpness=lse_sharpness,
     )
 
 
@@ -199,4 +266,6 @@ def model_config(model: ResNet) -> dict[str, object]:
         "num_classes": model.fc.out_features,
         "centered_grid": model.centered_grid,
         "output_stride": model.output_stride,
+        "pooling": model.pooling,
+        "lse_sharpness": model.lse_sharpness,
     }

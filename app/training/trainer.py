@@ -26,7 +26,7 @@ from app.labels import PAPER_CLASSES
 from app.preprocess import PreprocessSpec
 from app.training.augment import AugmentConfig, augment
 from app.training.data import Sample, eval_input, load_region
-from app.training.model import ResNet, build_resnet, model_config
+from app.training.model import DEFAULT_LSE_SHARPNESS, ResNet, build_resnet, model_config
 from app.training.splits import class_weights
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class TrainConfig:
     arch: str = "resnet34"
     width: float = 0.25
     output_stride: int = 32
+    pooling: str = "avg"
+    lse_sharpness: float = DEFAULT_LSE_SHARPNESS
     num_classes: int = len(PAPER_CLASSES)
     epochs: int = 20
     batch_size: int = 32
@@ -179,7 +181,12 @@ def fit(
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model = build_resnet(
-        config.arch, config.width, num_classes=config.num_classes, output_stride=config.output_stride
+        config.arch,
+        config.width,
+        num_classes=config.num_classes,
+        output_stride=config.output_stride,
+        pooling=config.pooling,
+        lse_sharpness=config.lse_sharpness,
     )
     weights = class_weights(cache.labels[list(train_indices)], config.num_classes)
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32))
@@ -309,7 +316,12 @@ def load_checkpoint(path: Path) -> tuple[ResNet, dict[str, Any]]:
     centered = bool(config.get("centered_grid", False))
     # ... and those from before output_stride existed, stride 32.
     output_stride = int(config.get("output_stride", 32))
-    model = build_resnet(config["arch"], config["width"], config["num_classes"], centered, output_stride)
+    # ... and those from before the pooling option, average pooling.
+    pooling = str(config.get("pooling", "avg"))
+    sharpness = float(config.get("lse_sharpness", DEFAULT_LSE_SHARPNESS))
+    model = build_resnet(
+        config["arch"], config["width"], config["num_classes"], centered, output_stride, pooling, sharpness
+    )
     model.load_state_dict(payload["state_dict"])
     return model.eval(), payload
 

@@ -276,12 +276,25 @@ def model_summary(card: Any, analysed_sha256: str | None) -> dict[str, Any] | No
         "sha256": card.sha256,
         "architecture": raw.get("architecture", "—"),
         "training_data": training_data_text(raw.get("provenance") or {}),
+        "heatmap": heatmap_text(raw.get("outputs") or {}),
         "intended_use": raw.get("intended_use", "—"),
         "clinical_use": card.clinical_use,
         "clinical_use_reason": raw.get("clinical_use_reason", ""),
         "metrics": metric_lines(raw.get("metrics") or {}),
         "analysed_with": analysed_sha256[:12] if analysed_sha256 else None,
     }
+
+
+def heatmap_text(outputs: Mapping[str, Any]) -> str:
+    """What the heatmap over each image shows, in a reader's words (the card's CAM target)."""
+    cam = outputs.get("cam") if isinstance(outputs, Mapping) else None
+    target = cam.get("target") if isinstance(cam, Mapping) else None
+    if target == "normal-contrast":
+        return (
+            "Where the image looks most like the suggested anomaly rather than normal "
+            "(for a normal suggestion: most normal rather than abnormal). Grad-CAM, last residual stage."
+        )
+    return "Where the image most raised the score of the suggested class. Grad-CAM, last residual stage."
 
 
 def training_data_text(provenance: Mapping[str, Any]) -> str:
