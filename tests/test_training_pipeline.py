@@ -93,3 +93,49 @@ def test_export_cli_explains_a_missing_checkpoint(tmp_path: Path, capsys: pytest
     code = main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "m")])
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_trains_and_exports_the_demo_recipe(
+    tiny_synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo model's options (dilated layer4, log-sum-exp pooling) through the real commands,
+    # then an export with the textbook CAM target; the region cache goes to a scratch folder.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    train = ["train", "--data", str(tiny_synth_dir), "--out", str(run), "--final", "--width", "0.125"]
+    train += ["--epochs", "1", "--batch-size", "8", "--val-fraction", "0.3", "--no-progress"]
+    train += ["--output-stride", "16", "--pooling", "lse", "--lse-sharpness", "4"]
+    assert main(train) == 0
+    assert list((tmp_path / "cache" / "fetalcns" / "regions").glob("*.npy"))
+    out = tmp_path / "model"
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(run / "final" / "best.pt"),
+                "--out",
+                str(out),
+                "--cam-target",
+                "logit",
+            ]
+        )
+        == 0
+    )
+    card = load_model_card(out).raw
+    assert card["architecture_details"]["pooling"] == "lse"
+    assert card["architecture_details"]["output_stride"] == 16
+    assert card["outputs"]["cam"]["target"] == "logit"
+    sample = discover_samples(tiny_synth_dir)[0]
+    batch = to_model_input(read_rgb(sample.path), load_model_card(out).preprocess)[None]
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits, cam = session.run(["logits", "cam"], {"image": batch})
+    assert logits.shape == (1, 5) and cam.shape == (1, 5, 14, 14)
+
+
+def test_train_cli_refuses_a_non_positive_sharpness(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--lse-sharpness", "0"])
+    assert code == 2
+    assert "--lse-sharpness > 0" in capsys.readouterr().err
