@@ -15,7 +15,7 @@ from app.cli import main
 from app.modelcard import load_model_card
 from app.preprocess import to_model_input
 from app.training.data import discover_samples, read_rgb
-from app.training.experiment import cross_validate, final_fit
+from app.training.experiment import choose_ood_calibration_images, cross_validate, final_fit
 from app.training.trainer import TrainConfig, load_checkpoint
 
 __all__ = ["tiny_synth_dir"]
@@ -139,3 +139,12 @@ def test_train_cli_refuses_a_non_positive_sharpness(
     code = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--lse-sharpness", "0"])
     assert code == 2
     assert "--lse-sharpness > 0" in capsys.readouterr().err
+
+
+def test_ood_rule_is_calibrated_on_unfitted_selection_images_when_there_are_enough() -> None:
+    train, selection = list(range(500)), list(range(500, 620))
+    chosen, described = choose_ood_calibration_images(train, selection)
+    assert chosen == selection and described == "120 images of the epoch-selection patients"
+    # Too few selection images for a stable 99th percentile: the training images, said so.
+    chosen, described = choose_ood_calibration_images(train, selection[:40])
+    assert chosen == train and described == "500 training images"
