@@ -32,8 +32,8 @@ def lse_pool(activations: torch.Tensor, sharpness: float) -> torch.Tensor:
     on the pooled map keeps the closed form ReLU(sum_k w_ck A_k)/(h·w) that the export computes.
     """
     scaled = sharpness * activations.flatten(2)
-    # Spelled out with the max subtracted: ONNX Runtime's ReduceLogSumExp is not overflow-safe
-    # in float32, and the exported logits must match torch to 1e-4.
+    # The maximum is subtracted so that exp cannot overflow in float32; the mean (not the sum)
+    # folds in the log(h·w) term, so no shape-derived constant enters the traced graph.
     peak = scaled.amax(dim=-1, keepdim=True).detach()
     pooled = peak.squeeze(-1) + torch.log(torch.exp(scaled - peak).mean(dim=-1))
     return pooled / sharpness
