@@ -38,6 +38,14 @@ REQUIRED_KEYS = (
 )
 
 
+# What each class heatmap (the `cam` output) explains, recorded as outputs.cam.target.
+# "logit": Grad-CAM of the class logit y_c (Selvaraju et al.). "normal-contrast": Grad-CAM of the
+# class's log-odds against normal, y_c - y_normal (for normal itself, y_normal minus the mean
+# anomaly logit). Cards written before the choice existed mean "logit".
+CAM_TARGETS = ("logit", "normal-contrast")
+DEFAULT_CAM_TARGET = "normal-contrast"
+
+
 class ModelCardError(ValueError):
     """The model directory is missing, incomplete or does not match its card."""
 
@@ -90,6 +98,13 @@ class ModelCard:
     @property
     def thresholds(self) -> dict[str, Any]:
         return dict(self.raw["thresholds"])
+
+    @property
+    def cam_target(self) -> str:
+        outputs = self.raw.get("outputs")
+        cam = outputs.get("cam") if isinstance(outputs, dict) else None
+        target = cam.get("target") if isinstance(cam, dict) else None
+        return str(target) if target else "logit"
 
     @property
     def sha256(self) -> str:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,18 @@ def test_onnx_batch_axis_is_dynamic_and_ir_version_loadable(exported: tuple[torc
     for batch in (1, 3):
         logits, cam = run_onnx(model_dir, smooth_images(batch, seed=batch))
         assert logits.shape[0] == cam.shape[0] == batch
+
+
+def test_card_names_its_cam_target_and_older_cards_mean_the_logit(
+    exported: tuple[torch.nn.Module, Path],
+) -> None:
+    _, model_dir = exported
+    card = load_model_card(model_dir)
+    assert card.cam_target == "normal-contrast"
+    # Cards written before the choice existed explain the class logit.
+    outputs = {**card.raw["outputs"], "cam": {"meaning": "Grad-CAM"}}
+    assert replace(card, raw={**card.raw, "outputs": outputs}).cam_target == "logit"
+    assert replace(card, raw={**card.raw, "outputs": {}}).cam_target == "logit"
 
 
 def test_card_is_complete_and_matches_the_onnx_file(exported: tuple[torch.nn.Module, Path]) -> None:

@@ -107,7 +107,7 @@ def test_outputs_match_pytorch_and_autograd_grad_cam(engine: InferenceEngine) ->
 
     # Grad-CAM by autograd: weights = spatial mean of d score_c / d A, for the score the card
     # says the heatmaps explain (the default: each class's log-odds against normal).
-    target = engine.card.raw["outputs"]["cam"]["target"]
+    target = engine.card.cam_target
     assert target == "normal-contrast"
     scores = class_scores(logits, target, normal_index=engine.card.normal_index)
     for c in range(len(engine.classes)):

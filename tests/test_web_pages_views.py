@@ -215,8 +215,6 @@ def test_training_data_says_synthetic_and_how_much() -> None:
 
 
 def test_heatmap_text_follows_the_cards_cam_target() -> None:
-    contrast = heatmap_text({"cam": {"target": "normal-contrast"}})
+    contrast = heatmap_text("normal-contrast")
     assert contrast.startswith("Where the image looks most like the suggested anomaly rather than normal")
-    # Cards written before the choice existed explain the class logit.
-    assert heatmap_text({"cam": {"meaning": "Grad-CAM"}}).startswith("Where the image most raised the score")
-    assert heatmap_text({}) == heatmap_text({"cam": {"target": "logit"}})
+    assert heatmap_text("logit").startswith("Where the image most raised the score")

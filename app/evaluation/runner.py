@@ -101,14 +101,6 @@ def score_images(
     return records, examples
 
 
-def cam_target_of(engine: InferenceEngine) -> str:
-    """What the model's heatmaps explain; cards from before the choice existed mean the logit."""
-    outputs = engine.card.raw.get("outputs")
-    cam = outputs.get("cam") if isinstance(outputs, dict) else None
-    target = cam.get("target") if isinstance(cam, dict) else None
-    return str(target) if target else "logit"
-
-
 def _rate(values: Sequence[bool | float | None]) -> float | None:
     kept = [float(v) for v in values if v is not None]
     return float(np.mean(kept)) if kept else None
@@ -179,7 +171,7 @@ def evaluate_model(
     localisation = {
         "images": sum(r.pointing_true is not None for r in records),
         "tolerance_px": tolerance_px,
-        "cam_target": cam_target_of(engine),
+        "cam_target": engine.card.cam_target,
         "pointing_game_true_class": _rate([r.pointing_true for r in records]),
         "pointing_game_predicted_class": _rate([r.pointing_predicted for r in records]),
         "iou_true_class": _rate([r.iou_true for r in records]),

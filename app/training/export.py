@@ -16,10 +16,9 @@ import onnx
 import torch
 
 from app.labels import NORMAL_CLASS, PAPER_CLASSES
-from app.modelcard import ONNX_FILE, write_model_card
+from app.modelcard import CAM_TARGETS, DEFAULT_CAM_TARGET, ONNX_FILE, write_model_card
 from app.preprocess import PreprocessSpec
 from app.training.model import (
-    DEFAULT_CAM_TARGET,
     DEFAULT_LSE_SHARPNESS,
     CamHead,
     ResNet,
@@ -173,14 +172,14 @@ def export_onnx(
     """Write out_dir/model.onnx and out_dir/model.json; returns out_dir (the model directory).
 
     card_fields override the defaults of `default_card` key by key (top level only).
-    ``cam_target`` chooses what the `cam` output explains (see ``app.training.model.CAM_TARGETS``).
+    ``cam_target`` chooses what the `cam` output explains (see ``app.modelcard.CAM_TARGETS``).
     """
     out_dir = Path(out_dir)
     was_training = model.training
     model.eval()
     try:
-        if cam_target not in CAM_MEANINGS:
-            raise ValueError(f"cam target must be one of {', '.join(CAM_MEANINGS)}, got {cam_target!r}")
+        if cam_target not in CAM_TARGETS:
+            raise ValueError(f"cam target must be one of {', '.join(CAM_TARGETS)}, got {cam_target!r}")
         card = default_card(model, cam_target=cam_target)
         card.update(card_fields)
         spec = PreprocessSpec.from_card(card["input"])

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.modelcard import CAM_TARGETS, DEFAULT_CAM_TARGET
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -22,8 +24,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--metrics", type=Path, default=None, help="metrics.json from `fetalcns evaluate`")
     parser.add_argument(
         "--cam-target",
-        default="normal-contrast",
-        choices=["normal-contrast", "logit"],
+        default=DEFAULT_CAM_TARGET,
+        choices=CAM_TARGETS,
         help="what each class heatmap explains: its log-odds against normal (default) or its logit",
     )
     parser.set_defaults(handler=run_export)

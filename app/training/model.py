@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from app.modelcard import CAM_TARGETS, DEFAULT_CAM_TARGET
+
 # Blocks per residual stage.
 STAGE_BLOCKS: dict[str, tuple[int, int, int, int]] = {
     "resnet18": (2, 2, 2, 2),
@@ -175,13 +177,9 @@ class ResNet(nn.Module):
         return self.classify(self.features(x))
 
 
-# What each class's map explains. "logit": Grad-CAM of the class logit y_c (Selvaraju et al.).
-# "normal-contrast": Grad-CAM of the class's log-odds against normal, log(p_c / p_normal) =
-# y_c - y_normal, and for normal itself y_normal minus the mean anomaly logit. Evidence that
-# every class shares (e.g. "this is a spine view", which supports normal as much as
-# Rachischisis) cancels, so an anomaly's map shows what makes the image abnormal.
-CAM_TARGETS = ("logit", "normal-contrast")
-DEFAULT_CAM_TARGET = "normal-contrast"
+# The normal contrast cancels evidence that every class shares (e.g. "this is a spine view",
+# which supports normal as much as Rachischisis), so an anomaly's map shows what makes the
+# image abnormal. The vocabulary lives with the card (app.modelcard.CAM_TARGETS).
 
 
 def cam_score_weights(fc: nn.Linear, target: str, normal_index: int | None) -> torch.Tensor:

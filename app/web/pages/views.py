@@ -276,7 +276,7 @@ def model_summary(card: Any, analysed_sha256: str | None) -> dict[str, Any] | No
         "sha256": card.sha256,
         "architecture": raw.get("architecture", "—"),
         "training_data": training_data_text(raw.get("provenance") or {}),
-        "heatmap": heatmap_text(raw.get("outputs") or {}),
+        "heatmap": heatmap_text(card.cam_target),
         "intended_use": raw.get("intended_use", "—"),
         "clinical_use": card.clinical_use,
         "clinical_use_reason": raw.get("clinical_use_reason", ""),
@@ -285,11 +285,9 @@ def model_summary(card: Any, analysed_sha256: str | None) -> dict[str, Any] | No
     }
 
 
-def heatmap_text(outputs: Mapping[str, Any]) -> str:
+def heatmap_text(cam_target: str) -> str:
     """What the heatmap over each image shows, in a reader's words (the card's CAM target)."""
-    cam = outputs.get("cam") if isinstance(outputs, Mapping) else None
-    target = cam.get("target") if isinstance(cam, Mapping) else None
-    if target == "normal-contrast":
+    if cam_target == "normal-contrast":
         return (
             "Where the image looks most like the suggested anomaly rather than normal "
             "(for a normal suggestion: most normal rather than abnormal). Grad-CAM, last residual stage."
