@@ -121,3 +121,24 @@ def test_cam_levels_saturate_and_treat_nan_as_cold() -> None:
     assert cam_levels(cam).tolist() == [[0, 0, 0, 128, 255, 255]]
     with pytest.raises(ValueError, match="2-D"):
         cam_levels(np.zeros((2, 2, 2), np.float32))
+
+
+# Lengths below, at and above common SIMD widths (4, 8, 16 floats) and a large map, with the
+# non-finite cells at the start, inside the vector body and in the scalar tail.
+@pytest.mark.parametrize("width", [1, 3, 7, 8, 15, 16, 17, 33, 257, 1031])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_cells_render_cold_at_every_position(width: int, bad: float) -> None:
+    cam = np.full((2, width), 0.75, np.float32)
+    positions = sorted({0, width // 2, width - 1})
+    cam[:, positions] = bad
+    levels = cam_levels(cam)
+    assert (levels[:, positions] == 0).all()
+    finite = np.ones(width, bool)
+    finite[positions] = False
+    assert (levels[:, finite] == round(0.75 * 255)).all()
+    rgba = heatmap_rgba(cam)
+    assert (rgba[:, positions, 3] == 0).all()
+    # A cold cell takes the colour map's coldest colour, the same as an exact zero.
+    assert (rgba[:, positions, :3] == heatmap_rgba(np.zeros((1, 1), np.float32))[0, 0, :3]).all()
+    image = np.full((2, width, 3), 40, np.uint8)
+    assert (overlay(image, cam)[:, positions] == 40).all()

@@ -15,12 +15,21 @@ THUMBNAIL_SIDE = 192
 
 
 def cam_levels(cam: np.ndarray) -> np.ndarray:
-    """[0, 1] map → uint8 0..255 (NaN and negatives → 0, above 1 → 255), in one OpenCV pass."""
+    """[0, 1] map → uint8 0..255: above 1 → 255; negatives, NaN and ±inf → 0.
+
+    A non-finite cell is a failed computation, never "maximally relevant", so it renders
+    cold. This is done in numpy on purpose: OpenCV's ``max(NaN, 0)`` returns 0 in its SIMD
+    body but NaN in its scalar tail on some versions (OpenCV 5), so a NaN cell's colour
+    would depend on its position in the array and on the installed OpenCV.
+    """
     cam = np.asarray(cam, dtype=np.float32)
     if cam.ndim != 2:
         raise ValueError(f"a CAM must be a 2-D map, got shape {cam.shape}")
-    # max(NaN, 0) is 0 in OpenCV; convertScaleAbs rounds and saturates to 0..255.
-    return cv2.convertScaleAbs(cv2.max(cam, 0.0), alpha=255.0)
+    levels = np.nan_to_num(cam, nan=0.0, posinf=0.0, neginf=0.0)
+    np.clip(levels, 0.0, 1.0, out=levels)
+    levels *= np.float32(255.0)
+    # rint rounds half to even, as OpenCV's saturate_cast did (0.5 → 128 either way).
+    return np.rint(levels, out=levels).astype(np.uint8)
 
 
 def _jet(levels: np.ndarray) -> np.ndarray:
