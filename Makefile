@@ -9,23 +9,48 @@ STAMP_TEST := $(VENV)/.installed-test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format system-deps clean help
+.PHONY: run test lint format lock system-deps clean help
 
 help:
 	@echo "make run   - install and serve the app on http://$(HOST):$(PORT)"
 	@echo "make test  - install everything and run the full test suite"
+	@echo "make lock  - re-resolve requirements/*.lock from pyproject.toml"
+
+# Installs come from the committed locks (requirements/*.lock, hash-checked, every package
+# pinned; see docs/dependencies.md). `make lock` regenerates them from pyproject.toml.
+LOCK_RUN := requirements/run.lock
+LOCK_DEV := requirements/dev.lock
+PIP_VERSION := 26.3
+PIP_TOOLS_VERSION := 7.6.2
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+LOCK_VENV := .venv-lock
+COMPILE := $(LOCK_VENV)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --build-deps-for editable
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP_INSTALL) pip==$(PIP_VERSION)
 
-$(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# --no-deps: the lock already lists every package, so nothing unpinned can slip in;
+# --no-build-isolation: the project is built with the locked setuptools.
+$(STAMP_RUN): $(LOCK_RUN) | $(BIN)/python
+	$(PIP_INSTALL) --require-hashes --no-deps -r $(LOCK_RUN)
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
 	touch $@
 
-$(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[train,test]'
+$(STAMP_TEST): $(LOCK_DEV) | $(BIN)/python
+	$(PIP_INSTALL) --require-hashes --no-deps -r $(LOCK_DEV)
+	$(PIP_INSTALL) --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@ $(STAMP_RUN)
+
+# Resolves on this platform (Linux x86_64, CPython 3.11: CI, the Docker image and the servers).
+# torch resolves to the local CPU wheel that pip finds through its find-links.
+lock:
+	[ -x $(LOCK_VENV)/bin/pip-compile ] || { $(PYTHON) -m venv $(LOCK_VENV) && \
+		$(LOCK_VENV)/bin/python -m pip install --quiet pip==$(PIP_VERSION) pip-tools==$(PIP_TOOLS_VERSION); }
+	$(COMPILE) -o $(LOCK_RUN) pyproject.toml
+	$(COMPILE) --extra train --extra test -o $(LOCK_DEV) pyproject.toml
 
 run: $(STAMP_RUN)
 	$(BIN)/fetalcns db upgrade
@@ -61,4 +86,4 @@ test: $(STAMP_TEST) system-deps
 	PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) var test-artifacts .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) var test-artifacts .pytest_cache

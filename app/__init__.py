@@ -1,3 +1,5 @@
 """fetalcns: decision support for fetal CNS anomalies on prenatal ultrasound."""
 
-__version__ = "0.1.0"
+from app.cli import package_version
+
+__version__ = package_version()

@@ -23,8 +23,19 @@ COMMAND_MODULES: dict[str, str] = {
 }
 
 
+def package_version() -> str:
+    """The one version string: the installed distribution's metadata (pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fetalcns")
+    except PackageNotFoundError:  # imported from a checkout that was never installed
+        return "0+unknown"
+
+
 def build_parser(command: str | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fetalcns", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fetalcns {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = [COMMAND_MODULES[command]] if command in COMMAND_MODULES else COMMAND_MODULES.values()

@@ -16,7 +16,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.cli import package_version
 from app.web.api import router as api_router
+from app.web.api.docs import router as docs_router
 from app.web.auth import LoginRequired, NotAuthenticated
 from app.web.csrf import CSRFCookieMiddleware
 from app.web.errors import ServiceError
@@ -123,14 +125,19 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     app = FastAPI(
         title="fetalcns",
         summary="Decision support for fetal CNS anomalies on prenatal ultrasound",
-        version="0.1.0",
+        version=package_version(),
         lifespan=lifespan,
+        # Served from static/vendor by app.web.api.docs: no CDN on an air-gapped network.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
     )
     app.state.runtime = runtime
     _install_error_handlers(app)
     app.add_middleware(CSRFCookieMiddleware, secure_always=settings.secure_cookies)
     app.add_middleware(RequestSizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.include_router(health_router)
+    app.include_router(docs_router)
     app.include_router(api_router)
     app.include_router(_pages_router())
     static = project_dir("static")

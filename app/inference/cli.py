@@ -9,17 +9,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_MODEL_NAME = "fetal-cns-demo"
+from app.paths import DEFAULT_MODEL_NAME
+from app.paths import default_model_dir as bundled_model_dir
+
 MODEL_DIR_ENV = "FETALCNS_MODEL_DIR"
 EXIT_BAD_INPUT = 2
 
 
 def default_model_dir() -> Path:
-    """$FETALCNS_MODEL_DIR, else models/fetal-cns-demo beside the installed package."""
+    """$FETALCNS_MODEL_DIR, else the bundled demo model (app.paths)."""
     configured = os.environ.get(MODEL_DIR_ENV)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME
+    return bundled_model_dir()
 
 
 def register(subparsers: Any) -> None:

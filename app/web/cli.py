@@ -19,13 +19,26 @@ def _settings() -> Any:
     return get_settings()
 
 
+def _say_locations(settings: Any, keys: tuple[str, ...] = ("database", "storage", "model")) -> None:
+    """Say plainly which database, store and model this command uses: it depends on the folder
+    it was started from only through FETALCNS_* settings, and a reader should see which."""
+    from app.cli import package_version
+
+    where = settings.locations()
+    print(f"fetalcns {package_version()}", file=sys.stderr)
+    for key in keys:
+        print(f"  {key + ':':<10}{where[key]}", file=sys.stderr)
+
+
 # ---- serve ----------------------------------------------------------------------------
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
 
-    app = create_app(_settings())
+    settings = _settings()
+    _say_locations(settings)
+    app = create_app(settings)
     # One process: the model and the worker live in it (see docs/configuration.md).
     uvicorn.run(app, host=args.host, port=args.port, proxy_headers=True, log_level="info")
     return 0
@@ -35,7 +48,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _db_upgrade(args: argparse.Namespace) -> int:
     from app.web.migrations import current_revision, upgrade_database
 
-    url = _settings().resolved_database_url
+    settings = _settings()
+    _say_locations(settings, ("database",))
+    url = settings.resolved_database_url
     upgrade_database(url, args.revision)
     print(f"database at revision {current_revision(url)}")
     return 0
@@ -44,7 +59,9 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 def _db_downgrade(args: argparse.Namespace) -> int:
     from app.web.migrations import current_revision, downgrade_database
 
-    url = _settings().resolved_database_url
+    settings = _settings()
+    _say_locations(settings, ("database",))
+    url = settings.resolved_database_url
     downgrade_database(url, args.revision)
     print(f"database at revision {current_revision(url)}")
     return 0

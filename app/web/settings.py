@@ -9,8 +9,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from app.paths import default_data_dir, default_model_dir
 
 AssistanceMode = Literal["concurrent", "second-read"]
 MiB = 1024 * 1024
@@ -21,7 +24,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FETALCNS_", extra="ignore", protected_namespaces=())
 
-    data_dir: Path = Field(Path("var"), description="where the database, storage and secret key live")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="where the database, storage and secret key live; "
+        "default var/ of the source checkout, else ~/.local/share/fetalcns",
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/fetalcns.db"
     )
@@ -29,7 +36,8 @@ class Settings(BaseSettings):
         None, description="content-addressed image storage; default DATA_DIR/storage"
     )
     model_dir: Path = Field(
-        Path("models/fetal-cns-demo"), description="model directory (model.onnx + model.json)"
+        default_factory=default_model_dir,
+        description="model directory (model.onnx + model.json); default the bundled demo model",
     )
     inference_device: str = Field("auto", description="auto, cpu or cuda")
     inference_batch_size: int = Field(16, ge=1, le=256)
@@ -60,6 +68,12 @@ class Settings(BaseSettings):
     )
     admin_password: str | None = Field(None, description="password for `fetalcns users bootstrap-admin`")
 
+    @field_validator("data_dir", "storage_dir", "model_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # Fixed once, so that a later chdir (or another shell's folder) never moves the data.
+        return value.expanduser().absolute() if value is not None else None
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'fetalcns.db').as_posix()}"
@@ -72,6 +86,14 @@ class Settings(BaseSettings):
     def upload_tmp_dir(self) -> Path:
         """Uploads are unpacked here; kept on the same filesystem as storage so moves are cheap."""
         return self.resolved_storage_dir.parent / "upload-tmp"
+
+    def locations(self) -> dict[str, str]:
+        """What this process reads and writes, for the start-up message (no password)."""
+        return {
+            "database": make_url(self.resolved_database_url).render_as_string(hide_password=True),
+            "storage": str(self.resolved_storage_dir),
+            "model": str(self.model_dir),
+        }
 
     def resolved_secret_key(self) -> str:
         """The configured key, else one generated once into DATA_DIR/secret_key (mode 0600)."""
