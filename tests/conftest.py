@@ -2,11 +2,47 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# .ci/run sets this: there every prerequisite (Chromium, dcmtk, PostgreSQL, test DICOMs) is
+# installed, so a test that skips for a missing one would pass without having run.
+REQUIRE_ALL_ENV = "FETALCNS_TESTS_REQUIRE_ALL"
+# Skips that describe the machine, not a missing install.
+ALLOWED_SKIPS = ("this machine has a GPU",)
+
+
+def _skip_reason(report: Any) -> str:
+    longrepr = report.longrepr
+    return str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+
+
+def _fail_missing_prerequisite(report: Any) -> None:
+    if os.environ.get(REQUIRE_ALL_ENV) != "1" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    if any(allowed in reason for allowed in ALLOWED_SKIPS):
+        return
+    report.outcome = "failed"
+    report.longrepr = f"skipped where every prerequisite must be installed ({REQUIRE_ALL_ENV}=1): {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    _fail_missing_prerequisite(outcome.get_result())  # type: ignore[attr-defined]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    _fail_missing_prerequisite(outcome.get_result())  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
