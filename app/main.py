@@ -108,7 +108,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         if load_model:
             load_inference(runtime)
         if settings.worker_enabled and runtime.inference is not None and runtime.schema_error is None:
-            from app.web.worker import AnalysisWorker
+            from app.web.services.analysis_worker import AnalysisWorker
 
             runtime.worker = AnalysisWorker(runtime)
             runtime.worker.start()

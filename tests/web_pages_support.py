@@ -12,9 +12,9 @@ from ingest_support import dicom_bytes, make_us_dataset, phantom
 
 from app.main import create_app
 from app.web.migrations import upgrade_database
+from app.web.services.analysis_worker import AnalysisWorker
 from app.web.settings import Settings
 from app.web.users import create_user
-from app.web.worker import AnalysisWorker
 
 PASSWORD = "correct horse battery"
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')

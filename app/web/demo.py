@@ -46,7 +46,7 @@ def import_demo_data(
         if runtime.inference is None:
             print(f"warning: {runtime.inference_error}; the studies stay queued until a model is available")
             return 0
-        from app.web.worker import AnalysisWorker
+        from app.web.services.analysis_worker import AnalysisWorker
 
         done = AnalysisWorker(runtime).run_pending()
         print(f"analysed {done} studies with {runtime.inference.card.name} {runtime.inference.card.version}")

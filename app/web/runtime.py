@@ -19,7 +19,7 @@ from app.web.settings import Settings
 from app.web.storage import ContentStore
 
 if TYPE_CHECKING:
-    from app.web.worker import AnalysisWorker
+    from app.web.services.analysis_worker import AnalysisWorker
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@
 stores images content-addressed and creates patients, studies, images and
 queued analyses in ONE transaction. If anything fails, the transaction is
 rolled back and every blob this upload created (and nothing references) is
-removed. Analysis happens later, in app.web.worker.
+removed. Analysis happens later, in app.web.services.analysis_worker.
 """
 
 from __future__ import annotations
