@@ -11,7 +11,7 @@ from fastapi import Depends
 from fastapi.routing import APIRoute
 from web_support import PASSWORD, db_url, study_files, web  # noqa: F401
 
-from app.web.csrf import CSRF_COOKIE, verify_csrf
+from app.web.core.csrf import CSRF_COOKIE, verify_csrf
 
 PUBLIC = {
     "/health",

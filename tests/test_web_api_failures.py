@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import text, update
 from web_support import db_url, dicom_bytes, study_files, ultrasound_pixels, web, zip_bytes  # noqa: F401
 
-from app.web.models import Analysis, Image, Study
+from app.web.core.models import Analysis, Image, Study
 from app.web.services.analysis_worker import AnalysisWorker
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from app.web.core.templating import human_label
 from app.web.pages.views import (
     case_page,
     format_duration,
@@ -17,8 +18,14 @@ from app.web.pages.views import (
     probability_bars,
     training_data_text,
 )
-from app.web.studies import DiagnosisView, ImageView, PatientInfo, StudyDetail, StudySummary, VerdictView
-from app.web.templating import human_label
+from app.web.services.studies import (
+    DiagnosisView,
+    ImageView,
+    PatientInfo,
+    StudyDetail,
+    StudySummary,
+    VerdictView,
+)
 
 CLASSES = ("Anencephaly", "Encephalocele_meningocele", "Holoprosencephaly", "normal", "Rachischisis")
 NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)

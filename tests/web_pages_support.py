@@ -10,11 +10,11 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from ingest_support import dicom_bytes, make_us_dataset, phantom
 
-from app.main import create_app
-from app.web.migrations import upgrade_database
+from app.web.app import create_app
+from app.web.core.migrations import upgrade_database
 from app.web.services.analysis_worker import AnalysisWorker
+from app.web.services.users import create_user
 from app.web.settings import Settings
-from app.web.users import create_user
 
 PASSWORD = "correct horse battery"
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')

@@ -1,5 +1,5 @@
 """The web application: settings, database, services, JSON API, worker and CLI.
 
 Routes are a thin layer over the service modules; HTML pages live in
-``app.web.pages`` and render with ``app.web.templating.templates``.
+``app.web.pages`` and render with ``app.web.core.templating.templates``.
 """

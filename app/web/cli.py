@@ -23,7 +23,7 @@ def _settings() -> Any:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.main import create_app
+    from app.web.app import create_app
 
     app = create_app(_settings())
     # One process: the model and the worker live in it (see docs/configuration.md).
@@ -33,7 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 # ---- db -------------------------------------------------------------------------------
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from app.web.migrations import current_revision, upgrade_database
+    from app.web.core.migrations import current_revision, upgrade_database
 
     url = _settings().resolved_database_url
     upgrade_database(url, args.revision)
@@ -42,7 +42,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _db_downgrade(args: argparse.Namespace) -> int:
-    from app.web.migrations import current_revision, downgrade_database
+    from app.web.core.migrations import current_revision, downgrade_database
 
     url = _settings().resolved_database_url
     downgrade_database(url, args.revision)
@@ -51,7 +51,7 @@ def _db_downgrade(args: argparse.Namespace) -> int:
 
 
 def _db_current(args: argparse.Namespace) -> int:
-    from app.web.migrations import current_revision, head_revision
+    from app.web.core.migrations import current_revision, head_revision
 
     url = _settings().resolved_database_url
     current, head = current_revision(url), head_revision(url)
@@ -61,14 +61,14 @@ def _db_current(args: argparse.Namespace) -> int:
 
 # ---- users ----------------------------------------------------------------------------
 def _session() -> Any:
-    from app.web.db import make_engine, make_session_factory
+    from app.web.core.db import make_engine, make_session_factory
 
     return make_session_factory(make_engine(_settings().resolved_database_url))()
 
 
 def _users_create(args: argparse.Namespace) -> int:
     from app.web.errors import ServiceError
-    from app.web.users import create_user
+    from app.web.services.users import create_user
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -88,7 +88,7 @@ def _users_create(args: argparse.Namespace) -> int:
 
 def _users_bootstrap_admin(args: argparse.Namespace) -> int:
     from app.web.errors import ServiceError
-    from app.web.users import bootstrap_admin
+    from app.web.services.users import bootstrap_admin
 
     with _session() as db:
         try:
@@ -108,7 +108,7 @@ def _users_bootstrap_admin(args: argparse.Namespace) -> int:
 
 
 def _users_list(args: argparse.Namespace) -> int:
-    from app.web.users import list_users
+    from app.web.services.users import list_users
 
     with _session() as db:
         for user in list_users(db):
@@ -118,7 +118,7 @@ def _users_list(args: argparse.Namespace) -> int:
 
 # ---- demo data ------------------------------------------------------------------------
 def _demo_data(args: argparse.Namespace) -> int:
-    from app.web.demo import import_demo_data
+    from app.web.services.demo import import_demo_data
 
     return import_demo_data(_settings(), n_patients=args.patients, if_empty=args.if_empty, seed=args.seed)
 

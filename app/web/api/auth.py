@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy.orm import Session
 
-from app.web.api.schemas import TokenOut
-from app.web.auth import NotAuthenticated, issue_access_token
+from app.web.core.auth import NotAuthenticated, issue_access_token
 from app.web.deps import get_db, get_runtime
 from app.web.runtime import Runtime
-from app.web.users import authenticate
+from app.web.schemas import TokenOut
+from app.web.services.users import authenticate
 
 router = APIRouter(tags=["auth"])
 

@@ -9,13 +9,13 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.web.audit import record_event
-from app.web.auth import require_api_user
+from app.web.core.auth import require_api_user
+from app.web.core.models import Analysis, Image, ImagePrediction, User
 from app.web.deps import get_db, get_runtime
 from app.web.errors import Forbidden, NotFound
-from app.web.models import Analysis, Image, ImagePrediction, User
 from app.web.runtime import Runtime
-from app.web.studies import ai_withheld_for
+from app.web.services.audit import record_event
+from app.web.services.studies import ai_withheld_for
 
 router = APIRouter(tags=["images"])
 ImageKind = Literal["original", "thumbnail", "heatmap"]

@@ -10,17 +10,17 @@ from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from app.web.api.schemas import AuditOut, DiagnosisIn, DiagnosisOut, StudyOut, StudySummaryOut, UploadOut
-from app.web.audit import list_audit
-from app.web.auth import require_api_admin, require_api_user
+from app.web.core.auth import require_api_admin, require_api_user
+from app.web.core.models import ANALYSIS_STATUSES, Study, User
 from app.web.deps import get_db, get_runtime
-from app.web.diagnoses import record_diagnosis
 from app.web.errors import InvalidInput, NotFound
-from app.web.models import ANALYSIS_STATUSES, Study, User
 from app.web.runtime import Runtime
-from app.web.studies import SORT_KEYS, get_study, list_studies
-from app.web.upload_flow import upload_studies
-from app.web.uploads import UploadOverrides
+from app.web.schemas import AuditOut, DiagnosisIn, DiagnosisOut, StudyOut, StudySummaryOut, UploadOut
+from app.web.services.audit import list_audit
+from app.web.services.diagnoses import record_diagnosis
+from app.web.services.studies import SORT_KEYS, get_study, list_studies
+from app.web.services.upload_flow import upload_studies
+from app.web.services.uploads import UploadOverrides
 
 router = APIRouter(tags=["studies"])
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
-from app.web.api.schemas import UserCreateIn, UserOut, UserUpdateIn
-from app.web.auth import require_api_admin
+from app.web.core.auth import require_api_admin
+from app.web.core.models import User
 from app.web.deps import get_db
-from app.web.models import User
-from app.web.users import create_user, list_users, update_user
+from app.web.schemas import UserCreateIn, UserOut, UserUpdateIn
+from app.web.services.users import create_user, list_users, update_user
 
 router = APIRouter(tags=["users"])
 

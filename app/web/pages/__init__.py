@@ -1,4 +1,4 @@
-"""HTML pages: thin routes over the app.web services, rendered with app.web.templating."""
+"""HTML pages: thin routes over the app.web services, rendered with app.web.core.templating."""
 
 from __future__ import annotations
 

@@ -6,16 +6,16 @@ from fastapi import APIRouter, Depends, Form, Request
 from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
-from app.web.audit import list_audit
-from app.web.auth import require_admin_page
-from app.web.csrf import verify_csrf
+from app.web.core.auth import require_admin_page
+from app.web.core.csrf import verify_csrf
+from app.web.core.models import User
+from app.web.core.security import MIN_PASSWORD_LENGTH
 from app.web.deps import get_db
 from app.web.errors import ServiceError
-from app.web.models import User
 from app.web.pages.rendering import render
 from app.web.pages.views import format_datetime
-from app.web.security import MIN_PASSWORD_LENGTH
-from app.web.users import create_user, list_users, update_user
+from app.web.services.audit import list_audit
+from app.web.services.users import create_user, list_users, update_user
 
 router = APIRouter(prefix="/admin")
 

@@ -6,11 +6,11 @@ from fastapi import APIRouter, Depends, Form, Request
 from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
-from app.web.auth import end_session, safe_next_url, session_user, start_session
-from app.web.csrf import csrf_token_valid, verify_csrf
+from app.web.core.auth import end_session, safe_next_url, session_user, start_session
+from app.web.core.csrf import csrf_token_valid, verify_csrf
 from app.web.deps import get_db
 from app.web.pages.rendering import render
-from app.web.users import authenticate
+from app.web.services.users import authenticate
 
 router = APIRouter()
 

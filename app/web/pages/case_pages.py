@@ -8,12 +8,12 @@ from fastapi import APIRouter, Depends, Form, Request
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from app.web.auth import require_user_page
-from app.web.csrf import verify_csrf
+from app.web.core.auth import require_user_page
+from app.web.core.csrf import verify_csrf
+from app.web.core.models import User
+from app.web.core.templating import human_label
 from app.web.deps import get_db, get_runtime
-from app.web.diagnoses import record_diagnosis
 from app.web.errors import NotFound, ServiceError
-from app.web.models import User
 from app.web.pages.rendering import render
 from app.web.pages.views import (
     CONFIDENCE_LEVELS,
@@ -24,8 +24,8 @@ from app.web.pages.views import (
     next_diagnosis_form,
 )
 from app.web.runtime import Runtime
-from app.web.studies import get_study
-from app.web.templating import human_label
+from app.web.services.diagnoses import record_diagnosis
+from app.web.services.studies import get_study
 
 router = APIRouter()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from app.web.studies import DiagnosisView, ImageView, StudyDetail, VerdictView
+from app.web.services.studies import DiagnosisView, ImageView, StudyDetail, VerdictView
 
 HumanLabel = Callable[[str | None], str]
 

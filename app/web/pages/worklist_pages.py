@@ -8,15 +8,15 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from app.web.api.schemas import StudySummaryOut
-from app.web.auth import require_user_page
+from app.web.core.auth import require_user_page
+from app.web.core.models import User
 from app.web.deps import get_db, get_runtime
-from app.web.models import User
 from app.web.pages import api_urls
 from app.web.pages.case_pages import case_status_url, normal_class
 from app.web.pages.rendering import render
 from app.web.runtime import Runtime
-from app.web.studies import StudySummary, list_studies
+from app.web.schemas import StudySummaryOut
+from app.web.services.studies import StudySummary, list_studies
 
 router = APIRouter()
 

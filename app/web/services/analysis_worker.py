@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 from sqlalchemy import select, update
 
-from app.web.db import utcnow
-from app.web.models import Analysis, Image, ImagePrediction, Study, Verdict
+from app.web.core.db import utcnow
+from app.web.core.models import Analysis, Image, ImagePrediction, Study, Verdict
 from app.web.runtime import Runtime
 
 log = logging.getLogger(__name__)

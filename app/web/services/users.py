@@ -11,11 +11,11 @@ import re
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.web.audit import record_event
-from app.web.db import utcnow
+from app.web.core.db import utcnow
+from app.web.core.models import ROLES, User
+from app.web.core.security import MIN_PASSWORD_LENGTH, hash_password, verify_password
 from app.web.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.web.models import ROLES, User
-from app.web.security import MIN_PASSWORD_LENGTH, hash_password, verify_password
+from app.web.services.audit import record_event
 
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 # Verified against when the username is unknown, so both paths take the same time.
@@ -126,7 +126,7 @@ def bootstrap_admin(db: Session, password: str | None) -> tuple[User | None, str
     """
     if db.scalar(select(User.id).where(User.role == "admin")) is not None:
         return None, None
-    from app.web.security import generate_password
+    from app.web.core.security import generate_password
 
     generated = None if password else generate_password()
     user = create_user(db, "admin", password or str(generated), role="admin")

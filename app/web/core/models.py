@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.web.db import Base, UTCDateTime, utcnow
+from app.web.core.db import Base, UTCDateTime, utcnow
 
 ROLES = ("admin", "radiologist")
 ANALYSIS_STATUSES = ("queued", "running", "done", "failed")
@@ -96,7 +96,7 @@ class Image(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
-    # Storage keys are content addresses (sha256 of the stored bytes), see app.web.storage.
+    # Storage keys are content addresses (sha256 of the stored bytes), see app.web.core.storage.
     storage_key: Mapped[str] = mapped_column(String(128))
     thumbnail_key: Mapped[str] = mapped_column(String(128))
     source_key: Mapped[str | None] = mapped_column(String(128))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+_SOURCE_ROOT = Path(__file__).resolve().parents[3]
 
 
 def project_dir(name: str) -> Path:

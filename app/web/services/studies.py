@@ -17,9 +17,9 @@ from typing import Literal
 from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.web.audit import record_event
+from app.web.core.models import Analysis, Diagnosis, Image, ImagePrediction, Study, User, Verdict
 from app.web.errors import NotFound
-from app.web.models import Analysis, Diagnosis, Image, ImagePrediction, Study, User, Verdict
+from app.web.services.audit import record_event
 
 SortKey = Literal["p_abnormal", "date", "status"]
 SORT_KEYS: tuple[str, ...] = ("p_abnormal", "date", "status")

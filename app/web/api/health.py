@@ -6,9 +6,9 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.web.api.schemas import HealthOut
 from app.web.deps import get_runtime
 from app.web.runtime import Runtime
+from app.web.schemas import HealthOut
 
 router = APIRouter(tags=["health"])
 

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.web.models import AuditEvent, User
+from app.web.core.models import AuditEvent, User
 
 
 def record_event(

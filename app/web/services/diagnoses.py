@@ -16,11 +16,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.web.audit import record_event
-from app.web.db import utcnow
+from app.web.core.db import utcnow
+from app.web.core.models import DIAGNOSIS_KINDS, AuditEvent, Diagnosis, Study, User
 from app.web.errors import Conflict, InvalidInput, NotFound
-from app.web.models import DIAGNOSIS_KINDS, AuditEvent, Diagnosis, Study, User
-from app.web.studies import DiagnosisView, diagnosis_view
+from app.web.services.audit import record_event
+from app.web.services.studies import DiagnosisView, diagnosis_view
 
 
 def _first_view_at(db: Session, study_id: int, user: User) -> datetime | None:

@@ -15,10 +15,10 @@ from fastapi import Depends, Request, Response
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from app.web.csrf import CSRF_FIELD, CSRF_HEADER, csrf_token_valid
+from app.web.core.csrf import CSRF_FIELD, CSRF_HEADER, csrf_token_valid
+from app.web.core.models import User
 from app.web.deps import get_db, get_runtime
 from app.web.errors import Forbidden, ServiceError
-from app.web.models import User
 from app.web.runtime import Runtime
 
 SESSION_COOKIE = "fetalcns_session"

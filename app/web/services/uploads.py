@@ -24,12 +24,12 @@ from fastapi import UploadFile
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.web.audit import record_event
+from app.web.core.models import Analysis, Image, ImagePrediction, Patient, Study, User
+from app.web.core.storage import ContentStore
 from app.web.errors import InvalidInput, TooLarge
-from app.web.models import Analysis, Image, ImagePrediction, Patient, Study, User
 from app.web.runtime import Runtime
+from app.web.services.audit import record_event
 from app.web.settings import Settings
-from app.web.storage import ContentStore
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from app.web.models import Study
+from app.web.core.models import Study
 from app.web.runtime import build_runtime, load_inference
+from app.web.services.uploads import ReceivedFiles, UploadOverrides, import_upload
 from app.web.settings import Settings
-from app.web.uploads import ReceivedFiles, UploadOverrides, import_upload
 
 log = logging.getLogger(__name__)
 
