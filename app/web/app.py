@@ -18,10 +18,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.web.api import router as api_router
 from app.web.core.auth import LoginRequired, NotAuthenticated
-from app.web.core.csrf import CSRFCookieMiddleware
+from app.web.core.csrf import CSRFCookieMiddleware, CSRFRejected
 from app.web.core.limits import RequestSizeLimitMiddleware
 from app.web.core.paths import project_dir
 from app.web.errors import ServiceError
+from app.web.pages import csrf_rejected_page
+from app.web.pages import router as pages_router
 from app.web.runtime import Runtime, build_runtime, check_schema, load_inference
 from app.web.settings import Settings, get_settings
 
@@ -69,6 +71,10 @@ def _install_error_handlers(app: FastAPI) -> None:
             return RedirectResponse(LoginRequired(request.url.path).login_url, status_code=303)
         return _error_response(request, exc.status_code, exc.message)
 
+    @app.exception_handler(CSRFRejected)
+    async def csrf_rejected(request: Request, exc: CSRFRejected) -> Response:
+        return csrf_rejected_page(request, exc) or _error_response(request, exc.status_code, exc.message)
+
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(exc.login_url, status_code=303)
@@ -85,12 +91,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return _error_response(request, 500, "something went wrong on the server; the error was logged")
-
-
-def _pages_router():
-    from app.web.pages import router
-
-    return router
 
 
 def create_app(settings: Settings | None = None, *, load_model: bool = True) -> FastAPI:
@@ -130,7 +130,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     app.add_middleware(CSRFCookieMiddleware, secure_always=settings.secure_cookies)
     app.add_middleware(RequestSizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.include_router(api_router)
-    app.include_router(_pages_router())
+    app.include_router(pages_router)
     static = project_dir("static")
     if static.is_dir():
         app.mount("/static", StaticFiles(directory=static), name="static")
