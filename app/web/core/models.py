@@ -1,7 +1,9 @@
 """ORM models. Every datetime is timezone-aware UTC; JSON columns hold model outputs.
 
 Patient names and IDs live only in ``patients``; nothing else (logs, audit
-details) copies them.
+details) copies them. ``ImagePredictionRow`` and ``VerdictRow`` are the stored forms of
+app.inference's ``ImagePrediction`` and ``Verdict``; the suffix keeps the two apart where
+both meet (the analysis worker).
 """
 
 from __future__ import annotations
@@ -134,13 +136,13 @@ class Analysis(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     study: Mapped[Study] = relationship(back_populates="analyses")
-    predictions: Mapped[list[ImagePrediction]] = relationship(
-        back_populates="analysis", order_by="ImagePrediction.image_id"
+    predictions: Mapped[list[ImagePredictionRow]] = relationship(
+        back_populates="analysis", order_by="ImagePredictionRow.image_id"
     )
-    verdict: Mapped[Verdict | None] = relationship(back_populates="analysis")
+    verdict: Mapped[VerdictRow | None] = relationship(back_populates="analysis")
 
 
-class ImagePrediction(Base):
+class ImagePredictionRow(Base):
     __tablename__ = "image_predictions"
     __table_args__ = (
         UniqueConstraint("analysis_id", "image_id", name="uq_image_predictions_analysis_image"),
@@ -163,7 +165,7 @@ class ImagePrediction(Base):
     image: Mapped[Image] = relationship()
 
 
-class Verdict(Base):
+class VerdictRow(Base):
     __tablename__ = "verdicts"
 
     id: Mapped[int] = mapped_column(primary_key=True)

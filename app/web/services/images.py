@@ -7,7 +7,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.web.core.models import Analysis, Image, ImagePrediction, User
+from app.web.core.models import Analysis, Image, ImagePredictionRow, User
 from app.web.errors import Forbidden, NotFound
 from app.web.runtime import Runtime
 from app.web.services.audit import record_event
@@ -29,9 +29,9 @@ def image_png(db: Session, runtime: Runtime, image_id: int, kind: ImageKind, use
         if ai_withheld_for(db, image.study_id, user, runtime.settings.assistance_mode):
             raise Forbidden("record your preliminary read first; the AI heatmap is shown after it")
         key = db.scalar(
-            select(ImagePrediction.heatmap_key)
-            .join(Analysis, Analysis.id == ImagePrediction.analysis_id)
-            .where(ImagePrediction.image_id == image_id, Analysis.status == "done")
+            select(ImagePredictionRow.heatmap_key)
+            .join(Analysis, Analysis.id == ImagePredictionRow.analysis_id)
+            .where(ImagePredictionRow.image_id == image_id, Analysis.status == "done")
             .order_by(Analysis.id.desc())
             .limit(1)
         )

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.web.core.models import Analysis, Diagnosis, Image, ImagePrediction, Study, User, Verdict
+from app.web.core.models import Analysis, Diagnosis, Image, ImagePredictionRow, Study, User, VerdictRow
 from app.web.errors import NotFound
 from app.web.schemas import (
     AnalysisOut,
@@ -58,7 +58,7 @@ def ai_withheld_for(db: Session, study_id: int, user: User, mode: str) -> bool:
     return mode == "second-read" and not user_has_read(db, study_id, user)
 
 
-def _verdict_out(verdict: Verdict | None) -> VerdictOut | None:
+def _verdict_out(verdict: VerdictRow | None) -> VerdictOut | None:
     if verdict is None:
         return None
     return VerdictOut(
@@ -134,7 +134,7 @@ def list_studies(
     query = (
         select(Study)
         .outerjoin(latest, latest.c.study_id == Study.id)
-        .outerjoin(Verdict, Verdict.analysis_id == latest.c.analysis_id)
+        .outerjoin(VerdictRow, VerdictRow.analysis_id == latest.c.analysis_id)
         .options(
             selectinload(Study.patient),
             selectinload(Study.analyses).selectinload(Analysis.verdict),
@@ -144,7 +144,7 @@ def list_studies(
     if status:
         query = query.where(Study.status == status)
     if label:
-        query = query.where(Verdict.label == label)
+        query = query.where(VerdictRow.label == label)
     if review == "reviewed":
         query = query.where(has_final)
     elif review == "unreviewed":
@@ -154,7 +154,7 @@ def list_studies(
     if date_to:
         query = query.where(effective_date <= date_to)
     if sort == "p_abnormal":
-        query = query.order_by(Verdict.p_abnormal.is_(None), Verdict.p_abnormal.desc(), Study.id.desc())
+        query = query.order_by(VerdictRow.p_abnormal.is_(None), VerdictRow.p_abnormal.desc(), Study.id.desc())
     elif sort == "status":
         query = query.order_by(Study.status, Study.id.desc())
     else:
@@ -197,7 +197,7 @@ def _load_study(db: Session, study_id: int) -> Study:
     return study
 
 
-def _image_out(image: Image, prediction: ImagePrediction | None, withheld: bool) -> ImageOut:
+def _image_out(image: Image, prediction: ImagePredictionRow | None, withheld: bool) -> ImageOut:
     """The AI fields stay None while not analysed, when the image failed (then ``error`` says why)
     or when withheld."""
     fields: dict[str, Any] = dict(
