@@ -81,8 +81,8 @@ class UploadOverrides:
 
 @dataclass(frozen=True)
 class RejectedUpload:
-    """A file of the upload that was not used, under the name it was uploaded with
-    (app.ingest's RejectedFile names the temp copy)."""
+    """A file of the upload that was not used, under the name it was uploaded with (ingestion's
+    ``Rejection`` names the temp copy). Not app.ingest's ``RejectedFile``, which is an exception."""
 
     filename: str
     reason: str
