@@ -1,153 +1,20 @@
-"""The ASGI application: ``create_app(settings)`` builds it from app.web.
+"""The ASGI entry point: ``uvicorn app.main:app`` (``fetalcns serve`` builds its own via create_app).
 
-``uvicorn app.main:app`` (or ``fetalcns serve``) serves the module-level app
-built from the environment's settings.
+The app itself is built in app.web.app; this module only exposes it.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from app.cli import package_version
-from app.web.api import router as api_router
-from app.web.api.docs import router as docs_router
-from app.web.auth import LoginRequired, NotAuthenticated
-from app.web.csrf import CSRFCookieMiddleware
-from app.web.errors import ServiceError
-from app.web.health import router as health_router
-from app.web.limits import RequestSizeLimitMiddleware
-from app.web.paths import project_dir
-from app.web.runtime import Runtime, build_runtime, check_schema, load_inference
-from app.web.settings import Settings, get_settings
-
-log = logging.getLogger(__name__)
-
-
-def _wants_html(request: Request) -> bool:
-    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
-
-
-def _error_response(request: Request, status_code: int, message: str) -> Response:
-    """JSON {detail} for the API and scripts; a small HTML page for browsers."""
-    if _wants_html(request):
-        from app.web.templating import templates
-
-        try:
-            return templates.TemplateResponse(
-                request,
-                "error.html",
-                {"status_code": status_code, "message": message},
-                status_code=status_code,
-            )
-        except Exception:  # the front end's error template may not exist yet
-            from html import escape
-
-            return HTMLResponse(
-                f"<h1>Error {status_code}</h1><p>{escape(message)}</p>", status_code=status_code
-            )
-    headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
-    return JSONResponse({"detail": message}, status_code=status_code, headers=headers)
-
-
-def _readable_validation(exc: RequestValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form"))
-        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
-    return "invalid request — " + "; ".join(parts)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ServiceError)
-    async def service_error(request: Request, exc: ServiceError) -> Response:
-        if isinstance(exc, NotAuthenticated) and _wants_html(request):
-            return RedirectResponse(LoginRequired(request.url.path).login_url, status_code=303)
-        return _error_response(request, exc.status_code, exc.message)
-
-    @app.exception_handler(LoginRequired)
-    async def login_required(request: Request, exc: LoginRequired) -> Response:
-        return RedirectResponse(exc.login_url, status_code=303)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return _error_response(request, 422, _readable_validation(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error_response(request, exc.status_code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error_response(request, 500, "something went wrong on the server; the error was logged")
-
-
-def _pages_router():
-    from app.web.pages import router
-
-    return router
-
-
-def create_app(settings: Settings | None = None, *, load_model: bool = True) -> FastAPI:
-    """Build the app. The model is loaded and the worker started in the lifespan (startup).
-
-    ``load_model=False`` skips loading the model (health then reports "degraded").
-    """
-    settings = settings or get_settings()
-    runtime: Runtime = build_runtime(settings)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        check_schema(runtime)
-        if load_model:
-            load_inference(runtime)
-        if settings.worker_enabled and runtime.inference is not None and runtime.schema_error is None:
-            from app.web.worker import AnalysisWorker
-
-            runtime.worker = AnalysisWorker(runtime)
-            runtime.worker.start()
-        try:
-            yield
-        finally:
-            if runtime.worker is not None:
-                runtime.worker.stop()
-                runtime.worker = None
-            runtime.db_engine.dispose()
-
-    app = FastAPI(
-        title="fetalcns",
-        summary="Decision support for fetal CNS anomalies on prenatal ultrasound",
-        version=package_version(),
-        lifespan=lifespan,
-        # Served from static/vendor by app.web.api.docs: no CDN on an air-gapped network.
-        docs_url=None,
-        redoc_url=None,
-        swagger_ui_oauth2_redirect_url=None,
-    )
-    app.state.runtime = runtime
-    _install_error_handlers(app)
-    app.add_middleware(CSRFCookieMiddleware, secure_always=settings.secure_cookies)
-    app.add_middleware(RequestSizeLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.include_router(health_router)
-    app.include_router(docs_router)
-    app.include_router(api_router)
-    app.include_router(_pages_router())
-    static = project_dir("static")
-    if static.is_dir():
-        app.mount("/static", StaticFiles(directory=static), name="static")
-    return app
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def __getattr__(name: str) -> FastAPI:
-    # `uvicorn app.main:app` builds the app lazily, so importing this module has no side effects.
+    # Built lazily from the environment's settings, so importing this module has no side effects.
     if name == "app":
+        from app.web.app import create_app
+
         return create_app()
     raise AttributeError(name)

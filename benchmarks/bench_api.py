@@ -36,11 +36,11 @@ def main() -> int:
     from fastapi.testclient import TestClient
     from web_support import PASSWORD, multipart, study_files
 
-    from app.main import create_app
-    from app.web.db import make_engine, make_session_factory
-    from app.web.migrations import upgrade_database
+    from app.web.app import create_app
+    from app.web.core.db import make_engine, make_session_factory
+    from app.web.core.migrations import upgrade_database
+    from app.web.services.users import create_user
     from app.web.settings import Settings
-    from app.web.users import create_user
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -1,12 +1,12 @@
-"""Alembic environment. The URL comes from the caller (app.web.migrations) or else from the app settings."""
+"""Alembic environment. The URL comes from the caller (app.web.core.migrations), else the app settings."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import Connection
 
-import app.web.models  # noqa: F401  (registers the tables on Base.metadata)
-from app.web.db import Base, make_engine
+import app.web.core.models  # noqa: F401  (registers the tables on Base.metadata)
+from app.web.core.db import Base, make_engine
 from app.web.settings import get_settings
 
 config = context.config

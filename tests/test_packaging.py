@@ -109,7 +109,7 @@ from pathlib import Path
 import app
 assert Path(app.__file__).is_relative_to({str(venv)!r}), app.__file__
 from fastapi.testclient import TestClient
-from app.main import create_app
+from app.web.app import create_app
 with TestClient(create_app(load_model=True)) as client:
     health = client.get("/health").json()
     assert health["status"] == "ok", health

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi import Depends
-from fastapi.routing import APIRoute
+from web_pages_support import all_routes
 from web_support import PASSWORD, db_url, study_files, web  # noqa: F401
 
-from app.web.csrf import CSRF_COOKIE, verify_csrf
+from app.web.core.csrf import CSRF_COOKIE, verify_csrf
 
 PUBLIC = {
     "/health",
@@ -26,16 +24,6 @@ PUBLIC = {
 
 def _concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "1", path)
-
-
-def all_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, set[str]]]:
-    """(path, methods) of every route, looking inside included routers."""
-    for route in routes:
-        if hasattr(route, "original_router"):  # FastAPI >= 0.16x keeps included routers nested
-            context_prefix = getattr(getattr(route, "include_context", None), "prefix", "") or ""
-            yield from all_routes(route.original_router.routes, prefix + context_prefix)
-        elif isinstance(route, APIRoute):
-            yield prefix + route.path, set(route.methods)
 
 
 def test_every_route_except_public_ones_needs_a_login(web) -> None:  # noqa: F811

@@ -7,8 +7,8 @@ import logging
 from sqlalchemy import text, update
 from web_support import db_url, dicom_bytes, study_files, ultrasound_pixels, web, zip_bytes  # noqa: F401
 
-from app.web.models import Analysis, Image, Study
-from app.web.worker import AnalysisWorker
+from app.web.core.models import Analysis, Image, Study
+from app.web.services.analysis_worker import AnalysisWorker
 
 
 def _corrupt_images(h, study_id: int, how_many: int) -> None:

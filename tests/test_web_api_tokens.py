@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.web.auth import safe_next_url
-from app.web.security import Signer, hash_password, verify_password
+from app.web.core.auth import safe_next_url
+from app.web.core.security import Signer, hash_password, verify_password
 
 
 def test_signed_tokens_reject_tampering_other_purposes_other_keys_and_age() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.web.db import make_engine, make_session_factory
-from app.web.models import Study, User
-from app.web.security import verify_password
+from app.web.core.db import make_engine, make_session_factory
+from app.web.core.models import Study, User
+from app.web.core.security import verify_password
 from app.web.settings import get_settings
 
 

@@ -9,9 +9,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 from web_support import db_url, fresh_db_url  # noqa: F401
 
-from app.web.db import Base, make_engine, make_session_factory
-from app.web.migrations import current_revision, downgrade_database, head_revision, upgrade_database
-from app.web.models import AuditEvent
+from app.web.core.db import Base, make_engine, make_session_factory
+from app.web.core.migrations import current_revision, downgrade_database, head_revision, upgrade_database
+from app.web.core.models import AuditEvent
 
 
 def test_upgrade_downgrade_upgrade_round_trip(fresh_db_url: str) -> None:  # noqa: F811

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from web_pages_support import PASSWORD, app_client, csrf_of, page_settings, sign_in, upload_study
+from web_pages_support import (
+    PASSWORD,
+    all_routes,
+    app_client,
+    csrf_of,
+    page_settings,
+    sign_in,
+    upload_study,
+)
 
 
 @pytest.fixture
@@ -37,6 +45,32 @@ def test_sign_in_rejects_a_wrong_password_and_a_missing_csrf_token(client: TestC
     forged = client.post("/login", data={"username": "rad", "password": PASSWORD, "csrf_token": "forged"})
     assert forged.status_code == 400
     assert "fetalcns_session" not in forged.headers.get("set-cookie", "")
+
+
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def test_every_unsafe_page_route_rejects_a_request_without_a_valid_csrf_token(client: TestClient) -> None:
+    """Walks the app's routes, so a page route added later is covered without being listed here."""
+    sign_in(client, "admin")  # signed in as an admin: a rejection is then CSRF, not a missing login
+    checked = []
+    for path, methods in all_routes(client.app.routes):  # type: ignore[attr-defined]
+        if path.startswith("/api/"):
+            continue  # the API: bearer tokens need no CSRF; cookie calls are checked in test_web_api_auth
+        concrete = re.sub(r"\{[^}]+\}", "1", path)
+        for method in sorted(methods & UNSAFE):
+            for form in ({}, {"csrf_token": "forged"}):
+                response = client.request(method, concrete, data=form)
+                if path == "/login":
+                    # The sign-in form answers with itself, filled in, rather than an error page.
+                    assert response.status_code == 400, (method, path, form)
+                    assert "This sign-in form has expired" in response.text
+                else:
+                    assert response.status_code == 403, (method, path, form, response.status_code)
+            checked.append((method, path))
+    assert len(checked) >= 6, checked
+    # Nothing rejected ran: the session is still there (POST /logout did not end it).
+    assert client.get("/admin/users").status_code == 200
 
 
 def test_sign_out_needs_the_csrf_token_and_ends_the_session(client: TestClient) -> None:

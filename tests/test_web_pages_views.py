@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from app.web.core.templating import human_label
 from app.web.pages.views import (
     case_page,
     format_duration,
@@ -17,15 +18,14 @@ from app.web.pages.views import (
     probability_bars,
     training_data_text,
 )
-from app.web.studies import DiagnosisView, ImageView, PatientInfo, StudyDetail, StudySummary, VerdictView
-from app.web.templating import human_label
+from app.web.schemas import DiagnosisOut, ImageOut, PatientOut, StudyOut, StudySummaryOut, VerdictOut
 
 CLASSES = ("Anencephaly", "Encephalocele_meningocele", "Holoprosencephaly", "normal", "Rachischisis")
 NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
 
 
-def _image(image_id: int, position: int, label: str | None = None) -> ImageView:
-    return ImageView(
+def _image(image_id: int, position: int, label: str | None = None) -> ImageOut:
+    return ImageOut(
         id=image_id,
         position=position,
         filename=f"img{image_id}.dcm",
@@ -36,13 +36,18 @@ def _image(image_id: int, position: int, label: str | None = None) -> ImageView:
         thumbnail_url=f"/api/v1/images/{image_id}/thumbnail",
         label=label,
         probabilities={c: (0.6 if c == label else 0.1) for c in CLASSES} if label else None,
+        ood=None,
+        ood_score=None,
+        quality_issue=None,
+        used_in_verdict=None,
         heatmap_url=f"/api/v1/images/{image_id}/heatmap" if label else None,
+        error=None,
     )
 
 
-def _verdict(label: str, support: list[int]) -> VerdictView:
+def _verdict(label: str, support: list[int]) -> VerdictOut:
     probabilities = {c: (0.6 if c == label else 0.1) for c in CLASSES}
-    return VerdictView(
+    return VerdictOut(
         label=label,
         probabilities=probabilities,
         p_abnormal=1 - probabilities["normal"],
@@ -54,15 +59,15 @@ def _verdict(label: str, support: list[int]) -> VerdictView:
     )
 
 
-def _summary(verdict: VerdictView | None, withheld: bool = False, reviewed: bool = False) -> StudySummary:
-    return StudySummary(
+def _summary(verdict: VerdictOut | None, withheld: bool = False, reviewed: bool = False) -> StudySummaryOut:
+    return StudySummaryOut(
         id=7,
         status="done" if verdict or withheld else "queued",
         error=None,
         created_at=NOW,
         study_date=date(2026, 3, 13),
         gestational_age_weeks=21.4,
-        patient=PatientInfo(1, "P-001", "DOE^JANE"),
+        patient=PatientOut(id=1, patient_id="P-001", name="DOE^JANE"),
         n_images=3,
         verdict=verdict,
         ai_withheld=withheld,
@@ -71,8 +76,8 @@ def _summary(verdict: VerdictView | None, withheld: bool = False, reviewed: bool
     )
 
 
-def _diagnosis(kind: str) -> DiagnosisView:
-    return DiagnosisView(
+def _diagnosis(kind: str) -> DiagnosisOut:
+    return DiagnosisOut(
         id=1,
         kind=kind,
         label="Anencephaly",
@@ -87,8 +92,10 @@ def _diagnosis(kind: str) -> DiagnosisView:
     )
 
 
-def _detail(summary: StudySummary, images: list[ImageView], diagnoses: list[DiagnosisView]) -> StudyDetail:
-    return StudyDetail(summary=summary, study_uid="1.2.3", analysis=None, images=images, diagnoses=diagnoses)
+def _detail(summary: StudySummaryOut, images: list[ImageOut], diagnoses: list[DiagnosisOut]) -> StudyOut:
+    return StudyOut(
+        **summary.model_dump(), study_uid="1.2.3", analysis=None, images=images, diagnoses=diagnoses
+    )
 
 
 def test_images_follow_the_verdicts_support_order_and_unranked_ones_keep_upload_order() -> None:
@@ -186,7 +193,7 @@ def test_person_name_reads_dicom_names_naturally(raw: str | None, shown: str | N
 
 
 def test_an_indeterminate_verdict_is_shown_as_no_verdict_and_asks_no_agreement() -> None:
-    verdict = VerdictView(
+    verdict = VerdictOut(
         label="indeterminate",
         probabilities={},
         p_abnormal=None,

@@ -71,9 +71,9 @@ def server_env(data_dir: Path, model_dir: Path, assistance_mode: str = "concurre
 
 def prepare_database(env: dict[str, str], users: dict[str, str]) -> None:
     """Migrate and create users (name -> role) with PASSWORD, through the app's own services."""
-    from app.web.db import make_engine, make_session_factory
-    from app.web.migrations import upgrade_database
-    from app.web.users import create_user
+    from app.web.core.db import make_engine, make_session_factory
+    from app.web.core.migrations import upgrade_database
+    from app.web.services.users import create_user
 
     url = env["FETALCNS_DATABASE_URL"]
     upgrade_database(url)
@@ -116,7 +116,7 @@ def live_server(
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "app.main:create_app",
+                "app.web.app:create_app",
                 "--factory",
                 "--host",
                 "127.0.0.1",

@@ -6,15 +6,17 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from ingest_support import dicom_bytes, make_us_dataset, phantom
 
-from app.main import create_app
-from app.web.migrations import upgrade_database
+from app.web.app import create_app
+from app.web.core.migrations import upgrade_database
+from app.web.services.analysis_worker import AnalysisWorker
+from app.web.services.users import create_user
 from app.web.settings import Settings
-from app.web.users import create_user
-from app.web.worker import AnalysisWorker
 
 PASSWORD = "correct horse battery"
 _CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
@@ -88,3 +90,13 @@ def upload_study(client: TestClient, csrf: str, n_images: int = 2, patient_name:
     study_id = int(response.json()["study_id"])
     AnalysisWorker(client.app.state.runtime).run_pending()  # type: ignore[attr-defined]
     return study_id
+
+
+def all_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, set[str]]]:
+    """(path, methods) of every route, looking inside included routers."""
+    for route in routes:
+        if hasattr(route, "original_router"):  # FastAPI >= 0.16x keeps included routers nested
+            context_prefix = getattr(getattr(route, "include_context", None), "prefix", "") or ""
+            yield from all_routes(route.original_router.routes, prefix + context_prefix)
+        elif isinstance(route, APIRoute):
+            yield prefix + route.path, set(route.methods)

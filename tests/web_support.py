@@ -26,12 +26,12 @@ from ingest_support import make_us_dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import Engine, delete, func, select, update
 
-from app.main import create_app
-from app.web.db import Base, make_engine, make_session_factory
-from app.web.migrations import upgrade_database
-from app.web.models import User
+from app.web.app import create_app
+from app.web.core.db import Base, make_engine, make_session_factory
+from app.web.core.migrations import upgrade_database
+from app.web.core.models import User
+from app.web.services.users import create_user
 from app.web.settings import Settings
-from app.web.users import create_user
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 PASSWORD = "correct-horse-battery"

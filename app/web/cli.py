@@ -34,7 +34,7 @@ def _say_locations(settings: Any, keys: tuple[str, ...] = ("database", "storage"
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.main import create_app
+    from app.web.app import create_app
 
     settings = _settings()
     _say_locations(settings)
@@ -46,7 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 # ---- db -------------------------------------------------------------------------------
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from app.web.migrations import current_revision, upgrade_database
+    from app.web.core.migrations import current_revision, upgrade_database
 
     settings = _settings()
     _say_locations(settings, ("database",))
@@ -57,7 +57,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _db_downgrade(args: argparse.Namespace) -> int:
-    from app.web.migrations import current_revision, downgrade_database
+    from app.web.core.migrations import current_revision, downgrade_database
 
     settings = _settings()
     _say_locations(settings, ("database",))
@@ -68,7 +68,7 @@ def _db_downgrade(args: argparse.Namespace) -> int:
 
 
 def _db_current(args: argparse.Namespace) -> int:
-    from app.web.migrations import current_revision, head_revision
+    from app.web.core.migrations import current_revision, head_revision
 
     url = _settings().resolved_database_url
     current, head = current_revision(url), head_revision(url)
@@ -78,14 +78,14 @@ def _db_current(args: argparse.Namespace) -> int:
 
 # ---- users ----------------------------------------------------------------------------
 def _session() -> Any:
-    from app.web.db import make_engine, make_session_factory
+    from app.web.core.db import make_engine, make_session_factory
 
     return make_session_factory(make_engine(_settings().resolved_database_url))()
 
 
 def _users_create(args: argparse.Namespace) -> int:
     from app.web.errors import ServiceError
-    from app.web.users import create_user
+    from app.web.services.users import create_user
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -105,7 +105,7 @@ def _users_create(args: argparse.Namespace) -> int:
 
 def _users_bootstrap_admin(args: argparse.Namespace) -> int:
     from app.web.errors import ServiceError
-    from app.web.users import bootstrap_admin
+    from app.web.services.users import bootstrap_admin
 
     with _session() as db:
         try:
@@ -125,7 +125,7 @@ def _users_bootstrap_admin(args: argparse.Namespace) -> int:
 
 
 def _users_list(args: argparse.Namespace) -> int:
-    from app.web.users import list_users
+    from app.web.services.users import list_users
 
     with _session() as db:
         for user in list_users(db):
@@ -135,7 +135,7 @@ def _users_list(args: argparse.Namespace) -> int:
 
 # ---- demo data ------------------------------------------------------------------------
 def _demo_data(args: argparse.Namespace) -> int:
-    from app.web.demo import import_demo_data
+    from app.web.services.demo import import_demo_data
 
     return import_demo_data(_settings(), n_patients=args.patients, if_empty=args.if_empty, seed=args.seed)
 

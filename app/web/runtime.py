@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.web.db import make_engine, make_session_factory
-from app.web.security import Signer
+from app.web.core.db import make_engine, make_session_factory
+from app.web.core.security import Signer
+from app.web.core.storage import ContentStore
 from app.web.settings import Settings
-from app.web.storage import ContentStore
 
 if TYPE_CHECKING:
-    from app.web.worker import AnalysisWorker
+    from app.web.services.analysis_worker import AnalysisWorker
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def load_inference(runtime: Runtime) -> None:
 
 def check_schema(runtime: Runtime) -> None:
     """Record whether the database is at the latest migration (the worker needs it)."""
-    from app.web.migrations import current_revision, head_revision
+    from app.web.core.migrations import current_revision, head_revision
 
     url = runtime.settings.resolved_database_url
     try:

@@ -1,13 +1,17 @@
-"""The JSON API under /api/v1 (OpenAPI at /docs). Routes are thin: they call the service modules."""
+"""The JSON API: /health, and /api/v1 (OpenAPI at /docs). Routes are thin: they call app.web.services."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.web.api import auth, images, studies, users
+from app.web.api import auth, health, images, studies, users
 
-router = APIRouter(prefix="/api/v1")
-router.include_router(auth.router)
-router.include_router(studies.router)
-router.include_router(images.router)
-router.include_router(users.router)
+_v1 = APIRouter(prefix="/api/v1")
+_v1.include_router(auth.router)
+_v1.include_router(studies.router)
+_v1.include_router(images.router)
+_v1.include_router(users.router)
+
+router = APIRouter()
+router.include_router(health.router)
+router.include_router(_v1)

@@ -6,22 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
-from sqlalchemy.orm import Session
 
-from app.web.api.schemas import TokenOut
-from app.web.auth import NotAuthenticated, issue_access_token
-from app.web.deps import get_db, get_runtime
-from app.web.runtime import Runtime
-from app.web.users import authenticate
+from app.web.core.auth import NotAuthenticated, issue_access_token
+from app.web.deps import DbSession, RuntimeDep
+from app.web.schemas import TokenOut
+from app.web.services.users import authenticate
 
 router = APIRouter(tags=["auth"])
 
 
 @router.post("/auth/token", response_model=TokenOut)
 def login_for_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    db: Session = Depends(get_db),
-    runtime: Runtime = Depends(get_runtime),
+    form: Annotated[OAuth2PasswordRequestForm, Depends()], db: DbSession, runtime: RuntimeDep
 ) -> TokenOut:
     user = authenticate(db, form.username, form.password)
     if user is None:

@@ -2,62 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from app.web.audit import record_event
-from app.web.auth import require_api_user
-from app.web.deps import get_db, get_runtime
-from app.web.errors import Forbidden, NotFound
-from app.web.models import Analysis, Image, ImagePrediction, User
-from app.web.runtime import Runtime
-from app.web.studies import ai_withheld_for
+from app.web.deps import ApiUser, DbSession, RuntimeDep
+from app.web.services.images import ImageKind, image_png
 
 router = APIRouter(tags=["images"])
-ImageKind = Literal["original", "thumbnail", "heatmap"]
 
 
-def image_png(db: Session, runtime: Runtime, image_id: int, kind: ImageKind, user: User) -> bytes:
-    """PNG bytes of one image view; audits "image.view" (committed). Also used by pages."""
-    image = db.get(Image, image_id)
-    if image is None:
-        raise NotFound(f"image {image_id} does not exist")
-    if kind == "original":
-        key: str | None = image.storage_key
-    elif kind == "thumbnail":
-        key = image.thumbnail_key
-    else:
-        if ai_withheld_for(db, image.study_id, user, runtime.settings.assistance_mode):
-            raise Forbidden("record your preliminary read first; the AI heatmap is shown after it")
-        key = db.scalar(
-            select(ImagePrediction.heatmap_key)
-            .join(Analysis, Analysis.id == ImagePrediction.analysis_id)
-            .where(ImagePrediction.image_id == image_id, Analysis.status == "done")
-            .order_by(Analysis.id.desc())
-            .limit(1)
-        )
-        if key is None:
-            raise NotFound("this image has no heatmap (not analysed yet, or the analysis failed)")
-    try:
-        data = runtime.store.read_bytes(key)
-    except FileNotFoundError:
-        raise NotFound("the stored image file is missing; contact the administrator") from None
-    record_event(db, user, "image.view", study_id=image.study_id, image_id=image.id, kind=kind)
-    db.commit()
-    return data
-
-
-def _route(kind: ImageKind):
-    def endpoint(
-        image_id: int,
-        user: User = Depends(require_api_user),
-        db: Session = Depends(get_db),
-        runtime: Runtime = Depends(get_runtime),
-    ) -> Response:
+def _route(kind: ImageKind) -> Callable[..., Response]:
+    def endpoint(image_id: int, user: ApiUser, db: DbSession, runtime: RuntimeDep) -> Response:
         data = image_png(db, runtime, image_id, kind, user)
         return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 

@@ -2,49 +2,34 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
-from sqlalchemy.orm import Session
 
-from app.web.api.schemas import AuditOut, DiagnosisIn, DiagnosisOut, StudyOut, StudySummaryOut, UploadOut
-from app.web.audit import list_audit
-from app.web.auth import require_api_admin, require_api_user
-from app.web.deps import get_db, get_runtime
-from app.web.diagnoses import record_diagnosis
+from app.web.core.models import ANALYSIS_STATUSES, Study
+from app.web.deps import ApiAdmin, ApiUser, DbSession, RuntimeDep
 from app.web.errors import InvalidInput, NotFound
-from app.web.models import ANALYSIS_STATUSES, Study, User
-from app.web.runtime import Runtime
-from app.web.studies import SORT_KEYS, get_study, list_studies
-from app.web.upload_flow import upload_studies
-from app.web.uploads import UploadOverrides
+from app.web.schemas import AuditOut, DiagnosisIn, DiagnosisOut, StudyOut, StudySummaryOut, UploadOut
+from app.web.services.audit import list_audit
+from app.web.services.diagnoses import record_diagnosis
+from app.web.services.studies import SORT_KEYS, get_study, list_studies
+from app.web.services.upload_flow import upload_studies
+from app.web.services.uploads import UploadOverrides
 
 router = APIRouter(tags=["studies"])
-
-
-def _study_out(detail: Any) -> StudyOut:
-    summary = dataclasses.asdict(detail.summary)
-    return StudyOut(
-        **summary,
-        study_uid=detail.study_uid,
-        analysis=dataclasses.asdict(detail.analysis) if detail.analysis else None,
-        images=[dataclasses.asdict(i) for i in detail.images],
-        diagnoses=[dataclasses.asdict(d) for d in detail.diagnoses],
-    )
 
 
 @router.post("/studies", status_code=202, response_model=UploadOut)
 async def upload(
     files: Annotated[list[UploadFile], File(description="DICOM, PNG/JPEG files or ZIP archives")],
+    user: ApiUser,
+    runtime: RuntimeDep,
     patient_name: Annotated[str | None, Form()] = None,
     patient_id: Annotated[str | None, Form()] = None,
     study_date: Annotated[str | None, Form(description="YYYY-MM-DD")] = None,
     gestational_age_weeks: Annotated[str | None, Form()] = None,
-    user: User = Depends(require_api_user),
-    runtime: Runtime = Depends(get_runtime),
 ) -> JSONResponse:
     """Store a study and queue it for analysis; returns at once (202) while the worker analyses it."""
     overrides = UploadOverrides.from_form(patient_name, patient_id, study_date, gestational_age_weeks)
@@ -67,6 +52,9 @@ async def upload(
 
 @router.get("/studies", response_model=list[StudySummaryOut])
 def worklist(
+    user: ApiUser,
+    db: DbSession,
+    runtime: RuntimeDep,
     status: Annotated[str | None, Query(description="queued | running | done | failed")] = None,
     label: Annotated[str | None, Query(description="AI verdict label")] = None,
     review: Annotated[str | None, Query(description="reviewed | unreviewed")] = None,
@@ -77,9 +65,6 @@ def worklist(
     ] = "p_abnormal",
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     offset: Annotated[int, Query(ge=0)] = 0,
-    user: User = Depends(require_api_user),
-    db: Session = Depends(get_db),
-    runtime: Runtime = Depends(get_runtime),
 ) -> list[StudySummaryOut]:
     if status is not None and status not in ANALYSIS_STATUSES:
         raise InvalidInput(f"status must be one of: {', '.join(ANALYSIS_STATUSES)}")
@@ -100,28 +85,19 @@ def worklist(
         limit=limit,
         offset=offset,
     )
-    return [StudySummaryOut(**dataclasses.asdict(r)) for r in rows]
+    return rows
 
 
 @router.get("/studies/{study_id}", response_model=StudyOut)
-def study(
-    study_id: int,
-    user: User = Depends(require_api_user),
-    db: Session = Depends(get_db),
-    runtime: Runtime = Depends(get_runtime),
-) -> StudyOut:
-    return _study_out(get_study(db, study_id, user, runtime.settings.assistance_mode))
+def study(study_id: int, user: ApiUser, db: DbSession, runtime: RuntimeDep) -> StudyOut:
+    return get_study(db, study_id, user, runtime.settings.assistance_mode)
 
 
 @router.post("/studies/{study_id}/diagnosis", status_code=201, response_model=DiagnosisOut)
 def diagnose(
-    study_id: int,
-    body: DiagnosisIn,
-    user: User = Depends(require_api_user),
-    db: Session = Depends(get_db),
-    runtime: Runtime = Depends(get_runtime),
+    study_id: int, body: DiagnosisIn, user: ApiUser, db: DbSession, runtime: RuntimeDep
 ) -> DiagnosisOut:
-    view = record_diagnosis(
+    return record_diagnosis(
         db,
         study_id,
         user,
@@ -133,13 +109,10 @@ def diagnose(
         kind=body.kind,
         reason=body.reason,
     )
-    return DiagnosisOut(**dataclasses.asdict(view))
 
 
 @router.get("/studies/{study_id}/audit", response_model=list[AuditOut])
-def audit_trail(
-    study_id: int, user: User = Depends(require_api_admin), db: Session = Depends(get_db)
-) -> list[AuditOut]:
+def audit_trail(study_id: int, admin: ApiAdmin, db: DbSession) -> list[AuditOut]:
     if db.get(Study, study_id) is None:
         raise NotFound(f"study {study_id} does not exist")
-    return [AuditOut(**dataclasses.asdict(e)) for e in list_audit(db, study_id=study_id)]
+    return list_audit(db, study_id=study_id)

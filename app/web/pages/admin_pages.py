@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Form, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
 from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
-from app.web.audit import list_audit
-from app.web.auth import require_admin_page
-from app.web.csrf import verify_csrf
-from app.web.deps import get_db
+from app.web.core.models import User
+from app.web.core.security import MIN_PASSWORD_LENGTH
+from app.web.deps import DbSession, PageAdmin
 from app.web.errors import ServiceError
-from app.web.models import User
 from app.web.pages.rendering import render
 from app.web.pages.views import format_datetime
-from app.web.security import MIN_PASSWORD_LENGTH
-from app.web.users import create_user, list_users, update_user
+from app.web.services.audit import list_audit
+from app.web.services.users import create_user, list_users, update_user
 
 router = APIRouter(prefix="/admin")
 
@@ -37,10 +37,7 @@ def _users_page(
 ) -> Response:
     users = [
         {
-            "id": u.id,
-            "username": u.username,
-            "role": u.role,
-            "active": u.active,
+            **u.model_dump(),
             "created_at": format_datetime(u.created_at),
             "last_login_at": format_datetime(u.last_login_at),
         }
@@ -66,21 +63,21 @@ def _sentence(message: str) -> str:
 @router.get("/users", include_in_schema=False)
 def users_page(
     request: Request,
+    admin: PageAdmin,
+    db: DbSession,
     done: str | None = None,
-    admin: User = Depends(require_admin_page),
-    db: Session = Depends(get_db),
 ) -> Response:
     return _users_page(request, admin, db, notice=NOTICES.get(done or ""))
 
 
-@router.post("/users", include_in_schema=False, dependencies=[Depends(verify_csrf)])
+@router.post("/users", include_in_schema=False)
 def users_create(
     request: Request,
-    username: str = Form(""),
-    password: str = Form(""),
-    role: str = Form("radiologist"),
-    admin: User = Depends(require_admin_page),
-    db: Session = Depends(get_db),
+    admin: PageAdmin,
+    db: DbSession,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    role: Annotated[str, Form()] = "radiologist",
 ) -> Response:
     try:
         create_user(db, username, password, role=role, actor=admin)
@@ -99,30 +96,21 @@ def _set_active(request: Request, user_id: int, active: bool, admin: User, db: S
     return RedirectResponse(f"/admin/users?done={'activated' if active else 'deactivated'}", status_code=303)
 
 
-@router.post("/users/{user_id}/deactivate", include_in_schema=False, dependencies=[Depends(verify_csrf)])
-def users_deactivate(
-    request: Request, user_id: int, admin: User = Depends(require_admin_page), db: Session = Depends(get_db)
-) -> Response:
+@router.post("/users/{user_id}/deactivate", include_in_schema=False)
+def users_deactivate(request: Request, user_id: int, admin: PageAdmin, db: DbSession) -> Response:
     return _set_active(request, user_id, False, admin, db)
 
 
-@router.post("/users/{user_id}/activate", include_in_schema=False, dependencies=[Depends(verify_csrf)])
-def users_activate(
-    request: Request, user_id: int, admin: User = Depends(require_admin_page), db: Session = Depends(get_db)
-) -> Response:
+@router.post("/users/{user_id}/activate", include_in_schema=False)
+def users_activate(request: Request, user_id: int, admin: PageAdmin, db: DbSession) -> Response:
     return _set_active(request, user_id, True, admin, db)
 
 
 @router.get("/audit", include_in_schema=False)
-def audit_page(
-    request: Request,
-    case: str = "",
-    admin: User = Depends(require_admin_page),
-    db: Session = Depends(get_db),
-) -> Response:
+def audit_page(request: Request, admin: PageAdmin, db: DbSession, case: str = "") -> Response:
     case_id = int(case) if case.strip().isdigit() else None
     events = [
-        {**e.__dict__, "at": format_datetime(e.at, seconds=True)}
+        {**e.model_dump(), "at": format_datetime(e.at, seconds=True)}
         for e in reversed(list_audit(db, study_id=case_id, limit=2000))
     ]
     return render(request, "admin/audit.html", admin, active="audit", events=events, case_id=case_id)

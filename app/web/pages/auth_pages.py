@@ -2,47 +2,54 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Form, Request
-from sqlalchemy.orm import Session
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
 from starlette.responses import RedirectResponse, Response
 
-from app.web.auth import end_session, safe_next_url, session_user, start_session
-from app.web.csrf import csrf_token_valid, verify_csrf
-from app.web.deps import get_db
+from app.web.core.auth import end_session, safe_next_url, start_session
+from app.web.core.csrf import CSRFRejected
+from app.web.deps import DbSession, OptionalUser
 from app.web.pages.rendering import render
-from app.web.users import authenticate
+from app.web.services.users import authenticate
 
 router = APIRouter()
 
 
 @router.get("/login", include_in_schema=False)
-def login_page(request: Request, next: str = "/", db: Session = Depends(get_db)) -> Response:
-    if session_user(request, db) is not None:
+def login_page(request: Request, user: OptionalUser, next: str = "/") -> Response:
+    if user is not None:
         return RedirectResponse(safe_next_url(next), status_code=303)
     return render(request, "login.html", None, next_url=safe_next_url(next))
+
+
+def login_form_expired(request: Request, rejected: CSRFRejected) -> Response:
+    """The login form again, filled in, when its CSRF token was missing or wrong.
+
+    Usually a login page left open past a server restart or with cookies blocked,
+    so a friendly retry beats an error page.
+    """
+    return render(
+        request,
+        "login.html",
+        None,
+        status_code=400,
+        next_url=safe_next_url(rejected.fields.get("next")),
+        username=rejected.fields.get("username", ""),
+        error="This sign-in form has expired. Please try again (cookies must be enabled).",
+    )
 
 
 @router.post("/login", include_in_schema=False)
 def login_submit(
     request: Request,
-    username: str = Form(""),
-    password: str = Form(""),
-    next: str = Form("/"),
-    csrf_token: str = Form(""),
-    db: Session = Depends(get_db),
+    db: DbSession,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
 ) -> Response:
+    # The pages router has already checked the CSRF token (see app.web.pages).
     next_url = safe_next_url(next)
-    if not csrf_token_valid(request, csrf_token):
-        # Usually a login page left open past a server restart or with cookies blocked.
-        return render(
-            request,
-            "login.html",
-            None,
-            status_code=400,
-            next_url=next_url,
-            username=username,
-            error="This sign-in form has expired. Please try again (cookies must be enabled).",
-        )
     user = authenticate(db, username, password)
     if user is None:
         return render(
@@ -59,7 +66,7 @@ def login_submit(
     return response
 
 
-@router.post("/logout", include_in_schema=False, dependencies=[Depends(verify_csrf)])
+@router.post("/logout", include_in_schema=False)
 def logout(request: Request) -> Response:
     response = RedirectResponse("/login", status_code=303)
     end_session(request, response)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Request
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from app.web.auth import require_user_page
-from app.web.csrf import verify_csrf
-from app.web.deps import get_db, get_runtime
-from app.web.diagnoses import record_diagnosis
+from app.web.core.models import User
+from app.web.core.templating import human_label
+from app.web.deps import DbSession, PageUser, RuntimeDep
 from app.web.errors import NotFound, ServiceError
-from app.web.models import User
 from app.web.pages.rendering import render
 from app.web.pages.views import (
     CONFIDENCE_LEVELS,
@@ -24,8 +22,8 @@ from app.web.pages.views import (
     next_diagnosis_form,
 )
 from app.web.runtime import Runtime
-from app.web.studies import get_study
-from app.web.templating import human_label
+from app.web.services.diagnoses import record_diagnosis
+from app.web.services.studies import get_study
 
 router = APIRouter()
 
@@ -72,7 +70,7 @@ def _case_response(
         user,
         status_code=status_code,
         case=case_page(detail, classes, normal_class(runtime), human_label, case_status_url(case_id)),
-        ai_visible=not detail.summary.ai_withheld,
+        ai_visible=not detail.ai_withheld,
         model=model_summary(card, detail.analysis.model_sha256 if detail.analysis else None),
         diagnoses=[diagnosis_item(d, human_label) for d in reversed(detail.diagnoses)],
         confidence_levels=CONFIDENCE_LEVELS,
@@ -91,10 +89,10 @@ def _case_response(
 def case(
     request: Request,
     case_id: int,
+    user: PageUser,
+    db: DbSession,
+    runtime: RuntimeDep,
     saved: str | None = None,
-    user: User = Depends(require_user_page),
-    db: Session = Depends(get_db),
-    runtime: Runtime = Depends(get_runtime),
 ) -> Response:
     notice = {
         "final": "Diagnosis signed off.",
@@ -105,12 +103,7 @@ def case(
 
 
 @router.get("/cases/{case_id}/status", include_in_schema=False)
-def case_status(
-    case_id: int,
-    user: User = Depends(require_user_page),
-    db: Session = Depends(get_db),
-    runtime: Runtime = Depends(get_runtime),
-) -> Response:
+def case_status(case_id: int, user: PageUser, db: DbSession, runtime: RuntimeDep) -> Response:
     """What the upload and case pages poll while analysis runs.
 
     Not audited: GET /api/v1/studies/{id} records a case view per call, and a
@@ -130,19 +123,19 @@ def _parse_confidence(text: str) -> int | None:
         return None
 
 
-@router.post("/cases/{case_id}/diagnosis", include_in_schema=False, dependencies=[Depends(verify_csrf)])
+@router.post("/cases/{case_id}/diagnosis", include_in_schema=False)
 def submit_diagnosis(
     request: Request,
     case_id: int,
-    kind: str = Form("final"),
-    label: str = Form(""),
-    agrees_with_ai: str = Form(""),
-    confidence: str = Form(""),
-    notes: str = Form(""),
-    amendment_reason: str = Form(""),
-    user: User = Depends(require_user_page),
-    db: Session = Depends(get_db),
-    runtime: Runtime = Depends(get_runtime),
+    user: PageUser,
+    db: DbSession,
+    runtime: RuntimeDep,
+    kind: Annotated[str, Form()] = "final",
+    label: Annotated[str, Form()] = "",
+    agrees_with_ai: Annotated[str, Form()] = "",
+    confidence: Annotated[str, Form()] = "",
+    notes: Annotated[str, Form()] = "",
+    amendment_reason: Annotated[str, Form()] = "",
 ) -> Response:
     values = {
         "label": label,

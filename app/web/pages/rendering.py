@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import HTMLResponse
 
-from app.web.models import User
-from app.web.templating import banner, class_names, csrf_token, human_label, templates
+from app.web.core.models import User
+from app.web.core.templating import banner, class_names, csrf_token, human_label, templates
 
 
 def class_labels(request: Request) -> dict[str, str]:

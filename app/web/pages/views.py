@@ -1,4 +1,4 @@
-"""View models for the HTML pages: plain dicts built from the study services' dataclasses.
+"""View models for the HTML pages: plain dicts built from the study services' models (app.web.schemas).
 
 Pure functions, so that what a radiologist sees (ordering, what is withheld,
 which form is offered) is tested without a browser.
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from app.web.studies import DiagnosisView, ImageView, StudyDetail, VerdictView
+from app.web.schemas import DiagnosisOut, ImageOut, StudyOut, VerdictOut
 
 HumanLabel = Callable[[str | None], str]
 
@@ -87,7 +87,7 @@ def probability_bars(
     return [{"cls": c, "human": human(c), "p": float(probabilities[c]), "top": c == best} for c in ordered]
 
 
-def order_by_support(images: Sequence[ImageView], verdict: VerdictView | None) -> list[ImageView]:
+def order_by_support(images: Sequence[ImageOut], verdict: VerdictOut | None) -> list[ImageOut]:
     """The verdict's most supportive images first; images it did not rank keep upload order after them.
 
     Without a verdict (not analysed, or withheld in second-read mode) the order
@@ -100,7 +100,7 @@ def order_by_support(images: Sequence[ImageView], verdict: VerdictView | None) -
     return sorted(by_position, key=lambda image: rank.get(image.id, len(rank)))
 
 
-def image_flags(image: ImageView) -> list[str]:
+def image_flags(image: ImageOut) -> list[str]:
     flags = []
     if image.error:
         flags.append("could not be analysed")
@@ -111,7 +111,7 @@ def image_flags(image: ImageView) -> list[str]:
     return flags
 
 
-def image_item(image: ImageView, classes: Sequence[str], human: HumanLabel) -> dict[str, Any]:
+def image_item(image: ImageOut, classes: Sequence[str], human: HumanLabel) -> dict[str, Any]:
     """What the viewer and thumbnail strip need for one image (serialised into the page as JSON)."""
     label_human = human(image.label) if image.label else None
     flags = image_flags(image)
@@ -139,7 +139,7 @@ def image_item(image: ImageView, classes: Sequence[str], human: HumanLabel) -> d
 
 
 def verdict_item(
-    verdict: VerdictView, classes: Sequence[str], normal_class: str, human: HumanLabel
+    verdict: VerdictOut, classes: Sequence[str], normal_class: str, human: HumanLabel
 ) -> dict[str, Any]:
     indeterminate = verdict.label == INDETERMINATE
     return {
@@ -156,7 +156,7 @@ def verdict_item(
     }
 
 
-def diagnosis_item(d: DiagnosisView, human: HumanLabel) -> dict[str, Any]:
+def diagnosis_item(d: DiagnosisOut, human: HumanLabel) -> dict[str, Any]:
     agrees = {True: "Agreed with the AI", False: "Disagreed with the AI", None: None}[d.agrees_with_ai]
     return {
         "id": d.id,
@@ -187,14 +187,13 @@ class DiagnosisForm:
     ai_label_human: str | None
 
 
-def next_diagnosis_form(detail: StudyDetail, human: HumanLabel) -> DiagnosisForm:
+def next_diagnosis_form(detail: StudyOut, human: HumanLabel) -> DiagnosisForm:
     """Second-read mode hides the AI until this user's first read, which is therefore preliminary.
 
     Once a final diagnosis exists, any change is an amendment with a reason.
     """
-    summary = detail.summary
     has_final = any(d.kind in ("final", "amendment") for d in detail.diagnoses)
-    verdict = summary.verdict
+    verdict = detail.verdict
     if verdict is not None and verdict.label == INDETERMINATE:
         verdict = None  # nothing to agree or disagree with
     ai_label = human(verdict.label) if verdict else None
@@ -208,7 +207,7 @@ def next_diagnosis_form(detail: StudyDetail, human: HumanLabel) -> DiagnosisForm
             ask_agreement=verdict is not None,
             ai_label_human=ai_label,
         )
-    if summary.ai_withheld:
+    if detail.ai_withheld:
         return DiagnosisForm(
             kind="preliminary",
             title="Preliminary read",
@@ -230,38 +229,36 @@ def next_diagnosis_form(detail: StudyDetail, human: HumanLabel) -> DiagnosisForm
 
 
 def case_page(
-    detail: StudyDetail, classes: Sequence[str], normal_class: str, human: HumanLabel, status_api_url: str
+    detail: StudyOut, classes: Sequence[str], normal_class: str, human: HumanLabel, status_api_url: str
 ) -> dict[str, Any]:
-    summary = detail.summary
-    verdict = summary.verdict
+    verdict = detail.verdict
     return {
-        "id": summary.id,
-        "patient_name": person_name(summary.patient.name),
-        "patient_id": summary.patient.patient_id,
-        "study_date": format_date(summary.study_date),
-        "gestational_age_weeks": summary.gestational_age_weeks,
-        "n_images": summary.n_images,
-        "status": summary.status,
-        "status_text": STATUS_TEXT.get(summary.status, summary.status),
-        "analysis_error": summary.error,
+        "id": detail.id,
+        "patient_name": person_name(detail.patient.name),
+        "patient_id": detail.patient.patient_id,
+        "study_date": format_date(detail.study_date),
+        "gestational_age_weeks": detail.gestational_age_weeks,
+        "n_images": detail.n_images,
+        "status": detail.status,
+        "status_text": STATUS_TEXT.get(detail.status, detail.status),
+        "analysis_error": detail.error,
         "status_api_url": status_api_url,
         "verdict": verdict_item(verdict, classes, normal_class, human) if verdict else None,
         "images": [image_item(i, classes, human) for i in order_by_support(detail.images, verdict)],
     }
 
 
-def case_status_item(detail: StudyDetail) -> dict[str, Any]:
+def case_status_item(detail: StudyOut) -> dict[str, Any]:
     """The few fields the upload page shows for a new case and every page polls for."""
-    summary = detail.summary
     return {
-        "id": summary.id,
-        "status": summary.status,
-        "status_text": STATUS_TEXT.get(summary.status, summary.status),
-        "patient_name": summary.patient.name,
-        "patient_id": summary.patient.patient_id,
-        "study_date": format_date(summary.study_date),
-        "gestational_age_weeks": summary.gestational_age_weeks,
-        "n_images": summary.n_images,
+        "id": detail.id,
+        "status": detail.status,
+        "status_text": STATUS_TEXT.get(detail.status, detail.status),
+        "patient_name": detail.patient.name,
+        "patient_id": detail.patient.patient_id,
+        "study_date": format_date(detail.study_date),
+        "gestational_age_weeks": detail.gestational_age_weeks,
+        "n_images": detail.n_images,
     }
 
 

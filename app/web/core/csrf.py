@@ -3,6 +3,9 @@
 A random nonce lives in the ``fetalcns_csrf`` cookie; the token put in forms
 (and sent by scripts as the X-CSRF-Token header) is an HMAC of that nonce, so
 another site can neither read nor forge it. Bearer-token API calls need no CSRF.
+
+Where it is checked: every unsafe request to an HTML page (``verify_csrf``, a dependency of
+the whole pages router) and every unsafe cookie-authenticated API call (app.web.deps).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ CSRF_COOKIE = "fetalcns_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 _NEW_NONCE = "fetalcns_new_csrf_nonce"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _nonce(request: Request) -> str:
@@ -43,15 +47,31 @@ def csrf_token_valid(request: Request, token: str | None) -> bool:
     return hmac.compare_digest(token, request.app.state.runtime.signer.digest("csrf", nonce))
 
 
+class CSRFRejected(Forbidden):
+    """An unsafe page request without a valid token. Keeps the form's plain fields (never passwords)
+    so that a page can show its form again, filled in, instead of an error page."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("the form has expired or did not come from this site; reload the page and try again")
+        self.fields = fields
+
+
 async def verify_csrf(request: Request) -> None:
-    """Dependency for form POST routes: rejects the request unless its ``csrf_token`` field is valid."""
+    """The pages router's dependency: every unsafe request must carry a valid token.
+
+    It is on the router, not on each route, so that a new form route cannot forget it.
+    Forms send the ``csrf_token`` field; scripts may send the X-CSRF-Token header.
+    """
+    if request.method not in UNSAFE_METHODS:
+        return
     token = request.headers.get(CSRF_HEADER)
+    fields: dict[str, str] = {}
     if token is None:
         form = await request.form()
-        value = form.get(CSRF_FIELD)
-        token = value if isinstance(value, str) else None
+        fields = {k: v for k, v in form.items() if isinstance(v, str) and "password" not in k}
+        token = fields.pop(CSRF_FIELD, None)
     if not csrf_token_valid(request, token):
-        raise Forbidden("the form has expired or did not come from this site; reload the page and try again")
+        raise CSRFRejected(fields)
 
 
 class CSRFCookieMiddleware:

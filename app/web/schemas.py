@@ -1,4 +1,8 @@
-"""Response bodies of the JSON API (they document the API at /docs)."""
+"""The JSON API's bodies (they document the API at /docs), and what the services return.
+
+One type per concept: app.web.services build these, the API sends them unchanged and
+app.web.pages.views turns them into what the templates show.
+"""
 
 from __future__ import annotations
 
@@ -22,14 +26,16 @@ class PatientOut(BaseModel):
 class VerdictOut(BaseModel):
     label: str
     probabilities: dict[str, float]
-    p_abnormal: float | None
+    p_abnormal: float | None  # None when indeterminate
     aggregation: str
-    reason: str | None
+    reason: str | None  # why the verdict is indeterminate
     n_used: int
     n_excluded: int
     support: list[int] = Field(description="image ids, most supportive of the verdict first")
 
 
+# One worklist row. ``verdict`` is None while queued/running/failed or when withheld.
+# (A comment, not a docstring: a docstring would change the OpenAPI schema.)
 class StudySummaryOut(BaseModel):
     id: int
     status: str
@@ -41,8 +47,8 @@ class StudySummaryOut(BaseModel):
     n_images: int
     verdict: VerdictOut | None
     ai_withheld: bool
-    reviewed: bool
-    final_label: str | None
+    reviewed: bool  # has a final diagnosis
+    final_label: str | None  # the current final diagnosis (the latest amendment wins)
 
 
 class ImageOut(BaseModel):
@@ -54,6 +60,7 @@ class ImageOut(BaseModel):
     height: int
     image_url: str
     thumbnail_url: str
+    # AI fields: None while not analysed, when the image failed, or when withheld.
     label: str | None
     probabilities: dict[str, float] | None
     ood: bool | None
@@ -61,7 +68,7 @@ class ImageOut(BaseModel):
     quality_issue: str | None
     used_in_verdict: bool | None
     heatmap_url: str | None
-    error: str | None
+    error: str | None  # why this image could not be analysed
 
 
 class DiagnosisOut(BaseModel):

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from fastapi import UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from app.web.models import User
+from app.web.core.models import User
 from app.web.runtime import Runtime
-from app.web.uploads import UploadOutcome, UploadOverrides, import_upload, receive_files
+from app.web.services.uploads import UploadOutcome, UploadOverrides, import_upload, receive_files
 
 
 async def upload_studies(

@@ -5,7 +5,7 @@
 stores images content-addressed and creates patients, studies, images and
 queued analyses in ONE transaction. If anything fails, the transaction is
 rolled back and every blob this upload created (and nothing references) is
-removed. Analysis happens later, in app.web.worker.
+removed. Analysis happens later, in app.web.services.analysis_worker.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from fastapi import UploadFile
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.web.audit import record_event
+from app.web.core.models import Analysis, Image, ImagePredictionRow, Patient, Study, User
+from app.web.core.storage import ContentStore
 from app.web.errors import InvalidInput, TooLarge
-from app.web.models import Analysis, Image, ImagePrediction, Patient, Study, User
 from app.web.runtime import Runtime
+from app.web.services.audit import record_event
 from app.web.settings import Settings
-from app.web.storage import ContentStore
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,10 @@ class UploadOverrides:
 
 
 @dataclass(frozen=True)
-class RejectedFile:
+class RejectedUpload:
+    """A file of the upload that was not used, under the name it was uploaded with (ingestion's
+    ``Rejection`` names the temp copy). Not app.ingest's ``RejectedFile``, which is an exception."""
+
     filename: str
     reason: str
 
@@ -96,7 +99,7 @@ class CreatedStudy:
 @dataclass
 class UploadOutcome:
     studies: list[CreatedStudy] = field(default_factory=list)
-    rejected: list[RejectedFile] = field(default_factory=list)
+    rejected: list[RejectedUpload] = field(default_factory=list)
 
 
 @dataclass
@@ -218,7 +221,8 @@ def _remove_unreferenced(runtime: Runtime, keys: set[str]) -> None:
         return
     with runtime.session_factory() as db:
         referenced: set[str] = set()
-        for column in (Image.storage_key, Image.thumbnail_key, Image.source_key, ImagePrediction.heatmap_key):
+        columns = (Image.storage_key, Image.thumbnail_key, Image.source_key, ImagePredictionRow.heatmap_key)
+        for column in columns:
             referenced |= {k for k in db.scalars(select(column).where(column.in_(keys))) if k}
     for key in keys - referenced:
         runtime.store.delete(key)
@@ -244,7 +248,7 @@ def import_upload(
 
     options = IngestOptions(max_file_bytes=runtime.settings.max_file_bytes)
     result = ingest_paths(received.paths, options)
-    rejected = [RejectedFile(_display_source(r.source, received), r.reason) for r in result.rejected]
+    rejected = [RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected]
     if not result.studies:
         reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejected) or "no images found"
         raise InvalidInput(f"none of the uploaded files could be used ({reasons})")

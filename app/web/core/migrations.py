@@ -7,8 +7,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from app.web.db import make_engine
-from app.web.paths import project_dir
+from app.web.core.db import make_engine
+from app.web.core.paths import project_dir
 
 
 def alembic_config(database_url: str) -> Config:

@@ -16,11 +16,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.web.audit import record_event
-from app.web.db import utcnow
+from app.web.core.db import utcnow
+from app.web.core.models import DIAGNOSIS_KINDS, AuditEvent, Diagnosis, Study, User
 from app.web.errors import Conflict, InvalidInput, NotFound
-from app.web.models import DIAGNOSIS_KINDS, AuditEvent, Diagnosis, Study, User
-from app.web.studies import DiagnosisView, diagnosis_view
+from app.web.schemas import DiagnosisOut
+from app.web.services.audit import record_event
+from app.web.services.studies import diagnosis_out
 
 
 def _first_view_at(db: Session, study_id: int, user: User) -> datetime | None:
@@ -46,7 +47,7 @@ def record_diagnosis(
     notes: str = "",
     kind: str = "final",
     reason: str | None = None,
-) -> DiagnosisView:
+) -> DiagnosisOut:
     """Validate and add one diagnosis row (committed, audited as "diagnosis.record").
 
     ``allowed_labels`` are the model card's class names. ``agrees_with_ai``
@@ -121,4 +122,4 @@ def record_diagnosis(
     )
     db.commit()
     db.refresh(row)
-    return diagnosis_view(row)
+    return diagnosis_out(row)

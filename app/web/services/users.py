@@ -1,7 +1,9 @@
 """User accounts: authentication and admin-only management services.
 
 Callers pass the acting user to management functions so that the change is
-audited; routes must still check that the actor is an admin (require_admin_*).
+audited; routes must still check that the actor is an admin (ApiAdmin, PageAdmin).
+Management functions return ``UserOut`` (never the password hash); ``authenticate``
+returns the ORM user, which sign-in needs.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import re
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.web.audit import record_event
-from app.web.db import utcnow
+from app.web.core.db import utcnow
+from app.web.core.models import ROLES, User
+from app.web.core.security import MIN_PASSWORD_LENGTH, hash_password, verify_password
 from app.web.errors import Conflict, Forbidden, InvalidInput, NotFound
-from app.web.models import ROLES, User
-from app.web.security import MIN_PASSWORD_LENGTH, hash_password, verify_password
+from app.web.schemas import UserOut
+from app.web.services.audit import record_event
 
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 # Verified against when the username is unknown, so both paths take the same time.
@@ -46,6 +49,10 @@ def authenticate(db: Session, username: str, password: str) -> User | None:
     return user
 
 
+def user_out(user: User) -> UserOut:
+    return UserOut.model_validate(user, from_attributes=True)
+
+
 def get_user(db: Session, user_id: int) -> User:
     user = db.get(User, user_id)
     if user is None:
@@ -53,8 +60,8 @@ def get_user(db: Session, user_id: int) -> User:
     return user
 
 
-def list_users(db: Session) -> list[User]:
-    return list(db.scalars(select(User).order_by(User.username)))
+def list_users(db: Session) -> list[UserOut]:
+    return [user_out(u) for u in db.scalars(select(User).order_by(User.username))]
 
 
 def count_active_admins(db: Session) -> int:
@@ -63,7 +70,7 @@ def count_active_admins(db: Session) -> int:
 
 def create_user(
     db: Session, username: str, password: str, role: str = "radiologist", actor: User | None = None
-) -> User:
+) -> UserOut:
     """Create and commit a user. Raises InvalidInput or Conflict (username taken)."""
     username = username.strip()
     if not _USERNAME.match(username):
@@ -77,7 +84,7 @@ def create_user(
     db.flush()
     record_event(db, actor, "user.create", target_user_id=user.id, role=role)
     db.commit()
-    return user
+    return user_out(user)
 
 
 def update_user(
@@ -88,7 +95,7 @@ def update_user(
     role: str | None = None,
     active: bool | None = None,
     password: str | None = None,
-) -> User:
+) -> UserOut:
     """Change role, active flag and/or password. Never leaves the system without an active admin."""
     user = get_user(db, user_id)
     changes: dict[str, object] = {}
@@ -115,10 +122,10 @@ def update_user(
         db, actor, "user.update", target_user_id=user.id, password_changed=password is not None, **changes
     )
     db.commit()
-    return user
+    return user_out(user)
 
 
-def bootstrap_admin(db: Session, password: str | None) -> tuple[User | None, str | None]:
+def bootstrap_admin(db: Session, password: str | None) -> tuple[UserOut | None, str | None]:
     """Create user "admin" if no admin exists.
 
     Returns (user, generated_password): (None, None) when an admin already
@@ -126,7 +133,7 @@ def bootstrap_admin(db: Session, password: str | None) -> tuple[User | None, str
     """
     if db.scalar(select(User.id).where(User.role == "admin")) is not None:
         return None, None
-    from app.web.security import generate_password
+    from app.web.core.security import generate_password
 
     generated = None if password else generate_password()
     user = create_user(db, "admin", password or str(generated), role="admin")

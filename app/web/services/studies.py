@@ -1,7 +1,7 @@
 """Study services for the worklist, the case page and the JSON API.
 
-Functions return plain dataclasses (``StudySummary``, ``StudyDetail``...), so
-templates and the API read the same values. Viewing a case is audited here.
+Functions return the API's models (``StudySummaryOut``, ``StudyOut``: app.web.schemas),
+so the pages and the JSON API read the same values. Viewing a case is audited here.
 
 Second-read mode: the AI's output (verdict and per-image predictions) is
 withheld (``ai_withheld=True`` and the AI fields None) until the viewing user
@@ -10,121 +10,28 @@ has recorded a read (preliminary or final) for that study.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Literal
+from datetime import date
+from typing import Any, Literal
 
 from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.web.audit import record_event
+from app.web.core.models import Analysis, Diagnosis, Image, ImagePredictionRow, Study, User, VerdictRow
 from app.web.errors import NotFound
-from app.web.models import Analysis, Diagnosis, Image, ImagePrediction, Study, User, Verdict
+from app.web.schemas import (
+    AnalysisOut,
+    DiagnosisOut,
+    ImageOut,
+    PatientOut,
+    StudyOut,
+    StudySummaryOut,
+    VerdictOut,
+)
+from app.web.services.audit import record_event
 
 SortKey = Literal["p_abnormal", "date", "status"]
 SORT_KEYS: tuple[str, ...] = ("p_abnormal", "date", "status")
 ReviewFilter = Literal["reviewed", "unreviewed"]
-
-
-@dataclass(frozen=True)
-class PatientInfo:
-    id: int
-    patient_id: str | None
-    name: str | None
-
-
-@dataclass(frozen=True)
-class VerdictView:
-    label: str
-    probabilities: dict[str, float]
-    p_abnormal: float | None  # None when indeterminate
-    aggregation: str
-    reason: str | None  # why the verdict is indeterminate
-    n_used: int
-    n_excluded: int
-    support: list[int]  # image ids, most supportive first
-
-
-@dataclass(frozen=True)
-class StudySummary:
-    """One worklist row. ``verdict`` is None while queued/running/failed or when withheld."""
-
-    id: int
-    status: str
-    error: str | None
-    created_at: datetime
-    study_date: date | None
-    gestational_age_weeks: float | None
-    patient: PatientInfo
-    n_images: int
-    verdict: VerdictView | None
-    ai_withheld: bool
-    reviewed: bool  # has a final diagnosis
-    final_label: str | None  # the current final diagnosis (latest amendment wins)
-
-
-@dataclass(frozen=True)
-class ImageView:
-    id: int
-    position: int
-    filename: str
-    frame: int | None
-    width: int
-    height: int
-    image_url: str
-    thumbnail_url: str
-    # AI fields: None while not analysed, when the image failed, or when withheld.
-    label: str | None = None
-    probabilities: dict[str, float] | None = None
-    ood: bool | None = None
-    ood_score: float | None = None
-    quality_issue: str | None = None
-    used_in_verdict: bool | None = None
-    heatmap_url: str | None = None
-    error: str | None = None  # why this image could not be analysed
-
-
-@dataclass(frozen=True)
-class DiagnosisView:
-    id: int
-    kind: str
-    label: str
-    agrees_with_ai: bool | None
-    confidence: int | None
-    notes: str
-    signed_by: str
-    signed_at: datetime
-    time_to_decision_s: float | None
-    amends_id: int | None
-    amendment_reason: str | None
-
-
-@dataclass(frozen=True)
-class AnalysisView:
-    id: int
-    status: str
-    error: str | None
-    model_name: str | None
-    model_version: str | None
-    model_sha256: str | None
-    provider: str | None
-    timings: dict[str, float]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-@dataclass(frozen=True)
-class StudyDetail:
-    summary: StudySummary
-    study_uid: str | None
-    analysis: AnalysisView | None
-    images: list[ImageView] = field(default_factory=list)
-    diagnoses: list[DiagnosisView] = field(default_factory=list)
-
-    @property
-    def id(self) -> int:
-        return self.summary.id
 
 
 def image_url(image_id: int, kind: Literal["original", "thumbnail", "heatmap"]) -> str:
@@ -151,10 +58,10 @@ def ai_withheld_for(db: Session, study_id: int, user: User, mode: str) -> bool:
     return mode == "second-read" and not user_has_read(db, study_id, user)
 
 
-def _verdict_view(verdict: Verdict | None) -> VerdictView | None:
+def _verdict_out(verdict: VerdictRow | None) -> VerdictOut | None:
     if verdict is None:
         return None
-    return VerdictView(
+    return VerdictOut(
         label=verdict.label,
         probabilities=dict(verdict.probabilities),
         p_abnormal=None if verdict.p_abnormal is None else float(verdict.p_abnormal),
@@ -171,19 +78,23 @@ def _current_final(diagnoses: list[Diagnosis]) -> Diagnosis | None:
     return finals[-1] if finals else None
 
 
-def _summary(study: Study, n_images: int, withheld: bool) -> StudySummary:
+def _summary_fields(study: Study, n_images: int, withheld: bool) -> dict[str, Any]:
+    """A worklist row's fields; ``verdict`` is None while queued/running/failed or when withheld.
+
+    ``reviewed``: has a final diagnosis; ``final_label``: the latest final or amendment.
+    """
     analysis = study.latest_analysis
     current = _current_final(study.diagnoses)
-    return StudySummary(
+    return dict(
         id=study.id,
         status=study.status,
         error=analysis.error if analysis else None,
         created_at=study.created_at,
         study_date=study.study_date,
         gestational_age_weeks=study.gestational_age_weeks,
-        patient=PatientInfo(study.patient.id, study.patient.patient_id, study.patient.name),
+        patient=PatientOut(id=study.patient.id, patient_id=study.patient.patient_id, name=study.patient.name),
         n_images=n_images,
-        verdict=None if withheld or analysis is None else _verdict_view(analysis.verdict),
+        verdict=None if withheld or analysis is None else _verdict_out(analysis.verdict),
         ai_withheld=withheld,
         reviewed=current is not None,
         final_label=current.label if current else None,
@@ -203,7 +114,7 @@ def list_studies(
     sort: SortKey = "p_abnormal",
     limit: int = 200,
     offset: int = 0,
-) -> list[StudySummary]:
+) -> list[StudySummaryOut]:
     """The worklist.
 
     Filters: ``status`` (queued|running|done|failed), ``label`` (AI verdict label),
@@ -223,7 +134,7 @@ def list_studies(
     query = (
         select(Study)
         .outerjoin(latest, latest.c.study_id == Study.id)
-        .outerjoin(Verdict, Verdict.analysis_id == latest.c.analysis_id)
+        .outerjoin(VerdictRow, VerdictRow.analysis_id == latest.c.analysis_id)
         .options(
             selectinload(Study.patient),
             selectinload(Study.analyses).selectinload(Analysis.verdict),
@@ -233,7 +144,7 @@ def list_studies(
     if status:
         query = query.where(Study.status == status)
     if label:
-        query = query.where(Verdict.label == label)
+        query = query.where(VerdictRow.label == label)
     if review == "reviewed":
         query = query.where(has_final)
     elif review == "unreviewed":
@@ -243,7 +154,7 @@ def list_studies(
     if date_to:
         query = query.where(effective_date <= date_to)
     if sort == "p_abnormal":
-        query = query.order_by(Verdict.p_abnormal.is_(None), Verdict.p_abnormal.desc(), Study.id.desc())
+        query = query.order_by(VerdictRow.p_abnormal.is_(None), VerdictRow.p_abnormal.desc(), Study.id.desc())
     elif sort == "status":
         query = query.order_by(Study.status, Study.id.desc())
     else:
@@ -265,10 +176,8 @@ def list_studies(
                 )
             )
         )
-    return [
-        _summary(s, int(counts.get(s.id, 0)), mode == "second-read" and s.id not in read_by_viewer)
-        for s in studies
-    ]
+    withheld = {s.id: mode == "second-read" and s.id not in read_by_viewer for s in studies}
+    return [StudySummaryOut(**_summary_fields(s, int(counts.get(s.id, 0)), withheld[s.id])) for s in studies]
 
 
 def _load_study(db: Session, study_id: int) -> Study:
@@ -288,8 +197,10 @@ def _load_study(db: Session, study_id: int) -> Study:
     return study
 
 
-def _image_view(image: Image, prediction: ImagePrediction | None, withheld: bool) -> ImageView:
-    base = ImageView(
+def _image_out(image: Image, prediction: ImagePredictionRow | None, withheld: bool) -> ImageOut:
+    """The AI fields stay None while not analysed, when the image failed (then ``error`` says why)
+    or when withheld."""
+    fields: dict[str, Any] = dict(
         id=image.id,
         position=image.position,
         filename=image.filename,
@@ -298,29 +209,32 @@ def _image_view(image: Image, prediction: ImagePrediction | None, withheld: bool
         height=image.height,
         image_url=image_url(image.id, "original"),
         thumbnail_url=image_url(image.id, "thumbnail"),
+        label=None,
+        probabilities=None,
+        ood=None,
+        ood_score=None,
+        quality_issue=None,
+        used_in_verdict=None,
+        heatmap_url=None,
+        error=None,
     )
-    if prediction is None:
-        return base
-    if prediction.error:
-        return ImageView(**{**base.__dict__, "error": prediction.error})
-    if withheld:
-        return base
-    return ImageView(
-        **{
-            **base.__dict__,
-            "label": prediction.label,
-            "probabilities": dict(prediction.probabilities or {}),
-            "ood": prediction.ood,
-            "ood_score": prediction.ood_score,
-            "quality_issue": prediction.quality_issue,
-            "used_in_verdict": prediction.used_in_verdict,
-            "heatmap_url": image_url(image.id, "heatmap") if prediction.heatmap_key else None,
-        }
-    )
+    if prediction is not None and prediction.error:
+        fields["error"] = prediction.error
+    elif prediction is not None and not withheld:
+        fields.update(
+            label=prediction.label,
+            probabilities=dict(prediction.probabilities or {}),
+            ood=prediction.ood,
+            ood_score=prediction.ood_score,
+            quality_issue=prediction.quality_issue,
+            used_in_verdict=prediction.used_in_verdict,
+            heatmap_url=image_url(image.id, "heatmap") if prediction.heatmap_key else None,
+        )
+    return ImageOut(**fields)
 
 
-def diagnosis_view(d: Diagnosis) -> DiagnosisView:
-    return DiagnosisView(
+def diagnosis_out(d: Diagnosis) -> DiagnosisOut:
+    return DiagnosisOut(
         id=d.id,
         kind=d.kind,
         label=d.label,
@@ -337,18 +251,18 @@ def diagnosis_view(d: Diagnosis) -> DiagnosisView:
 
 def get_study(
     db: Session, study_id: int, viewer: User, mode: str = "concurrent", audit: bool = True
-) -> StudyDetail:
+) -> StudyOut:
     """One case with images, AI output (unless withheld) and diagnoses. Audits "study.view" (committed)."""
     study = _load_study(db, study_id)
     withheld = ai_withheld_for(db, study_id, viewer, mode)
     analysis = study.latest_analysis
     predictions = {p.image_id: p for p in analysis.predictions} if analysis else {}
-    detail = StudyDetail(
-        summary=_summary(study, len(study.images), withheld),
+    detail = StudyOut(
+        **_summary_fields(study, len(study.images), withheld),
         study_uid=study.study_uid,
         analysis=None
         if analysis is None
-        else AnalysisView(
+        else AnalysisOut(
             id=analysis.id,
             status=analysis.status,
             error=analysis.error,
@@ -361,8 +275,8 @@ def get_study(
             started_at=analysis.started_at,
             finished_at=analysis.finished_at,
         ),
-        images=[_image_view(img, predictions.get(img.id), withheld) for img in study.images],
-        diagnoses=[diagnosis_view(d) for d in study.diagnoses],
+        images=[_image_out(img, predictions.get(img.id), withheld) for img in study.images],
+        diagnoses=[diagnosis_out(d) for d in study.diagnoses],
     )
     if audit:
         record_event(db, viewer, "study.view", study_id=study.id, ai_withheld=withheld)

@@ -1,7 +1,9 @@
 """ORM models. Every datetime is timezone-aware UTC; JSON columns hold model outputs.
 
 Patient names and IDs live only in ``patients``; nothing else (logs, audit
-details) copies them.
+details) copies them. ``ImagePredictionRow`` and ``VerdictRow`` are the stored forms of
+app.inference's ``ImagePrediction`` and ``Verdict``; the suffix keeps the two apart where
+both meet (the analysis worker).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from app.web.db import Base, UTCDateTime, utcnow
+from app.web.core.db import Base, UTCDateTime, utcnow
 
 ROLES = ("admin", "radiologist")
 ANALYSIS_STATUSES = ("queued", "running", "done", "failed")
@@ -96,7 +98,7 @@ class Image(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
-    # Storage keys are content addresses (sha256 of the stored bytes), see app.web.storage.
+    # Storage keys are content addresses (sha256 of the stored bytes), see app.web.core.storage.
     storage_key: Mapped[str] = mapped_column(String(128))
     thumbnail_key: Mapped[str] = mapped_column(String(128))
     source_key: Mapped[str | None] = mapped_column(String(128))
@@ -134,13 +136,13 @@ class Analysis(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     study: Mapped[Study] = relationship(back_populates="analyses")
-    predictions: Mapped[list[ImagePrediction]] = relationship(
-        back_populates="analysis", order_by="ImagePrediction.image_id"
+    predictions: Mapped[list[ImagePredictionRow]] = relationship(
+        back_populates="analysis", order_by="ImagePredictionRow.image_id"
     )
-    verdict: Mapped[Verdict | None] = relationship(back_populates="analysis")
+    verdict: Mapped[VerdictRow | None] = relationship(back_populates="analysis")
 
 
-class ImagePrediction(Base):
+class ImagePredictionRow(Base):
     __tablename__ = "image_predictions"
     __table_args__ = (
         UniqueConstraint("analysis_id", "image_id", name="uq_image_predictions_analysis_image"),
@@ -163,7 +165,7 @@ class ImagePrediction(Base):
     image: Mapped[Image] = relationship()
 
 
-class Verdict(Base):
+class VerdictRow(Base):
     __tablename__ = "verdicts"
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -7,14 +7,13 @@ or IDs into ``detail``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.web.models import AuditEvent, User
+from app.web.core.models import AuditEvent, User
+from app.web.schemas import AuditOut
 
 
 def record_event(
@@ -32,19 +31,9 @@ def record_event(
     return event
 
 
-@dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    at: datetime
-    username: str | None
-    action: str
-    study_id: int | None
-    detail: dict[str, Any]
-
-
 def list_audit(
     db: Session, study_id: int | None = None, action: str | None = None, limit: int = 1000
-) -> list[AuditEntry]:
+) -> list[AuditOut]:
     """Audit events, oldest first; optionally for one study or one action."""
     query = select(AuditEvent).order_by(AuditEvent.at, AuditEvent.id).limit(limit)
     if study_id is not None:
@@ -52,6 +41,13 @@ def list_audit(
     if action is not None:
         query = query.where(AuditEvent.action == action)
     return [
-        AuditEntry(e.id, e.at, e.username, e.action, e.study_id, dict(e.detail or {}))
+        AuditOut(
+            id=e.id,
+            at=e.at,
+            username=e.username,
+            action=e.action,
+            study_id=e.study_id,
+            detail=dict(e.detail or {}),
+        )
         for e in db.scalars(query)
     ]

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 from sqlalchemy import select, update
 
-from app.web.db import utcnow
-from app.web.models import Analysis, Image, ImagePrediction, Study, Verdict
+from app.web.core.db import utcnow
+from app.web.core.models import Analysis, Image, ImagePredictionRow, Study, VerdictRow
 from app.web.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -261,7 +261,7 @@ class AnalysisWorker:
             used = {good[i][0] for i in verdict.support} if verdict is not None else set()
             for image_id, prediction, heatmap_key in good:
                 db.add(
-                    ImagePrediction(
+                    ImagePredictionRow(
                         analysis_id=analysis_id,
                         image_id=image_id,
                         label=prediction.label,
@@ -276,7 +276,7 @@ class AnalysisWorker:
                     )
                 )
             for image_id, reason in errors.items():
-                db.add(ImagePrediction(analysis_id=analysis_id, image_id=image_id, error=reason))
+                db.add(ImagePredictionRow(analysis_id=analysis_id, image_id=image_id, error=reason))
             analysis.finished_at = utcnow()
             timings["total_s"] = sum(timings.values())
             analysis.timings = dict(timings)
@@ -291,7 +291,7 @@ class AnalysisWorker:
                 analysis.study.status = "failed"
             else:
                 db.add(
-                    Verdict(
+                    VerdictRow(
                         analysis_id=analysis_id,
                         label=verdict.label,
                         probabilities=dict(verdict.probabilities),

@@ -18,8 +18,8 @@ from typing import Any
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
-from app.web.csrf import csrf_token
-from app.web.paths import project_dir
+from app.web.core.csrf import csrf_token
+from app.web.core.paths import project_dir
 
 templates = Jinja2Templates(directory=str(project_dir("templates")))
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
-from app.web.api.schemas import HealthOut
-from app.web.deps import get_runtime
+from app.web.deps import RuntimeDep
 from app.web.runtime import Runtime
+from app.web.schemas import HealthOut
 
 router = APIRouter(tags=["health"])
 
@@ -34,7 +34,7 @@ def health_report(runtime: Runtime) -> HealthOut:
 
 
 @router.get("/health", response_model=HealthOut)
-def health(runtime: Runtime = Depends(get_runtime)) -> JSONResponse:
+def health(runtime: RuntimeDep) -> JSONResponse:
     report = health_report(runtime)
     # Load balancers only need a status code: 503 when the database is down.
     code = 200 if report.database == "ok" else 503

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from app.web.models import Study
+from app.web.core.models import Study
 from app.web.runtime import build_runtime, load_inference
+from app.web.services.uploads import ReceivedFiles, UploadOverrides, import_upload
 from app.web.settings import Settings
-from app.web.uploads import ReceivedFiles, UploadOverrides, import_upload
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def import_demo_data(
         if runtime.inference is None:
             print(f"warning: {runtime.inference_error}; the studies stay queued until a model is available")
             return 0
-        from app.web.worker import AnalysisWorker
+        from app.web.services.analysis_worker import AnalysisWorker
 
         done = AnalysisWorker(runtime).run_pending()
         print(f"analysed {done} studies with {runtime.inference.card.name} {runtime.inference.card.version}")
