@@ -12,9 +12,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from app.inference.aggregate import AGGREGATIONS, INDETERMINATE, Verdict, aggregate
+from app.inference.aggregate import INDETERMINATE, Verdict, aggregate
 from app.inference.engine import ImagePrediction, InferenceEngine
 from app.ingest.types import IngestedImage
+from app.modelcard import AGGREGATIONS
 
 log = logging.getLogger(__name__)
 
