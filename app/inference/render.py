@@ -19,7 +19,9 @@ def cam_levels(cam: np.ndarray) -> np.ndarray:
     cam = np.asarray(cam, dtype=np.float32)
     if cam.ndim != 2:
         raise ValueError(f"a CAM must be a 2-D map, got shape {cam.shape}")
-    # max(NaN, 0) is 0 in OpenCV; convertScaleAbs rounds and saturates to 0..255.
+    # NaN is replaced first: OpenCV 4 took max(NaN, 0) as 0, but OpenCV 5 keeps the NaN, which
+    # convertScaleAbs then saturates to 255 (hot). convertScaleAbs rounds and saturates to 0..255.
+    cam = np.nan_to_num(cam, nan=0.0)
     return cv2.convertScaleAbs(cv2.max(cam, 0.0), alpha=255.0)
 
 
