@@ -67,7 +67,8 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ModelCardError(ValueError):
-    """The model directory is missing, incomplete or does not match its card."""
+    """The model directory is missing or incomplete, its card is malformed, or its model file
+    does not match the card. The message names the file and, for a bad card, the field."""
 
 
 @dataclass(frozen=True)
@@ -337,9 +338,9 @@ def load_model_card(directory: Path | str, verify_sha: bool = True) -> ModelCard
 def write_model_card(directory: Path | str, raw: dict[str, Any]) -> Path:
     """Validate and write a card; the onnx sha256 is computed here, never passed in."""
     directory = Path(directory)
-    raw = dict(raw)
+    raw = dict(_object(raw, "the card"))
     raw.setdefault("schema_version", SCHEMA_VERSION)
-    onnx_info = dict(raw.get("onnx", {}))
+    onnx_info = dict(_object(raw.get("onnx", {}), "onnx"))
     onnx_file = directory / str(onnx_info.get("file", ONNX_FILE))
     onnx_info["file"] = onnx_file.name
     onnx_info["sha256"] = sha256_of(onnx_file)
