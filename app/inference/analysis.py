@@ -66,10 +66,11 @@ class StudyAnalysis:
 def _score_chunk(
     engine: InferenceEngine, chunk: Sequence[IngestedImage], offset: int, errors: dict[int, str]
 ) -> list[ImagePrediction | None]:
+    # The log gets counts, positions and exception types only: an exception's message may
+    # quote a file name, and file names may name the patient.
     try:
         return list(engine.predict(chunk))
     except Exception:
-        # Only the type: the message may quote a file name, and file names may name the patient.
         log.warning("a batch of %d image(s) failed; retrying them one by one", len(chunk))
     results: list[ImagePrediction | None] = []
     for i, image in enumerate(chunk):
