@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from app.preprocess import PreprocessSpec
+from app.preprocess import (
+    COLOR_MODES,
+    CROPS,
+    DTYPES,
+    INTERPOLATIONS,
+    LAYOUTS,
+    RESIZE_MODES,
+    PreprocessSpec,
+)
 
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
@@ -45,9 +56,31 @@ REQUIRED_KEYS = (
 CAM_TARGETS = ("logit", "normal-contrast")
 DEFAULT_CAM_TARGET = "normal-contrast"
 
+# How per-image probabilities become the patient verdict (app.inference.aggregate).
+AGGREGATIONS = ("mean", "vote")
+
+# Which score thresholds.ood.threshold applies to. "energy": -logsumexp(logits) (Liu et al.
+# 2020), computed by app.inference.scores.energy_score; higher means less familiar.
+OOD_METHODS = ("energy",)
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
 
 class ModelCardError(ValueError):
-    """The model directory is missing, incomplete or does not match its card."""
+    """The model directory is missing or incomplete, its card is malformed, or its model file
+    does not match the card. The message names the file and, for a bad card, the field."""
+
+
+@dataclass(frozen=True)
+class OodRule:
+    """The card's out-of-distribution rule: an image whose score exceeds ``threshold`` is flagged."""
+
+    method: str
+    threshold: float
+
+    def flags(self, score: float) -> bool:
+        # Written as "not within" so that a NaN score (a broken forward pass) is flagged too.
+        return not score <= self.threshold
 
 
 def sha256_of(path: Path) -> str:
@@ -100,6 +133,11 @@ class ModelCard:
         return dict(self.raw["thresholds"])
 
     @property
+    def ood_rule(self) -> OodRule:
+        ood = self.raw["thresholds"]["ood"]
+        return OodRule(method=str(ood["method"]), threshold=float(ood["threshold"]))
+
+    @property
     def cam_target(self) -> str:
         outputs = self.raw.get("outputs")
         cam = outputs.get("cam") if isinstance(outputs, dict) else None
@@ -132,18 +170,149 @@ class ModelCard:
         return None
 
 
-def validate_card(raw: dict[str, Any]) -> None:
-    missing = [key for key in REQUIRED_KEYS if key not in raw]
-    if missing:
-        raise ModelCardError(f"model card lacks {', '.join(missing)}")
+def _fail(path: str, problem: str) -> NoReturn:
+    raise ModelCardError(f"{CARD_FILE}: {path} {problem}")
+
+
+def _object(value: object, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        _fail(path, "must be an object")
+    return value
+
+
+def _text(value: object, path: str, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        _fail(path, "must be a string")
+    if not value.strip() and not allow_empty:
+        _fail(path, "must be a non-empty string")
+    return value
+
+
+def _number(value: object, path: str, low: float | None = None, high: float | None = None) -> float:
+    # bool is an int in Python, and json.loads accepts NaN and Infinity: neither is a usable number.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        _fail(path, "must be a number")
+    if (low is not None and value < low) or (high is not None and value > high):
+        _fail(path, f"must be a number from {low} to {high} (got {value!r})")
+    return float(value)
+
+
+def _choice(value: object, path: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        _fail(path, f"must be one of {', '.join(repr(a) for a in allowed)} (got {value!r})")
+    return str(value)
+
+
+def _numbers(value: object, path: str, length: int, positive: bool = False) -> list[float]:
+    if not isinstance(value, list) or len(value) != length:
+        _fail(path, f"must be a list of {length} numbers")
+    numbers = [_number(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if positive and min(numbers) <= 0:
+        _fail(path, "must hold numbers above 0")
+    return numbers
+
+
+def _check_classes(raw: Mapping[str, Any]) -> None:
     classes = raw["classes"]
-    if not isinstance(classes, list) or len(set(classes)) != len(classes) or len(classes) < 2:
-        raise ModelCardError("model card 'classes' must be a list of distinct names")
-    if raw["normal_class"] not in classes:
-        raise ModelCardError("model card 'normal_class' is not one of its classes")
-    if raw["aggregation"] not in ("mean", "vote"):
-        raise ModelCardError("model card 'aggregation' must be 'mean' or 'vote'")
-    PreprocessSpec.from_card(raw["input"])
+    if not isinstance(classes, list) or len(classes) < 2:
+        _fail("classes", "must be a list of at least 2 class names")
+    for i, name in enumerate(classes):
+        _text(name, f"classes[{i}]")
+    duplicates = sorted({name for name in classes if classes.count(name) > 1})
+    if duplicates:
+        _fail("classes", f"must not repeat a name ({', '.join(duplicates)})")
+    if _text(raw["normal_class"], "normal_class") not in classes:
+        _fail("normal_class", f"must be one of classes (got {raw['normal_class']!r})")
+
+
+def _check_input(value: object) -> None:
+    card_input = _object(value, "input")
+    for key in ("size", "mean", "std"):
+        if key not in card_input:
+            _fail(f"input.{key}", "is missing")
+    size = card_input["size"]
+    if (
+        not isinstance(size, list)
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
+        _fail("input.size", "must be [height, width], two positive integers")
+    _numbers(card_input["mean"], "input.mean", 3)
+    _numbers(card_input["std"], "input.std", 3, positive=True)
+    # Optional: absent means the PreprocessSpec default, which the vocabularies start with.
+    for key, allowed in (
+        ("color_mode", COLOR_MODES),
+        ("interpolation", INTERPOLATIONS),
+        ("crop", CROPS),
+        ("resize", RESIZE_MODES),
+        ("layout", LAYOUTS),
+        ("dtype", DTYPES),
+    ):
+        if key in card_input:
+            _choice(card_input[key], f"input.{key}", allowed)
+    if "name" in card_input:
+        _text(card_input["name"], "input.name")
+
+
+def _check_outputs(value: object) -> None:
+    outputs = _object(value, "outputs")
+    if "cam" in outputs:
+        cam = _object(outputs["cam"], "outputs.cam")
+        if "target" in cam:  # absent on cards older than the choice: they mean "logit"
+            _choice(cam["target"], "outputs.cam.target", CAM_TARGETS)
+
+
+def _check_thresholds(value: object) -> None:
+    thresholds = _object(value, "thresholds")
+    if "abnormal" in thresholds:
+        _number(thresholds["abnormal"], "thresholds.abnormal", 0.0, 1.0)
+    if "ood" not in thresholds:
+        _fail("thresholds.ood", "is missing (the out-of-distribution rule)")
+    ood = _object(thresholds["ood"], "thresholds.ood")
+    _choice(ood.get("method"), "thresholds.ood.method", OOD_METHODS)
+    _number(ood.get("threshold"), "thresholds.ood.threshold")
+    if "percentile" in ood:
+        _number(ood["percentile"], "thresholds.ood.percentile", 0.0, 100.0)
+    if "calibrated_on" in ood:
+        _text(ood["calibrated_on"], "thresholds.ood.calibrated_on", allow_empty=True)
+
+
+def _check_onnx(value: object) -> None:
+    onnx = _object(value, "onnx")
+    sha = onnx.get("sha256")
+    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        _fail("onnx.sha256", "must be 64 lower-case hexadecimal digits")
+    if "file" in onnx:
+        name = _text(onnx["file"], "onnx.file")
+        # A file beside the card, never a path: a card must not point outside its directory.
+        if name in (".", "..") or "/" in name or "\\" in name:
+            _fail("onnx.file", "must be a file name in the model directory, not a path")
+
+
+def validate_card(raw: object) -> None:
+    """Check every field that code reads; raise ModelCardError naming the first bad field."""
+    card = _object(raw, "the card")
+    missing = [key for key in REQUIRED_KEYS if key not in card]
+    if missing:
+        raise ModelCardError(f"{CARD_FILE}: lacks the required field(s) {', '.join(missing)}")
+    version = card["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
+        _fail("schema_version", f"must be an integer from 1 to {SCHEMA_VERSION} (got {version!r})")
+    for key in ("name", "version", "architecture", "intended_use"):
+        _text(card[key], key)
+    _check_classes(card)
+    _check_input(card["input"])
+    _check_outputs(card["outputs"])
+    _choice(card["aggregation"], "aggregation", AGGREGATIONS)
+    _check_thresholds(card["thresholds"])
+    provenance = _object(card["provenance"], "provenance")
+    if "synthetic" in provenance and not isinstance(provenance["synthetic"], bool):
+        _fail("provenance.synthetic", "must be true or false")
+    _object(card["metrics"], "metrics")
+    _check_onnx(card["onnx"])
+    if not isinstance(card["clinical_use"], bool):
+        _fail("clinical_use", "must be true or false")
+    _text(card["clinical_use_reason"], "clinical_use_reason", allow_empty=bool(card["clinical_use"]))
 
 
 def load_model_card(directory: Path | str, verify_sha: bool = True) -> ModelCard:
@@ -153,8 +322,10 @@ def load_model_card(directory: Path | str, verify_sha: bool = True) -> ModelCard
         raise ModelCardError(f"no model card at {card_path}")
     try:
         raw = json.loads(card_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelCardError(f"model card {card_path} is not valid JSON: {exc}") from exc
+    except OSError as exc:
+        raise ModelCardError(f"model card {card_path} cannot be read: {exc.strerror}") from exc
     validate_card(raw)
     card = ModelCard(directory=directory, raw=raw)
     if not card.onnx_path.is_file():
@@ -167,9 +338,9 @@ def load_model_card(directory: Path | str, verify_sha: bool = True) -> ModelCard
 def write_model_card(directory: Path | str, raw: dict[str, Any]) -> Path:
     """Validate and write a card; the onnx sha256 is computed here, never passed in."""
     directory = Path(directory)
-    raw = dict(raw)
+    raw = dict(_object(raw, "the card"))
     raw.setdefault("schema_version", SCHEMA_VERSION)
-    onnx_info = dict(raw.get("onnx", {}))
+    onnx_info = dict(_object(raw.get("onnx", {}), "onnx"))
     onnx_file = directory / str(onnx_info.get("file", ONNX_FILE))
     onnx_info["file"] = onnx_file.name
     onnx_info["sha256"] = sha256_of(onnx_file)

@@ -8,6 +8,7 @@ exactly the way it was trained.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,6 +20,15 @@ Box = tuple[int, int, int, int]
 
 _INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC}
 
+# The closed vocabularies of a model card's "input" block (validated by app.modelcard).
+# Each value names code in this module; a value outside them would be served wrongly.
+INTERPOLATIONS: tuple[str, ...] = tuple(_INTERPOLATIONS)  # resize(): OpenCV's filter
+CROPS: tuple[str, ...] = ("scan_area", "none")  # scan_box(): detect the scan area, or the whole image
+COLOR_MODES: tuple[str, ...] = ("RGB",)  # ensure_rgb_uint8() always yields RGB
+RESIZE_MODES: tuple[str, ...] = ("stretch",)  # resize() stretches the box to the size, no letterbox
+LAYOUTS: tuple[str, ...] = ("NCHW",)  # normalize() transposes to channels first
+DTYPES: tuple[str, ...] = ("float32",)  # normalize() yields float32
+
 
 @dataclass(frozen=True)
 class PreprocessSpec:
@@ -26,8 +36,22 @@ class PreprocessSpec:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     color_mode: str = "RGB"
-    interpolation: str = "area"
-    crop: str = "scan_area"  # "scan_area" or "none"
+    interpolation: str = "area"  # one of INTERPOLATIONS
+    crop: str = "scan_area"  # one of CROPS
+
+    def __post_init__(self) -> None:
+        # Model cards are checked field by field by app.modelcard; this guards direct construction.
+        for name, value, allowed in (
+            ("interpolation", self.interpolation, INTERPOLATIONS),
+            ("crop", self.crop, CROPS),
+            ("color_mode", self.color_mode, COLOR_MODES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"PreprocessSpec.{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if len(self.size) != 2 or min(self.size) < 1:
+            raise ValueError(f"PreprocessSpec.size must be two positive integers, got {self.size}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError("PreprocessSpec.mean and .std need 3 values each, std above 0")
 
     def to_card(self) -> dict[str, object]:
         return {
@@ -43,11 +67,9 @@ class PreprocessSpec:
         }
 
     @classmethod
-    def from_card(cls, card_input: dict[str, object]) -> PreprocessSpec:
-        size = card_input["size"]
-        mean = card_input["mean"]
-        std = card_input["std"]
-        assert isinstance(size, list) and isinstance(mean, list) and isinstance(std, list)
+    def from_card(cls, card_input: dict[str, Any]) -> PreprocessSpec:
+        """The spec of a card's "input" block, already checked by app.modelcard.validate_card."""
+        size, mean, std = card_input["size"], card_input["mean"], card_input["std"]
         return cls(
             size=(int(size[0]), int(size[1])),
             mean=(float(mean[0]), float(mean[1]), float(mean[2])),

@@ -58,12 +58,13 @@ def test_predict_writes_json_and_overlays(
     assert patient["patient_key"].startswith("pt-")
     verdict = patient["verdict"]
     assert {"label", "probabilities", "p_abnormal", "aggregation"} <= set(verdict)
-    assert verdict["aggregation"] == "mean"
+    assert verdict["aggregation"] == "mean" and verdict["n_failed"] == 0
     assert sum(verdict["probabilities"].values()) == pytest.approx(1.0)
     assert verdict["p_abnormal"] == pytest.approx(1 - verdict["probabilities"]["normal"])
     assert len(patient["images"]) == 3
     for image in patient["images"]:
-        assert {"source", "frame", "label", "probabilities", "ood", "overlay"} <= set(image)
+        assert {"source", "frame", "label", "probabilities", "ood", "overlay", "error"} <= set(image)
+        assert image["error"] is None
         written = cv2.imread(image["overlay"])
         assert written is not None and written.shape == (240, 320, 3)
         assert PATIENT_ID not in image["overlay"]

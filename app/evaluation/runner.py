@@ -266,7 +266,7 @@ def evaluate_model(
         "ood": {
             "flagged_images": int(sum(r.ood for r in records)),
             "images": len(records),
-            "threshold": engine.ood_threshold,
+            "threshold": engine.ood_rule.threshold,
         },
     }
     return Evaluation(

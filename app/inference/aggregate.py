@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-AGGREGATIONS = ("mean", "vote")
+from app.modelcard import AGGREGATIONS
+
 INDETERMINATE = "indeterminate"
 
 

@@ -99,9 +99,16 @@ def print_summary(document: dict[str, Any]) -> None:
         line += f" — {verdict['n_used']} image(s) used"
         if verdict["n_excluded"]:
             line += f", {verdict['n_excluded']} excluded"
+        if verdict["n_failed"]:
+            line += f", {verdict['n_failed']} failed"
         if verdict["reason"]:
             line += f" — {verdict['reason']}"
         print(line)
+        for image in patient["images"]:
+            if image["error"]:
+                # The file name only: in an export <patient>/<image>.png the folder names the patient.
+                frame = f" frame {image['frame']}" if image["frame"] is not None else ""
+                print(f"  failed: {Path(image['source']).name}{frame}: {image['error']}")
     if document["rejected"]:
         print(f"{len(document['rejected'])} file(s) not used:")
         for rejection in document["rejected"]:

@@ -22,9 +22,9 @@ from app.inference.runtime import (
     default_threads,
     get_session,
 )
-from app.inference.scores import blank_frame_issue, energy_score, softmax
+from app.inference.scores import OOD_SCORES, blank_frame_issue, softmax
 from app.ingest.types import IngestedImage
-from app.modelcard import ModelCard, ModelCardError, load_model_card
+from app.modelcard import ModelCard, ModelCardError, OodRule, load_model_card
 from app.preprocess import Box, ensure_rgb_uint8, scan_box, to_model_input
 
 log = logging.getLogger(__name__)
@@ -76,16 +76,6 @@ class ImagePrediction:
         return cam_to_image(self.class_cams[class_index], self.image_shape, self.scan_box)
 
 
-def resolve_ood_threshold(card: ModelCard) -> float | None:
-    ood = card.thresholds.get("ood")
-    if not isinstance(ood, dict) or ood.get("method", "energy") != "energy":
-        return None
-    try:
-        return float(ood["threshold"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 class InferenceEngine:
     """Loads a model directory once and scores images in batches.
 
@@ -105,7 +95,9 @@ class InferenceEngine:
             raise EngineError(f"cannot load the model: {exc}") from exc
         self.batch_size = batch_size
         self.spec = self.card.preprocess
-        self.ood_threshold = resolve_ood_threshold(self.card)
+        # The card decides what "out of distribution" means; the engine only computes the score.
+        self.ood_rule: OodRule = self.card.ood_rule
+        self._ood_score = OOD_SCORES[self.ood_rule.method]
         key = SessionKey(
             onnx_path=str(self.card.onnx_path.resolve()),
             sha256=self.card.sha256,
@@ -163,7 +155,7 @@ class InferenceEngine:
     ) -> ImagePrediction:
         probabilities = softmax(logits)
         index = int(np.argmax(probabilities))
-        energy = float(energy_score(logits))
+        ood_score = float(self._ood_score(logits))
         shape = (image.height, image.width)
         return ImagePrediction(
             classes=self.classes,
@@ -175,7 +167,7 @@ class InferenceEngine:
             class_cams=np.asarray(class_cams, np.float32),
             scan_box=box,
             image_shape=shape,
-            ood=self.ood_threshold is not None and energy > self.ood_threshold,
-            ood_score=energy,
+            ood=self.ood_rule.flags(ood_score),
+            ood_score=ood_score,
             quality_issue=blank_frame_issue(ensure_rgb_uint8(image.pixels), box),
         )

@@ -1,9 +1,10 @@
 """Bytes on disk → patient verdicts: the service-friendly entry point (no torch).
 
-``analyse_paths`` ingests files, scores every image and aggregates per study. The
-returned ``PredictionReport`` holds everything a caller stores: per image the original
-pixels, probabilities, label, Grad-CAM, flags and metadata; per patient the verdict.
-``to_json`` gives the ``fetalcns predict`` document.
+``analyse_paths`` ingests files and runs ``app.inference.analysis.analyse_study`` (the one
+analysis path, shared with the web worker) on every study. The returned
+``PredictionReport`` holds everything a caller stores: per image the original pixels,
+probabilities, label, Grad-CAM, flags and metadata, or why it could not be analysed; per
+patient the verdict. ``to_json`` gives the ``fetalcns predict`` document.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.inference.aggregate import Verdict, aggregate
+from app.inference.aggregate import Verdict
+from app.inference.analysis import StudyAnalysis, analyse_study
 from app.inference.engine import ImagePrediction, InferenceEngine
 from app.inference.render import DEFAULT_OPACITY, encode_png, overlay
 from app.ingest import IngestedImage, IngestedStudy, IngestOptions, Rejection, ingest_paths
@@ -24,11 +26,22 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class PatientResult:
-    """One study's images, their predictions (same order) and the verdict."""
+    """One study's images and their analysis: predictions (same order; None where failed) and verdict."""
 
     study: IngestedStudy
-    predictions: list[ImagePrediction]
-    verdict: Verdict
+    analysis: StudyAnalysis
+
+    @property
+    def predictions(self) -> list[ImagePrediction | None]:
+        return list(self.analysis.predictions)
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.analysis.verdict
+
+    @property
+    def errors(self) -> Mapping[int, str]:
+        return self.analysis.errors
 
     @property
     def patient_key(self) -> str:
@@ -55,6 +68,8 @@ class PredictionReport:
         written: dict[tuple[int, int], str] = {}
         for p, patient in enumerate(self.patients):
             for i, (image, prediction) in enumerate(zip(patient.images, patient.predictions, strict=True)):
+                if prediction is None:
+                    continue
                 path = directory / f"{patient.patient_key}_{i:03d}.png"
                 path.write_bytes(encode_png(overlay(image.pixels, prediction.cam, opacity)))
                 written[(p, i)] = str(path)
@@ -84,24 +99,35 @@ def _patient_json(
             "aggregation": verdict.aggregation,
             "n_used": verdict.n_used,
             "n_excluded": verdict.n_excluded,
+            "n_failed": patient.analysis.n_failed,
             "support": verdict.support,
             "reason": verdict.reason,
             "votes": verdict.votes,
         },
         "images": [
-            {
-                "source": image.source,
-                "frame": image.frame,
-                "label": prediction.label,
-                "probabilities": prediction.probability_dict(),
-                "ood": prediction.ood,
-                "ood_score": prediction.ood_score,
-                "quality_issue": prediction.quality_issue,
-                "excluded": prediction.excluded,
-                "overlay": overlays.get((index, i)),
-            }
+            _image_json(image, prediction, patient.errors.get(i), overlays.get((index, i)))
             for i, (image, prediction) in enumerate(zip(patient.images, patient.predictions, strict=True))
         ],
+    }
+
+
+def _image_json(
+    image: IngestedImage, prediction: ImagePrediction | None, error: str | None, overlay_path: str | None
+) -> dict[str, Any]:
+    where = {"source": image.source, "frame": image.frame}
+    if prediction is None:
+        failed = dict.fromkeys(("label", "probabilities", "ood", "ood_score", "quality_issue", "overlay"))
+        return {**where, **failed, "excluded": True, "error": error}
+    return {
+        **where,
+        "label": prediction.label,
+        "probabilities": prediction.probability_dict(),
+        "ood": prediction.ood,
+        "ood_score": prediction.ood_score,
+        "quality_issue": prediction.quality_issue,
+        "excluded": prediction.excluded,
+        "overlay": overlay_path,
+        "error": None,
     }
 
 
@@ -116,27 +142,21 @@ def model_summary(engine: InferenceEngine) -> dict[str, Any]:
     }
 
 
-def analyse_study(
+def analyse_patient(
     study: IngestedStudy, engine: InferenceEngine, aggregation: str | None = None
 ) -> PatientResult:
-    """Score one study's images and aggregate them (default rule: the model card's)."""
-    method = aggregation or engine.card.aggregation
-    predictions = engine.predict(study.images)
-    verdict = aggregate(
-        [p.probabilities for p in predictions],
-        engine.classes,
-        engine.card.normal_class,
-        method=method,
-        excluded=[p.excluded for p in predictions],
-    )
+    """``analyse_study`` on an ingested study, kept with the study for reporting."""
+    analysis = analyse_study(engine, study.images, aggregation)
+    verdict = analysis.verdict
     log.info(
-        "patient %s: %s (%d image(s) used, %d excluded)",
+        "patient %s: %s (%d image(s) used, %d excluded, %d failed)",
         study.patient_key,
         verdict.label,
         verdict.n_used,
         verdict.n_excluded,
+        analysis.n_failed,
     )
-    return PatientResult(study=study, predictions=predictions, verdict=verdict)
+    return PatientResult(study=study, analysis=analysis)
 
 
 def analyse_paths(
@@ -151,5 +171,5 @@ def analyse_paths(
         model=model_summary(engine), provider=engine.provider, rejected=ingested.rejected
     )
     for study in ingested.studies:
-        report.patients.append(analyse_study(study, engine, aggregation))
+        report.patients.append(analyse_patient(study, engine, aggregation))
     return report

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -27,6 +29,10 @@ def energy_score(logits: np.ndarray) -> np.ndarray:
     z = np.asarray(logits, dtype=np.float64)
     peak = z.max(axis=-1, keepdims=True)
     return -(peak[..., 0] + np.log(np.exp(z - peak).sum(axis=-1)))
+
+
+# The score each OOD method of a model card (app.modelcard.OOD_METHODS) thresholds.
+OOD_SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"energy": energy_score}
 
 
 def blank_frame_issue(pixels: np.ndarray, box: Box) -> str | None:

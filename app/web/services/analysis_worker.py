@@ -201,24 +201,8 @@ class AnalysisWorker:
             loaded.append(IngestedImage(image.filename, image.frame, pixels, box, image.source_sha256))  # type: ignore[arg-type]
         return ids, loaded, errors
 
-    def _predict_isolated(self, images: list[Any]) -> list[Any | Exception]:
-        """Batch predictions; when the batch fails, image by image so one bad image fails alone."""
-        engine = self.runtime.inference
-        assert engine is not None
-        try:
-            return list(engine.predict(images))
-        except Exception:
-            log.warning("a batch failed; retrying its %d images one by one", len(images))
-        results: list[Any | Exception] = []
-        for image in images:
-            try:
-                results.append(engine.predict([image])[0])
-            except Exception as exc:
-                results.append(exc)
-        return results
-
     def _analyse(self, analysis_id: int, timings: dict[str, float]) -> None:
-        from app.inference.aggregate import aggregate
+        from app.inference.analysis import analyse_study
         from app.inference.render import encode_png, heatmap_rgba
 
         engine = self.runtime.inference
@@ -229,36 +213,30 @@ class AnalysisWorker:
         timings["load_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        results = self._predict_isolated(images) if images else []
+        result = analyse_study(engine, images)
         timings["inference_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        good: list[tuple[int, Any, str]] = []
-        for image_id, result in zip(ids, results, strict=True):
-            if isinstance(result, Exception):
-                errors[image_id] = _image_error(result)
-                continue
+        heatmaps: dict[int, str] = {}
+        unstored: dict[int, str] = {}
+        for position, prediction in result.analysed:
             try:
-                heatmap_key, _ = self.runtime.store.put_bytes(encode_png(heatmap_rgba(result.cam)), "png")
+                heatmaps[position], _ = self.runtime.store.put_bytes(
+                    encode_png(heatmap_rgba(prediction.cam)), "png"
+                )
             except Exception as exc:
-                errors[image_id] = _image_error(exc)
-                continue
-            good.append((image_id, result, heatmap_key))
+                unstored[position] = _image_error(exc)
+        # An image without its heatmap is not shown, so it must not count in the verdict either.
+        result = result.with_failures(unstored)
+        errors.update({ids[position]: reason for position, reason in result.errors.items()})
+        good: list[tuple[int, Any, str]] = [(ids[i], p, heatmaps[i]) for i, p in result.analysed]
         timings["render_s"] = time.perf_counter() - t0
 
-        verdict = None
-        if good:
-            verdict = aggregate(
-                np.stack([p.probabilities for _, p, _ in good]),
-                card.classes,
-                card.normal_class,
-                method=card.aggregation,
-                excluded=[p.excluded for _, p, _ in good],
-            )
+        verdict = result.verdict if good else None
         with self.runtime.session_factory() as db:
             analysis = db.get(Analysis, analysis_id)
             assert analysis is not None
-            used = {good[i][0] for i in verdict.support} if verdict is not None else set()
+            used = {ids[i] for i in verdict.support} if verdict is not None else set()
             for image_id, prediction, heatmap_key in good:
                 db.add(
                     ImagePredictionRow(
@@ -298,7 +276,7 @@ class AnalysisWorker:
                         p_abnormal=verdict.p_abnormal,
                         reason=verdict.reason,
                         aggregation=verdict.aggregation,
-                        support=[good[i][0] for i in verdict.support],
+                        support=[ids[i] for i in verdict.support],
                         n_used=verdict.n_used,
                         n_excluded=verdict.n_excluded + len(errors),
                     )

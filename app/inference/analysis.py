@@ -1,0 +1,143 @@
+"""One study's images → per-image predictions (or failures) and the patient verdict.
+
+The single analysis path: ``fetalcns predict`` and the web worker both call
+``analyse_study``. Images are scored in the engine's batches; when a batch raises, its
+images are retried one by one, so that one image the model cannot take fails alone,
+with a reason, and the verdict comes from the others.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from app.inference.aggregate import INDETERMINATE, Verdict, aggregate
+from app.inference.engine import ImagePrediction, InferenceEngine
+from app.ingest.types import IngestedImage
+from app.modelcard import AGGREGATIONS
+
+log = logging.getLogger(__name__)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The words stored on an image that could not be analysed."""
+    return f"this image could not be analysed: {exc}"
+
+
+@dataclass(frozen=True)
+class StudyAnalysis:
+    """The outcome for one study, image positions as given to ``analyse_study``.
+
+    ``predictions[i]`` is None exactly when ``errors`` holds a reason for image ``i``.
+    ``verdict`` aggregates the analysed images only; its ``support`` holds image
+    positions in the study, and failed images are not counted in its ``n_excluded``.
+    When no image could be analysed the verdict is indeterminate, with the reason.
+    """
+
+    predictions: tuple[ImagePrediction | None, ...]
+    errors: Mapping[int, str]
+    verdict: Verdict
+    aggregation: str = field(repr=False)
+    classes: tuple[str, ...] = field(repr=False)
+    normal_class: str = field(repr=False)
+
+    @property
+    def analysed(self) -> list[tuple[int, ImagePrediction]]:
+        """(position, prediction) of every image that was analysed, in study order."""
+        return [(i, p) for i, p in enumerate(self.predictions) if p is not None]
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.errors)
+
+    def with_failures(self, reasons: Mapping[int, str]) -> StudyAnalysis:
+        """The same analysis with more images failed (e.g. a heatmap that could not be stored).
+
+        The verdict is recomputed from the images that are left.
+        """
+        if not reasons:
+            return self
+        predictions = [None if i in reasons else p for i, p in enumerate(self.predictions)]
+        errors = {**self.errors, **{i: r for i, r in reasons.items() if self.predictions[i] is not None}}
+        return _conclude(predictions, errors, self.aggregation, self.classes, self.normal_class)
+
+
+def _score_chunk(
+    engine: InferenceEngine, chunk: Sequence[IngestedImage], offset: int, errors: dict[int, str]
+) -> list[ImagePrediction | None]:
+    # The log gets counts, positions and exception types only: an exception's message may
+    # quote a file name, and file names may name the patient.
+    try:
+        return list(engine.predict(chunk))
+    except Exception:
+        log.warning("a batch of %d image(s) failed; retrying them one by one", len(chunk))
+    results: list[ImagePrediction | None] = []
+    for i, image in enumerate(chunk):
+        try:
+            results.append(engine.predict([image])[0])
+        except Exception as exc:
+            log.warning("image %d of the study could not be analysed (%s)", offset + i, type(exc).__name__)
+            errors[offset + i] = failure_reason(exc)
+            results.append(None)
+    return results
+
+
+def _conclude(
+    predictions: Sequence[ImagePrediction | None],
+    errors: Mapping[int, str],
+    aggregation: str,
+    classes: tuple[str, ...],
+    normal_class: str,
+) -> StudyAnalysis:
+    positions = [i for i, p in enumerate(predictions) if p is not None]
+    analysed = [p for p in predictions if p is not None]
+    verdict = aggregate(
+        [p.probabilities for p in analysed],
+        classes,
+        normal_class,
+        method=aggregation,
+        excluded=[p.excluded for p in analysed],
+    )
+    if positions:
+        # aggregate numbers the images it was given; callers need positions in the study.
+        verdict = replace(verdict, support=[positions[k] for k in verdict.support])
+    elif errors:
+        first = errors[min(errors)]
+        verdict = Verdict(
+            label=INDETERMINATE,
+            probabilities={},
+            p_abnormal=None,
+            aggregation=aggregation,
+            support=[],
+            n_used=0,
+            n_excluded=0,
+            reason=f"none of the {len(errors)} image(s) could be analysed; {first}",
+        )
+    return StudyAnalysis(
+        predictions=tuple(predictions),
+        errors=dict(sorted(errors.items())),
+        verdict=verdict,
+        aggregation=aggregation,
+        classes=classes,
+        normal_class=normal_class,
+    )
+
+
+def analyse_study(
+    engine: InferenceEngine, images: Sequence[IngestedImage], aggregation: str | None = None
+) -> StudyAnalysis:
+    """Score a study's images with per-image fallback and aggregate them into a verdict.
+
+    ``aggregation``: "mean" or "vote"; default the model card's rule. Never raises for a bad
+    image; the image's reason is in ``errors``.
+    """
+    method = aggregation or engine.card.aggregation
+    if method not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
+    predictions: list[ImagePrediction | None] = []
+    errors: dict[int, str] = {}
+    for start in range(0, len(images), engine.batch_size):
+        chunk = images[start : start + engine.batch_size]
+        predictions.extend(_score_chunk(engine, chunk, start, errors))
+    return _conclude(predictions, errors, method, engine.classes, engine.card.normal_class)

@@ -1,0 +1,239 @@
+"""The model card owns its vocabulary: a broken card fails at load time, naming the field.
+
+Every case corrupts one field of a copy of the bundled demo card (next to a copy of its
+model.onnx) and expects ModelCardError, never KeyError, TypeError or AssertionError.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.inference.engine import InferenceEngine
+from app.inference.runtime import EngineError
+from app.inference.scores import OOD_SCORES, energy_score
+from app.modelcard import (
+    AGGREGATIONS,
+    CAM_TARGETS,
+    OOD_METHODS,
+    ModelCardError,
+    OodRule,
+    load_model_card,
+    sha256_of,
+)
+from app.preprocess import CROPS, INTERPOLATIONS, PreprocessSpec, resize, scan_box
+from tests.conftest import DEMO_MODEL_DIR
+from tests.ingest_support import phantom
+
+DROP = object()
+
+# (what to change: a key path, the new value or DROP), the field the message must name.
+CORRUPTIONS: list[tuple[tuple[str | int, ...], Any, str]] = [
+    (("classes",), DROP, "classes"),
+    (("thresholds",), DROP, "thresholds"),
+    (("schema_version",), 2, "schema_version"),
+    (("schema_version",), "1", "schema_version"),
+    (("name",), "", "name"),
+    (("version",), 2, "version"),
+    (("architecture",), None, "architecture"),
+    (("intended_use",), ["research"], "intended_use"),
+    (("classes",), "normal", "classes"),
+    (("classes",), ["normal"], "classes"),
+    (("classes",), ["normal", "Anencephaly", "normal"], "classes"),
+    (("classes", 0), 7, "classes[0]"),
+    (("classes", 1), " ", "classes[1]"),
+    (("normal_class",), "Normal", "normal_class"),
+    (("normal_class",), None, "normal_class"),
+    (("input",), [224, 224], "input"),
+    (("input", "size"), DROP, "input.size"),
+    (("input", "size"), [224], "input.size"),
+    (("input", "size"), [224, 0], "input.size"),
+    (("input", "size"), [224.5, 224], "input.size"),
+    (("input", "size"), [True, 224], "input.size"),
+    (("input", "mean"), [0.5, 0.5], "input.mean"),
+    (("input", "mean", 0), "0.485", "input.mean[0]"),
+    (("input", "mean", 2), math.nan, "input.mean[2]"),
+    (("input", "std"), DROP, "input.std"),
+    (("input", "std", 1), 0.0, "input.std"),
+    (("input", "std"), [0.2, 0.2, 0.2, 0.2], "input.std"),
+    (("input", "crop"), "centre", "input.crop"),
+    (("input", "interpolation"), "nearest", "input.interpolation"),
+    (("input", "color_mode"), "BGR", "input.color_mode"),
+    (("input", "resize"), "letterbox", "input.resize"),
+    (("input", "layout"), "NHWC", "input.layout"),
+    (("input", "dtype"), "float16", "input.dtype"),
+    (("input", "name"), "", "input.name"),
+    (("outputs",), "logits", "outputs"),
+    (("outputs", "cam"), ["N", 5], "outputs.cam"),
+    (("outputs", "cam", "target"), "max", "outputs.cam.target"),
+    (("aggregation",), "median", "aggregation"),
+    (("thresholds",), 0.5, "thresholds"),
+    (("thresholds", "abnormal"), 1.5, "thresholds.abnormal"),
+    (("thresholds", "abnormal"), "0.5", "thresholds.abnormal"),
+    (("thresholds", "ood"), DROP, "thresholds.ood"),
+    (("thresholds", "ood"), -4.3, "thresholds.ood"),
+    (("thresholds", "ood", "method"), "softmax", "thresholds.ood.method"),
+    (("thresholds", "ood", "method"), DROP, "thresholds.ood.method"),
+    (("thresholds", "ood", "threshold"), "-4.3", "thresholds.ood.threshold"),
+    (("thresholds", "ood", "threshold"), None, "thresholds.ood.threshold"),
+    (("thresholds", "ood", "threshold"), DROP, "thresholds.ood.threshold"),
+    (("thresholds", "ood", "threshold"), math.inf, "thresholds.ood.threshold"),
+    (("thresholds", "ood", "threshold"), False, "thresholds.ood.threshold"),
+    (("thresholds", "ood", "percentile"), 150, "thresholds.ood.percentile"),
+    (("thresholds", "ood", "calibrated_on"), 238, "thresholds.ood.calibrated_on"),
+    (("provenance",), None, "provenance"),
+    (("provenance", "synthetic"), "yes", "provenance.synthetic"),
+    (("metrics",), [], "metrics"),
+    (("onnx",), "model.onnx", "onnx"),
+    (("onnx", "sha256"), "26d335a5", "onnx.sha256"),
+    (("onnx", "sha256"), DROP, "onnx.sha256"),
+    (("onnx", "file"), "../fetal-cns-demo/model.onnx", "onnx.file"),
+    (("onnx", "file"), "", "onnx.file"),
+    (("clinical_use",), "false", "clinical_use"),
+    (("clinical_use_reason",), "", "clinical_use_reason"),
+]
+
+
+@pytest.fixture(scope="module")
+def demo_card() -> dict[str, Any]:
+    if not (DEMO_MODEL_DIR / "model.json").is_file():
+        pytest.skip("the bundled demo model models/fetal-cns-demo is missing")
+    return json.loads((DEMO_MODEL_DIR / "model.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def onnx_copy(tmp_path_factory: pytest.TempPathFactory, demo_card: dict[str, Any]) -> Path:
+    target = tmp_path_factory.mktemp("demo-onnx") / "model.onnx"
+    shutil.copyfile(DEMO_MODEL_DIR / "model.onnx", target)
+    return target
+
+
+def model_dir_with(tmp_path: Path, onnx: Path, card: object) -> Path:
+    """A model directory: the card as given, beside a copy of the demo model.onnx."""
+    directory = tmp_path / "model"
+    directory.mkdir()
+    try:
+        os.link(onnx, directory / "model.onnx")  # same bytes, without copying 5 MB per case
+    except OSError:
+        shutil.copyfile(onnx, directory / "model.onnx")
+    (directory / "model.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
+    return directory
+
+
+def corrupted(card: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    card = json.loads(json.dumps(card))
+    parent: Any = card
+    for key in path[:-1]:
+        parent = parent[key]
+    if value is DROP:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return card
+
+
+@pytest.mark.parametrize(("path", "value", "field"), CORRUPTIONS, ids=lambda x: repr(x)[:40])
+def test_a_corrupted_field_fails_at_load_naming_the_field(
+    demo_card: dict[str, Any], onnx_copy: Path, tmp_path: Path, path: tuple, value: Any, field: str
+) -> None:
+    directory = model_dir_with(tmp_path, onnx_copy, corrupted(demo_card, path, value))
+    with pytest.raises(ModelCardError) as raised:
+        load_model_card(directory)
+    message = str(raised.value)
+    assert message.startswith("model.json: ") and field in message, message
+
+
+def test_every_validated_field_has_a_corruption_case() -> None:
+    named = {field.split("[")[0] for _, _, field in CORRUPTIONS}
+    inputs = {
+        "size",
+        "mean",
+        "std",
+        "crop",
+        "interpolation",
+        "color_mode",
+        "resize",
+        "layout",
+        "dtype",
+        "name",
+    }
+    ood = {"method", "threshold", "percentile", "calibrated_on"}
+    expected = (
+        {"classes", "normal_class", "aggregation", "schema_version", "name", "version", "architecture"}
+        | {"intended_use", "clinical_use", "clinical_use_reason", "provenance.synthetic", "metrics"}
+        | {"input." + key for key in inputs}
+        | {"outputs.cam.target", "thresholds.abnormal", "onnx.sha256", "onnx.file"}
+        | {"thresholds.ood." + key for key in ood}
+    )
+    assert expected <= named, expected - named
+
+
+def test_a_card_that_is_not_an_object_or_not_utf8_is_refused(onnx_copy: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelCardError, match=r"model\.json: the card must be an object"):
+        load_model_card(model_dir_with(tmp_path, onnx_copy, ["name", "version"]))
+    (tmp_path / "model" / "model.json").write_bytes(b'{"name": "\xff"}')
+    with pytest.raises(ModelCardError, match="not valid JSON"):
+        load_model_card(tmp_path / "model")
+
+
+def test_the_engine_reports_a_broken_card_in_words(
+    demo_card: dict[str, Any], onnx_copy: Path, tmp_path: Path
+) -> None:
+    broken = corrupted(demo_card, ("thresholds", "ood", "threshold"), "high")
+    with pytest.raises(EngineError, match=r"cannot load the model: model\.json: thresholds\.ood\.threshold"):
+        InferenceEngine(model_dir_with(tmp_path, onnx_copy, broken), device="cpu")
+
+
+def test_optional_fields_may_be_absent(demo_card: dict[str, Any], onnx_copy: Path, tmp_path: Path) -> None:
+    card = demo_card
+    for path in [
+        ("input", "crop"),
+        ("input", "interpolation"),
+        ("outputs", "cam", "target"),
+        ("onnx", "file"),
+    ]:
+        card = corrupted(card, path, DROP)
+    loaded = load_model_card(model_dir_with(tmp_path, onnx_copy, card))
+    assert loaded.preprocess == PreprocessSpec()  # the demo card's values are the defaults
+    assert loaded.cam_target == "logit" and loaded.onnx_path.name == "model.onnx"
+
+
+def test_the_bundled_card_loads_with_its_sha256(demo_card: dict[str, Any]) -> None:
+    card = load_model_card(DEMO_MODEL_DIR, verify_sha=True)
+    assert sha256_of(card.onnx_path) == card.sha256 == demo_card["onnx"]["sha256"]
+    assert card.aggregation in AGGREGATIONS and card.cam_target in CAM_TARGETS
+    assert card.ood_rule == OodRule("energy", demo_card["thresholds"]["ood"]["threshold"])
+
+
+def test_ood_rule_flags_scores_above_the_threshold_and_nan() -> None:
+    rule = OodRule("energy", -4.3)
+    assert rule.flags(-4.0) and not rule.flags(-4.3) and not rule.flags(-9.0)
+    assert rule.flags(math.nan)
+
+
+def test_every_ood_method_has_a_score() -> None:
+    assert set(OOD_SCORES) == set(OOD_METHODS)
+    logits = np.array([[2.0, -1.0, 0.5]])
+    # Energy by hand: -log(sum(exp(logits))).
+    assert OOD_SCORES["energy"](logits)[0] == pytest.approx(-math.log(sum(math.exp(v) for v in logits[0])))
+    assert OOD_SCORES["energy"] is energy_score
+
+
+def test_every_preprocessing_word_names_working_code() -> None:
+    image = np.repeat(phantom()[:, :, None], 3, axis=2)
+    for interpolation in INTERPOLATIONS:
+        assert resize(image, (32, 48), interpolation).shape == (32, 48, 3)
+    for crop in CROPS:
+        box = scan_box(image, PreprocessSpec(crop=crop))
+        assert box == (0, 240, 0, 320) if crop == "none" else box != (0, 240, 0, 320)
+    with pytest.raises(ValueError, match="crop"):
+        PreprocessSpec(crop="centre")
+    with pytest.raises(ValueError, match="interpolation"):
+        PreprocessSpec(interpolation="nearest")
