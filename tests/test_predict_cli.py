@@ -145,3 +145,36 @@ def test_pipeline_keeps_originals_and_everything_a_service_stores(
     assert patient.study.gestational_age_weeks == pytest.approx(21 + 2 / 7, abs=0.01)
     assert patient.study.patient_id == "PID-12345"  # kept for storage, never logged
     assert image.metadata["transfer_syntax"] == "Explicit VR Little Endian"
+
+
+def test_predict_gives_a_verdict_from_the_good_images_when_one_is_corrupt(
+    study_folder: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A fourth image of the same study whose pixel data was cut short in transfer, and an image
+    # export truncated halfway: each must be reported alone while the three good ones decide.
+    good = pydicom.dcmread(study_folder / "IM0.dcm")
+    corrupt = make_us_dataset(
+        phantom(seed=9), patient_id=PATIENT_ID, patient_name=PATIENT_NAME, study_uid=good.StudyInstanceUID
+    )
+    corrupt.PixelData = corrupt.PixelData[: len(corrupt.PixelData) // 3]
+    write_dataset(corrupt, study_folder / "IM3.dcm")
+    ok, png = cv2.imencode(".png", phantom(seed=10))
+    assert ok
+    (study_folder / "export.png").write_bytes(png.tobytes()[: len(png) // 2])
+
+    out = tmp_path / "result.json"
+    assert main(["predict", str(study_folder), "--model", str(tiny_model_dir), "--json", str(out)]) == 0
+    document = json.loads(out.read_text())
+    (patient,) = [p for p in document["patients"] if len(p["images"]) >= 3]
+    verdict = patient["verdict"]
+    classes = json.loads((tiny_model_dir / "model.json").read_text())["classes"]
+    assert verdict["label"] in classes
+    assert abs(sum(verdict["probabilities"].values()) - 1) < 1e-5
+    analysed = [image for image in patient["images"] if not image.get("error")]
+    assert len(analysed) == 3
+    reported = {Path(r["source"]).name: r["reason"] for r in document["rejected"]}
+    reported |= {
+        Path(image["source"]).name: image["error"] for image in patient["images"] if image.get("error")
+    }
+    assert {"IM3.dcm", "export.png"} <= set(reported), reported
+    assert all(reason for reason in reported.values())
