@@ -8,6 +8,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from app.logsafe import install_private_logging
+
 # Modules exposing `register(subparsers)`. Imported lazily per command so that,
 # for example, `fetalcns serve` never imports torch.
 COMMAND_MODULES: dict[str, str] = {
@@ -56,10 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_first_command(args_list))
     args = parser.parse_args(args_list)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    install_private_logging(logging.DEBUG if args.verbose else logging.INFO)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -15,8 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.cli import package_version
+from app.logsafe import redacted_traceback
 from app.web.api import router as api_router
 from app.web.api.docs import router as docs_router
 from app.web.core.auth import LoginRequired, NotAuthenticated
@@ -89,10 +91,42 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return _error_response(request, exc.status_code, str(exc.detail))
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error_response(request, 500, "something went wrong on the server; the error was logged")
+
+class UnexpectedErrorMiddleware:
+    """Any exception no handler took becomes a 500 answer here, and is logged once, redacted.
+
+    Not an ``exception_handler(Exception)``: Starlette re-raises after such a handler, so the
+    server logged the full exception text (SQL parameters with patient data included) and
+    dropped the keep-alive connection, and the client's next request on it was reset.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            # The path holds ids only; the exception's message may hold anything.
+            log.error(
+                "unexpected error on %s %s\n%s", scope["method"], scope["path"], redacted_traceback(exc)
+            )
+            if started:
+                raise
+            request = Request(scope)
+            message = "something went wrong on the server; the error was logged"
+            await _error_response(request, 500, message)(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, load_model: bool = True) -> FastAPI:
@@ -135,6 +169,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     _install_error_handlers(app)
     app.add_middleware(CSRFCookieMiddleware, secure_always=settings.secure_cookies)
     app.add_middleware(RequestSizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.include_router(docs_router)
     app.include_router(api_router)
     app.include_router(pages_router)

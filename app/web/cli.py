@@ -35,12 +35,20 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.web.app import create_app
+    from app.web.core.logging_config import uvicorn_log_config
 
     settings = _settings()
     _say_locations(settings)
     app = create_app(settings)
     # One process: the model and the worker live in it (see docs/configuration.md).
-    uvicorn.run(app, host=args.host, port=args.port, proxy_headers=True, log_level="info")
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        proxy_headers=True,
+        log_level="info",
+        log_config=uvicorn_log_config(),
+    )
     return 0
 
 

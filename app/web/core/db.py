@@ -65,7 +65,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; creates the parent folder of a SQLite file."""
     parsed = make_url(url)
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # hide_parameters: SQLAlchemy's error texts otherwise quote the statement's values, which
+    # include patient names and IDs.
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
