@@ -16,7 +16,7 @@ router = APIRouter(tags=["images"])
 def _route(kind: ImageKind) -> Callable[..., Response]:
     def endpoint(image_id: int, user: ApiUser, db: DbSession, runtime: RuntimeDep) -> Response:
         data = image_png(db, runtime, image_id, kind, user)
-        return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return Response(data, media_type="image/png")
 
     endpoint.__name__ = f"image_{kind}"
     return endpoint

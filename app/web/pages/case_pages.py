@@ -113,7 +113,7 @@ def case_status(case_id: int, user: PageUser, db: DbSession, runtime: RuntimeDep
         detail = get_study(db, case_id, user, runtime.settings.assistance_mode, audit=False)
     except NotFound:
         return JSONResponse({"detail": f"case {case_id} does not exist"}, status_code=404)
-    return JSONResponse(case_status_item(detail), headers={"Cache-Control": "no-store"})
+    return JSONResponse(case_status_item(detail))
 
 
 def _parse_confidence(text: str) -> int | None:

@@ -28,7 +28,5 @@ def render(
         "active": None,
     }
     values.update(context)
-    response = templates.TemplateResponse(request, template, values, status_code=status_code)
-    # Pages show patient data: never let a shared browser or proxy cache them.
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    # Cache-Control: no-store comes from app.web.core.headers, like every non-static answer.
+    return templates.TemplateResponse(request, template, values, status_code=status_code)
