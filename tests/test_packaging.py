@@ -57,12 +57,18 @@ def test_one_version_string_from_the_metadata() -> None:
 
 @pytest.mark.slow
 def test_installed_wheel_migrates_and_serves_from_any_folder(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    # No PYTHONPATH: with a checkout on it, pip would take the checkout's metadata for an
+    # installed fetalcns and skip the install.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FETALCNS_", "XDG_", "PYTHON"))}
+    env["HOME"] = str(home)
     wheel_dir = tmp_path / "wheel"
     build = ["wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(REPO_ROOT)]
     subprocess.run(
         [sys.executable, "-m", "pip", *build],
         check=True,
         capture_output=True,
+        env=env,
     )
     (wheel,) = wheel_dir.glob("fetalcns-*.whl")
     venv = tmp_path / "venv"
@@ -73,6 +79,7 @@ def test_installed_wheel_migrates_and_serves_from_any_folder(tmp_path: Path) -> 
         [sys.executable, "-m", "pip", *install],
         check=True,
         capture_output=True,
+        env=env,
     )
     # The dependencies come from the test venv. A path line in a .pth adds that folder only;
     # the .pth files inside it (this checkout's editable install) are not run, so `app` is
@@ -81,9 +88,6 @@ def test_installed_wheel_migrates_and_serves_from_any_folder(tmp_path: Path) -> 
     deps = next(p for p in map(Path, sys.path) if p.name == "site-packages" and (p / "fastapi").is_dir())
     (site / "test_deps.pth").write_text(f"{deps}\n", encoding="utf-8")
 
-    home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FETALCNS_", "XDG_", "PYTHON"))}
-    env["HOME"] = str(home)
     somewhere, elsewhere = tmp_path / "somewhere", tmp_path / "elsewhere"
     somewhere.mkdir()
     elsewhere.mkdir()
