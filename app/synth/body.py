@@ -43,7 +43,7 @@ OTHER_PLANES: tuple[str, ...] = (ABDOMEN, FEMUR, FOUR_CHAMBER, FACE_PROFILE)
 
 LIVER = SOFT_TISSUE * 1.15
 LUNG = 0.3
-MYOCARDIUM = 0.09
+MYOCARDIUM = 0.12
 # Thoracic circumference is about 0.9 of the abdominal circumference through pregnancy
 # (Chitkara et al., Am J Obstet Gynecol 1987;156:1069-1074); the heart fills about a
 # third of the thoracic area in the four-chamber view (cardiothoracic area ratio,
@@ -196,10 +196,10 @@ def _four_chamber(
             chambers.append(hf.to_image(np.array(pc), np.array(qc)))
     # The crux: interventricular and interatrial septum meeting the atrioventricular valves.
     crux_echo = 0.3
-    long_axis = hf.to_image(np.array([-0.8 * hl, 0.85 * hl]), np.zeros(2))
-    av_plane = hf.to_image(np.full(2, valves), np.array([-0.82 * hw, 0.82 * hw]))
+    long_axis = hf.to_image(np.array([-0.95 * hl, 0.95 * hl]), np.zeros(2))
+    av_plane = hf.to_image(np.full(2, valves), np.array([-0.97 * hw, 0.97 * hw]))
     stroke(canvas.echo, long_axis, crux_echo, round(2 * septum))
-    stroke(canvas.echo, av_plane, crux_echo, max(2, round(septum)))
+    stroke(canvas.echo, av_plane, crux_echo, round(1.6 * septum))
     geometry = DrawnGeometry(extent=[outline])
     geometry.landmarks.update(
         body_contour=outline,
@@ -302,14 +302,16 @@ def _face_profile(
     bu, bv = ellipse_points(-0.07 * a, -0.12 * a, 0.93 * a, 0.8 * a, n=96)
     fill(canvas.echo, frame.to_image(bu, bv), BRAIN)
     t = np.linspace(0, 2 * np.pi, 96, endpoint=False)
-    skull_present = ~((t > 0.3 * np.pi) & (t < 0.9 * np.pi))  # open below, where the face and neck join
+    # Open below, where the face and neck join, and at the anterior fontanelle; the midsagittal
+    # cut runs along the metopic and sagittal sutures, so the vault shadows less than in axial views.
+    skull_present = ~((t > 0.3 * np.pi) & (t < 0.9 * np.pi)) & ~((t > 1.55 * np.pi) & (t < 1.7 * np.pi))
     specular_stroke(
         canvas,
         frame.to_image(bu, bv),
         skull_present,
         apex,
         anatomy.bone_echo,
-        anatomy.bone_absorption,
+        anatomy.bone_absorption * 0.3,
         max(2, round(0.04 * a)),
     )
     bone, absorb = anatomy.bone_echo * 0.85, anatomy.bone_absorption

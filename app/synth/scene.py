@@ -138,14 +138,20 @@ def _propose_other(
     size_mm = structure_mm(plane, anatomy)
     low, high = _OTHER_ZOOM.get(plane, _OTHER_ZOOM_DEFAULT)
     depth = _round_depth(size_mm / (rng.uniform(low, high) * span) * span)
-    if plane in (FEMUR, FACE_PROFILE):
-        # Femurs are measured with the beam across the bone; profiles are shown face left or right.
+    if plane == FEMUR:
+        # Femurs are measured with the beam across the bone.
         heading = rng.uniform(-0.3, 0.3) + (np.pi if rng.random() < 0.5 else 0.0)
+    elif plane == FACE_PROFILE:
+        # The face turned up towards the probe, to one side; the body runs away from the probe.
+        heading = -np.pi / 2 + rng.uniform(0.45, 1.1) * (1 if rng.random() < 0.5 else -1)
     else:
         heading = rng.uniform(0, 2 * np.pi)
+    frame = LocalFrame(cx, cy, heading, flip=bool(rng.random() < 0.5))
+    if plane == FACE_PROFILE and frame.axis_v()[1] < 0:
+        frame = replace(frame, flip=not frame.flip)
     return View(
         plane=plane,
-        frame=LocalFrame(cx, cy, heading, flip=bool(rng.random() < 0.5)),
+        frame=frame,
         size_px=(size_mm / (depth / span), 0.0),
         depth_mm=depth,
         settings=ScannerSettings.sample(rng),
