@@ -354,3 +354,10 @@ def test_cli_other_views_sheet(tmp_path: Path) -> None:
 def test_bad_other_views_range_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="other views per patient"):
         generate_dataset(tmp_path, 1, include_other_views=True, other_views_per_patient=(3, 2))
+
+
+def test_cli_include_and_only_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synth", "--out", "x", "--include-other-views", "--other-views-only"])
+    assert exit_info.value.code == 2
+    assert "not allowed with" in capsys.readouterr().err

@@ -53,14 +53,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     others = parser.add_argument_group(
         "non-CNS views",
         "abdomen, femur, four-chamber heart and face profile: out of the classifier's scope, for "
-        "testing its out-of-distribution check. They go to OUT/other_views/<patient>/ (PNG) and "
-        "OUT/dicom/other_views/<patient>/ (DICOM), with view_scope=other in the manifest and no "
+        "testing its out-of-distribution check. They go to DIR/other_views/<patient>/ (PNG) and "
+        "DIR/dicom/other_views/<patient>/ (DICOM), with view_scope=other in the manifest and no "
         "mask; training never reads them. CNS images of a seed stay byte-identical.",
     )
-    others.add_argument(
+    which = others.add_mutually_exclusive_group()
+    which.add_argument(
         "--include-other-views", action="store_true", help="add a few non-CNS views per patient"
     )
-    others.add_argument(
+    which.add_argument(
         "--other-views-only",
         action="store_true",
         help="write only the non-CNS views (no CNS images, no masks), e.g. for evaluate's OOD check",

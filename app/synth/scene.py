@@ -13,7 +13,15 @@ import numpy as np
 from app.synth.anatomy import PatientAnatomy
 from app.synth.annotations import burn_in
 from app.synth.bmode import ScannerSettings, to_bmode
-from app.synth.body import FACE_PROFILE, FEMUR, OTHER_PLANES, draw_other_view, structure_mm
+from app.synth.body import (
+    ABDOMEN,
+    FACE_PROFILE,
+    FEMUR,
+    FOUR_CHAMBER,
+    OTHER_PLANES,
+    draw_other_view,
+    structure_mm,
+)
 from app.synth.canvas import Canvas, DrawnGeometry, LocalFrame
 from app.synth.environment import draw_environment
 from app.synth.geometry import Sector, sector_maps
@@ -128,15 +136,19 @@ def _propose(plane: str, anatomy: PatientAnatomy, sector: Sector, rng: np.random
 
 
 # Fraction of the sector's depth that the structure setting the zoom spans (see body.structure_mm).
-_OTHER_ZOOM = {"abdomen": (0.45, 0.62), "four_chamber": (0.45, 0.62), "femur": (0.35, 0.5)}
-_OTHER_ZOOM_DEFAULT = (0.5, 0.65)
+_OTHER_ZOOM = {
+    ABDOMEN: (0.45, 0.62),
+    FOUR_CHAMBER: (0.45, 0.62),
+    FEMUR: (0.35, 0.5),
+    FACE_PROFILE: (0.5, 0.65),
+}
 
 
 def _propose_other(
     plane: str, anatomy: PatientAnatomy, span: float, cx: float, cy: float, rng: np.random.Generator
 ) -> View:
     size_mm = structure_mm(plane, anatomy)
-    low, high = _OTHER_ZOOM.get(plane, _OTHER_ZOOM_DEFAULT)
+    low, high = _OTHER_ZOOM[plane]
     depth = _round_depth(size_mm / (rng.uniform(low, high) * span) * span)
     if plane == FEMUR:
         # Femurs are measured with the beam across the bone.
