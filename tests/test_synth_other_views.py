@@ -361,3 +361,12 @@ def test_cli_include_and_only_exclude_each_other(capsys: pytest.CaptureFixture[s
         main(["synth", "--out", "x", "--include-other-views", "--other-views-only"])
     assert exit_info.value.code == 2
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_other_views_only_as_dicom_lists_the_dicom_files(tmp_path: Path) -> None:
+    generate_dataset(tmp_path, 1, seed=6, fmt="dicom", other_views_only=True, other_views_per_patient=(2, 2))
+    rows = _rows(tmp_path)
+    files = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    assert files == {"manifest.csv"} | {r["image"] for r in rows}
+    assert all(r["image"].startswith(f"dicom/{OTHER_VIEWS_DIR}/") and r["mask"] == "" for r in rows)
+    assert [_read(tmp_path / r["image"]).InstanceNumber for r in rows] == [1, 2]
