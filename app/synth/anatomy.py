@@ -37,6 +37,21 @@ class PatientAnatomy:
     spine_defect_half: float = 0.0  # fraction of spine length
 
     @property
+    def growth(self) -> float:
+        """Individual size relative to Hadlock's mean, taken from the BPD: a big fetus is big all over."""
+        return self.bpd_mm / (10 * hadlock.bpd_cm(self.gestational_age_weeks))
+
+    @property
+    def ac_mm(self) -> float:
+        """Abdominal circumference (Hadlock 1984) with the patient's individual growth."""
+        return 10 * hadlock.ac_cm(self.gestational_age_weeks) * self.growth
+
+    @property
+    def fl_mm(self) -> float:
+        """Femur (diaphysis) length (Hadlock 1984) with the patient's individual growth."""
+        return 10 * hadlock.fl_cm(self.gestational_age_weeks) * self.growth
+
+    @property
     def bone_echo(self) -> float:
         return 0.45 + 1.1 * self.ossification
 

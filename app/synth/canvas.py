@@ -50,6 +50,7 @@ class DrawnGeometry:
     posterior_line: np.ndarray | None = None  # N×2 posterior elements (laminae)
     extent: list[np.ndarray] = field(default_factory=list)  # point sets that must lie inside the sector
     cavity_radius: float = 0.0  # the fetus must lie deeper than this (below the uterine wall)
+    landmarks: dict[str, np.ndarray] = field(default_factory=dict)  # non-CNS planes: named structures
 
 
 @dataclass(frozen=True)

@@ -50,23 +50,60 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PNG",
         help="write one row per class (axial, coronal, spine) to PNG",
     )
+    others = parser.add_argument_group(
+        "non-CNS views",
+        "abdomen, femur, four-chamber heart and face profile: out of the classifier's scope, for "
+        "testing its out-of-distribution check. They go to DIR/other_views/<patient>/ (PNG) and "
+        "DIR/dicom/other_views/<patient>/ (DICOM), with view_scope=other in the manifest and no "
+        "mask; training never reads them. CNS images of a seed stay byte-identical.",
+    )
+    which = others.add_mutually_exclusive_group()
+    which.add_argument(
+        "--include-other-views", action="store_true", help="add a few non-CNS views per patient"
+    )
+    which.add_argument(
+        "--other-views-only",
+        action="store_true",
+        help="write only the non-CNS views (no CNS images, no masks), e.g. for evaluate's OOD check",
+    )
+    others.add_argument(
+        "--other-views-per-patient",
+        type=_image_range,
+        default=(1, 3),
+        metavar="MIN-MAX",
+        help="distinct non-CNS planes per patient (default 1-3, at most 4)",
+    )
+    others.add_argument(
+        "--other-views-sheet",
+        type=Path,
+        metavar="PNG",
+        help="write a contact sheet of the non-CNS planes (one column per plane) to PNG",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.out is None and args.contact_sheet is None:
-        print("fetalcns synth: give --out DIR (a dataset) and/or --contact-sheet PNG", file=sys.stderr)
+    if args.out is None and args.contact_sheet is None and args.other_views_sheet is None:
+        print(
+            "fetalcns synth: give --out DIR (a dataset) and/or --contact-sheet PNG / --other-views-sheet PNG",
+            file=sys.stderr,
+        )
         return 2
-    if args.contact_sheet is not None:
-        from app.synth.contact_sheet import write_contact_sheet
+    from app.synth import contact_sheet
 
+    for path, write in (
+        (args.contact_sheet, contact_sheet.write_contact_sheet),
+        (args.other_views_sheet, contact_sheet.write_other_views_sheet),
+    ):
+        if path is None:
+            continue
         try:
-            write_contact_sheet(args.contact_sheet, seed=args.seed)
+            write(path, seed=args.seed)
         except OSError as error:
             reason = error.strerror or error
-            print(f"fetalcns synth: cannot write {args.contact_sheet}: {reason}", file=sys.stderr)
+            print(f"fetalcns synth: cannot write {path}: {reason}", file=sys.stderr)
             return 1
-        log.info("contact sheet written to %s", args.contact_sheet)
+        log.info("contact sheet written to %s", path)
     if args.out is not None:
         from app.synth.dataset import generate_dataset
 
@@ -79,6 +116,9 @@ def run(args: argparse.Namespace) -> int:
                 images_per_patient=args.images_per_patient,
                 classes=args.classes,
                 progress=True,
+                include_other_views=args.include_other_views,
+                other_views_only=args.other_views_only,
+                other_views_per_patient=args.other_views_per_patient,
             )
         except ValueError as error:
             print(f"fetalcns synth: {error}", file=sys.stderr)

@@ -1,7 +1,11 @@
-"""A contact sheet for the docs: one row per class; columns axial, coronal and sagittal spine.
+"""Contact sheets for the docs.
 
+`contact_sheet`: one row per class; columns axial, coronal and sagittal spine.
 Lesion masks are outlined in orange. A class that is never imaged in a plane
 (its lesion would not show there) gets an empty cell saying so.
+
+`other_views_sheet`: the non-CNS planes (abdomen, femur, four-chamber, face
+profile) at two gestational ages; they carry no lesion mask.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import cv2
 import numpy as np
 
 from app.labels import HUMAN_NAMES, PAPER_CLASSES
+from app.synth.body import OTHER_PLANES
 from app.synth.dataset import HEADER, make_patient
 from app.synth.head import CORONAL, TRANSCEREBELLAR, TRANSTHALAMIC, TRANSVENTRICULAR
 from app.synth.planes import PLANE_WEIGHTS
@@ -70,4 +75,30 @@ def contact_sheet(seed: int = 0) -> np.ndarray:
 
 def write_contact_sheet(path: Path, seed: int = 0) -> Path:
     write_png(Path(path), contact_sheet(seed), "contact sheet of synthetic phantoms; lesion masks outlined")
+    return Path(path)
+
+
+OTHER_CELL = (150, 200)  # height, width: small, the sheet is for the docs
+
+
+def other_views_sheet(seed: int = 0, rows: int = 2) -> np.ndarray:
+    """One column per non-CNS plane, one row per normal patient; each cell is labelled."""
+    height, width = OTHER_CELL
+    grid = []
+    for row in range(rows):
+        patient = make_patient(seed, row, "normal")
+        cells = []
+        for column, plane in enumerate(OTHER_PLANES):
+            rng = np.random.default_rng([seed, row, 8, column])
+            image = acquire(plan_view(plane, patient.anatomy, rng), rng, (HEADER, "2025-01-01 09:00"))
+            cell = cv2.resize(image.pixels, (width, height), interpolation=cv2.INTER_AREA)
+            label = f"{plane}  {patient.anatomy.gestational_age_weeks:.0f} wk"
+            cv2.putText(cell, label, (4, height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.38, 230, 1, cv2.LINE_AA)
+            cells.append(cell)
+        grid.append(np.hstack(cells))
+    return np.vstack(grid)
+
+
+def write_other_views_sheet(path: Path, seed: int = 0) -> Path:
+    write_png(Path(path), other_views_sheet(seed), "contact sheet of synthetic non-CNS views (no lesions)")
     return Path(path)

@@ -4,7 +4,15 @@ Layout under OUT:
   <class>/<patient_id>/<NN>_<plane>.png          B-mode images (PNG formats)
   masks/<class>/<patient_id>/<NN>_<plane>.png    lesion masks, 0/255, all zero for normal
   dicom/<class>/<patient_id>/*.dcm               one DICOM study per patient (DICOM formats)
-  manifest.csv  patient_id,class,gestational_age_weeks,plane,image,mask (paths relative to OUT)
+  manifest.csv  patient_id,class,gestational_age_weeks,plane,image,mask,view_scope
+                (paths relative to OUT; view_scope "cns", or "other" for non-CNS planes)
+
+With other views requested, each patient also gets a few non-CNS planes (abdomen,
+femur, four-chamber heart, face profile), outside the class folders so that no
+class-folder reader takes them for training data:
+  other_views/<patient_id>/<NN>_<plane>.png      (PNG formats)
+  dicom/other_views/<patient_id>/IM*.dcm         (DICOM formats; same study, series 3)
+Their manifest rows have view_scope "other" and an empty mask: they show no lesion.
 
 With format "dicom" alone the manifest's image column names the single-frame DICOM file.
 """
@@ -22,12 +30,17 @@ from tqdm import tqdm
 
 from app.labels import PAPER_CLASSES
 from app.synth.anatomy import PatientAnatomy, sample_anatomy
+from app.synth.body import OTHER_PLANES
 from app.synth.planes import choose_planes
 from app.synth.pngio import write_png
 from app.synth.scene import RenderedImage, acquire, plan_view
 
 FORMATS = ("png", "dicom", "both")
-MANIFEST_COLUMNS = ("patient_id", "class", "gestational_age_weeks", "plane", "image", "mask")
+MANIFEST_COLUMNS = ("patient_id", "class", "gestational_age_weeks", "plane", "image", "mask", "view_scope")
+SCOPE_CNS = "cns"
+SCOPE_OTHER = "other"  # non-CNS plane: outside the classifier's scope, never training data
+OTHER_VIEWS_DIR = "other_views"
+OTHER_VIEWS_PER_PATIENT = (1, 3)
 _EPOCH = dt.date(2024, 1, 1)
 HEADER = "FETALCNS  OB  FETAL CNS"
 
@@ -79,6 +92,22 @@ def render_patient(patient: SyntheticPatient, images_per_patient: tuple[int, int
     return PatientImages(patient=patient, images=images, planes=planes)
 
 
+def render_other_views(patient: SyntheticPatient, per_patient: tuple[int, int]) -> PatientImages:
+    """A few distinct non-CNS planes of the patient, from their own random stream.
+
+    The stream (seed, index, 3) is used by nothing else, so asking for other views
+    leaves every CNS image of the same seed byte-identical.
+    """
+    rng = np.random.default_rng([patient.seed, patient.index, 3])
+    low, high = per_patient
+    count = min(int(rng.integers(low, high + 1)), len(OTHER_PLANES))
+    picks = sorted(int(i) for i in rng.choice(len(OTHER_PLANES), size=count, replace=False))
+    planes = [OTHER_PLANES[i] for i in picks]
+    stamp = f"{patient.study_date:%Y-%m-%d} {patient.study_time[:2]}:{patient.study_time[2:4]}"
+    images = [acquire(plan_view(plane, patient.anatomy, rng), rng, (HEADER, stamp)) for plane in planes]
+    return PatientImages(patient=patient, images=images, planes=planes)
+
+
 def _validate(n_patients: int, fmt: str, images_per_patient: tuple[int, int], classes: Sequence[str]) -> None:
     if n_patients < 1:
         raise ValueError("the number of patients must be at least 1")
@@ -100,21 +129,32 @@ def generate_dataset(
     images_per_patient: tuple[int, int] = (3, 6),
     classes: Sequence[str] | None = None,
     progress: bool = False,
+    include_other_views: bool = False,
+    other_views_only: bool = False,
+    other_views_per_patient: tuple[int, int] = OTHER_VIEWS_PER_PATIENT,
 ) -> Path:
     """Write `n_patients` synthetic patients, balanced across `classes`; returns the manifest path.
 
     Patient i has class classes[i % len(classes)] and depends only on (seed, i),
-    so any prefix of a dataset is balanced and reproducible.
+    so any prefix of a dataset is balanced and reproducible. `include_other_views`
+    adds non-CNS planes (manifest view_scope "other") under OUT/other_views;
+    `other_views_only` writes those alone (no CNS images, no masks), e.g. as a set
+    for the out-of-distribution check. Neither changes the CNS images of a seed.
     """
     chosen = list(classes) if classes else list(PAPER_CLASSES)
     _validate(n_patients, fmt, images_per_patient, chosen)
+    low, high = other_views_per_patient
+    if not 1 <= low <= high:
+        raise ValueError(f"other views per patient must satisfy 1 <= MIN <= MAX, got {low}-{high}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, str]] = []
     for index in tqdm(range(n_patients), desc="synthetic patients", unit="patient", disable=not progress):
         patient = make_patient(seed, index, chosen[index % len(chosen)])
-        rendered = render_patient(patient, images_per_patient)
-        rows.extend(_write_patient(out, rendered, fmt))
+        if not other_views_only:
+            rows.extend(_write_patient(out, render_patient(patient, images_per_patient), fmt))
+        if include_other_views or other_views_only:
+            rows.extend(_write_other_views(out, render_other_views(patient, other_views_per_patient), fmt))
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
@@ -150,6 +190,37 @@ def _write_patient(out: Path, rendered: PatientImages, fmt: str) -> list[dict[st
                 "plane": plane,
                 "image": image_rel.as_posix(),
                 "mask": mask_rel.as_posix(),
+                "view_scope": SCOPE_CNS,
+            }
+        )
+    return rows
+
+
+def _write_other_views(out: Path, rendered: PatientImages, fmt: str) -> list[dict[str, str]]:
+    """Non-CNS planes: no class folder, no mask (they show no lesion), view_scope "other"."""
+    patient = rendered.patient
+    dicom_paths: list[Path] = []
+    if fmt in ("dicom", "both"):
+        from app.synth.dicomio import write_other_views
+
+        dicom_paths = write_other_views(out / "dicom" / OTHER_VIEWS_DIR / patient.patient_id, rendered)
+    rows = []
+    for number, (image, plane) in enumerate(zip(rendered.images, rendered.planes, strict=True), start=1):
+        if fmt == "dicom":
+            image_rel = dicom_paths[number - 1].relative_to(out)
+        else:
+            image_rel = Path(OTHER_VIEWS_DIR) / patient.patient_id / f"{number:02d}_{plane}.png"
+            description = f"{plane} view (not CNS), {patient.anatomy.gestational_age_weeks:.1f} weeks"
+            write_png(out / image_rel, image.pixels, description)
+        rows.append(
+            {
+                "patient_id": patient.patient_id,
+                "class": patient.diagnosis,
+                "gestational_age_weeks": f"{patient.anatomy.gestational_age_weeks:.1f}",
+                "plane": plane,
+                "image": image_rel.as_posix(),
+                "mask": "",
+                "view_scope": SCOPE_OTHER,
             }
         )
     return rows

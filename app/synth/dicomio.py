@@ -9,6 +9,8 @@ Where things are, for readers of these files (e.g. app/ingest):
     per pixel, and the reference pixel at the probe's virtual apex (above the image, so Y0 < 0).
   - ImageComments says the image is synthetic. Nothing in the files is private.
   - Series 1 holds the single-frame images in manifest order; series 2 holds the cine loop.
+  - Series 3 (written only when asked for) holds non-CNS planes (abdomen, femur, heart,
+    face) of the same study, in their own folder; SeriesDescription says they are not CNS.
 Every identifier, date and UID derives from the seed, so equal seeds give identical bytes.
 """
 
@@ -155,6 +157,28 @@ def write_study(folder: Path, rendered: PatientImages) -> list[Path]:
         stills.append(path)
     _write_cine(folder / "CINE0001.dcm", rendered)
     return stills
+
+
+OTHER_VIEWS_SERIES = 3
+
+
+def write_other_views(folder: Path, rendered: PatientImages) -> list[Path]:
+    """Write the patient's non-CNS planes as series 3 of their study; returns the paths in order."""
+    patient = rendered.patient
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for number, (image, plane) in enumerate(zip(rendered.images, rendered.planes, strict=True), start=1):
+        sop_uid = _uid(patient.seed, patient.patient_id, "other", number)
+        ds = _base(rendered, US_IMAGE_STORAGE, sop_uid, series=OTHER_VIEWS_SERIES)
+        ds.SeriesDescription = "Synthetic other views (not CNS)"
+        ds.ImageComments = f"{SYNTHETIC_NOTICE}; {plane} view, outside the CNS scope"
+        ds.InstanceNumber = number
+        ds.SequenceOfUltrasoundRegions = ultrasound_regions(image.sector, image.view.depth_mm)
+        _set_pixels(ds, image.pixels[None], rgb=number % 2 == 0)
+        path = folder / f"IM{number:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
 
 
 def _write_cine(path: Path, rendered: PatientImages) -> None:

@@ -1,7 +1,9 @@
-"""Fetal head size from gestational age (Hadlock et al., Radiology 1984;152:497-501).
+"""Fetal size from gestational age (Hadlock et al., Radiology 1984;152:497-501).
 
 Hadlock's regressions predict gestational age from a measurement; the phantom
-needs the inverse, so each formula is solved for the measurement.
+needs the inverse, so each formula is solved for the measurement. Head
+(BPD, HC) for the CNS planes; abdominal circumference and femur length, from
+the same paper, for the non-CNS planes (abdomen, femur, four-chamber heart).
 """
 
 from __future__ import annotations
@@ -22,6 +24,24 @@ def bpd_cm(weeks: float) -> float:
     _check_weeks(weeks)
     a, b, c = 0.1676, 1.482, 9.54 - weeks
     return (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
+
+
+def _solve_quadratic(a: float, b: float, c0: float, weeks: float) -> float:
+    """Positive root of GA = c0 + b·x + a·x² for x."""
+    c = c0 - weeks
+    return (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)
+
+
+def ac_cm(weeks: float) -> float:
+    """Abdominal circumference: inverse of GA = 8.14 + 0.753·AC + 0.0036·AC² (cm)."""
+    _check_weeks(weeks)
+    return _solve_quadratic(0.0036, 0.753, 8.14, weeks)
+
+
+def fl_cm(weeks: float) -> float:
+    """Femur length (diaphysis): inverse of GA = 10.35 + 2.460·FL + 0.170·FL² (cm)."""
+    _check_weeks(weeks)
+    return _solve_quadratic(0.170, 2.460, 10.35, weeks)
 
 
 def hc_cm(weeks: float) -> float:

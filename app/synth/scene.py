@@ -13,6 +13,15 @@ import numpy as np
 from app.synth.anatomy import PatientAnatomy
 from app.synth.annotations import burn_in
 from app.synth.bmode import ScannerSettings, to_bmode
+from app.synth.body import (
+    ABDOMEN,
+    FACE_PROFILE,
+    FEMUR,
+    FOUR_CHAMBER,
+    OTHER_PLANES,
+    draw_other_view,
+    structure_mm,
+)
 from app.synth.canvas import Canvas, DrawnGeometry, LocalFrame
 from app.synth.environment import draw_environment
 from app.synth.geometry import Sector, sector_maps
@@ -25,6 +34,7 @@ from app.synth.head import (
 from app.synth.spine import SAGITTAL_SPINE, draw_sagittal_spine
 
 PLANES: tuple[str, ...] = (*AXIAL_PLANES, CORONAL, SAGITTAL_SPINE)
+ALL_PLANES: tuple[str, ...] = (*PLANES, *OTHER_PLANES)  # CNS planes, then the out-of-scope ones
 DEFAULT_SECTOR = Sector()
 _FIT_MARGIN = 4.0
 _MAX_TRIES = 40
@@ -34,7 +44,7 @@ _MAX_TRIES = 40
 class View:
     plane: str
     frame: LocalFrame
-    size_px: tuple[float, float]  # head: (OFD/2, BPD/2); spine: (length, 0)
+    size_px: tuple[float, float]  # head: (OFD/2, BPD/2); spine: (length, 0); others: (structure_mm, 0)
     depth_mm: float
     settings: ScannerSettings
     detail_seed: int  # fixes the random anatomical details, identical in every cine frame
@@ -64,7 +74,9 @@ def _draw(canvas: Canvas, view: View, anatomy: PatientAnatomy, sector: Sector) -
     cavity = draw_environment(canvas, sector, rng)
     apex = (sector.apex_x, sector.apex_y)
     a, b = view.size_px
-    if view.plane == SAGITTAL_SPINE:
+    if view.plane in OTHER_PLANES:
+        geometry = draw_other_view(canvas, view.plane, view.frame, a, anatomy, rng, apex)
+    elif view.plane == SAGITTAL_SPINE:
         geometry = draw_sagittal_spine(canvas, view.frame, a, anatomy, rng)
     elif view.plane == CORONAL:
         geometry = draw_coronal_head(canvas, view.frame, a, b, anatomy, rng, apex)
@@ -89,6 +101,8 @@ def _propose(plane: str, anatomy: PatientAnatomy, sector: Sector, rng: np.random
     radius = sector.r_min + rng.uniform(0.45, 0.62) * span
     angle = rng.uniform(-0.12, 0.12)
     cx, cy = (float(c) for c in sector.to_image(radius, angle))
+    if plane in OTHER_PLANES:
+        return _propose_other(plane, anatomy, span, cx, cy, rng)
     if plane == SAGITTAL_SPINE:
         chord = 2 * radius * np.sin(sector.half_angle)
         length_px = rng.uniform(0.7, 0.85) * chord
@@ -121,6 +135,42 @@ def _propose(plane: str, anatomy: PatientAnatomy, sector: Sector, rng: np.random
     )
 
 
+# Fraction of the sector's depth that the structure setting the zoom spans (see body.structure_mm).
+_OTHER_ZOOM = {
+    ABDOMEN: (0.45, 0.62),
+    FOUR_CHAMBER: (0.45, 0.62),
+    FEMUR: (0.35, 0.5),
+    FACE_PROFILE: (0.5, 0.65),
+}
+
+
+def _propose_other(
+    plane: str, anatomy: PatientAnatomy, span: float, cx: float, cy: float, rng: np.random.Generator
+) -> View:
+    size_mm = structure_mm(plane, anatomy)
+    low, high = _OTHER_ZOOM[plane]
+    depth = _round_depth(size_mm / (rng.uniform(low, high) * span) * span)
+    if plane == FEMUR:
+        # Femurs are measured with the beam across the bone.
+        heading = rng.uniform(-0.3, 0.3) + (np.pi if rng.random() < 0.5 else 0.0)
+    elif plane == FACE_PROFILE:
+        # The face turned up towards the probe, to one side; the body runs away from the probe.
+        heading = -np.pi / 2 + rng.uniform(0.45, 1.1) * (1 if rng.random() < 0.5 else -1)
+    else:
+        heading = rng.uniform(0, 2 * np.pi)
+    frame = LocalFrame(cx, cy, heading, flip=bool(rng.random() < 0.5))
+    if plane == FACE_PROFILE and frame.axis_v()[1] < 0:
+        frame = replace(frame, flip=not frame.flip)
+    return View(
+        plane=plane,
+        frame=frame,
+        size_px=(size_mm / (depth / span), 0.0),
+        depth_mm=depth,
+        settings=ScannerSettings.sample(rng),
+        detail_seed=int(rng.integers(0, 2**31)),
+    )
+
+
 @dataclass(frozen=True)
 class Composition:
     """A drawn scene before acquisition."""
@@ -139,8 +189,8 @@ def plan_view(
     plane: str, anatomy: PatientAnatomy, rng: np.random.Generator, sector: Sector = DEFAULT_SECTOR
 ) -> Composition:
     """A random probe position that keeps the structure (and any lesion) inside the sector."""
-    if plane not in PLANES:
-        raise ValueError(f"unknown plane {plane!r}; expected one of {', '.join(PLANES)}")
+    if plane not in ALL_PLANES:
+        raise ValueError(f"unknown plane {plane!r}; expected one of {', '.join(ALL_PLANES)}")
     for _ in range(_MAX_TRIES):
         composition = compose(_propose(plane, anatomy, sector, rng), anatomy, sector)
         if _fits(composition.geometry, sector):

@@ -1,7 +1,9 @@
 """Reading a training set in the paper's layout: DIR/<class>/<patient>/<image>.
 
 `fetalcns synth` writes exactly this layout plus DIR/masks/, DIR/dicom/ and DIR/manifest.csv;
-the first two are ignored here and the manifest only adds gestational age and masks.
+the first two are ignored here and the manifest only adds gestational age and masks. Its
+non-CNS views (DIR/other_views/, manifest view_scope "other") are never training data: the
+folder is ignored, and so is any image whose manifest row says view_scope "other".
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from app.labels import PAPER_CLASSES
 from app.preprocess import PreprocessSpec, crop, ensure_rgb_uint8, normalize, resize, scan_box
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-IGNORED_DIRS = frozenset({"masks", "dicom"})
+IGNORED_DIRS = frozenset({"masks", "dicom", "other_views"})
 MANIFEST = "manifest.csv"
+OUT_OF_SCOPE = "other"  # manifest view_scope of a non-CNS plane
 SYNTH_SOURCE = "fetalcns synth"
 SYNTH_PATIENT_ID = re.compile(r"SYN(\d{4})-\d+")
 
@@ -78,6 +81,8 @@ def discover_samples(data_dir: Path, classes: tuple[str, ...] = PAPER_CLASSES) -
                 if image.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
                 row = manifest.get(image.resolve(), {})
+                if row.get("view_scope") == OUT_OF_SCOPE:
+                    continue
                 mask = data_dir / row["mask"] if row.get("mask") else None
                 samples.append(
                     Sample(
