@@ -169,5 +169,5 @@ def test_predict_report_lists_the_failed_image_with_its_reason(
     )
     print_summary(document)
     out = capsys.readouterr().out
-    assert "4 image(s) used, 1 failed" in out and "crop box" in out
+    assert "4 of 5 image(s) used, 1 left out (1 could not be analysed)" in out and "crop box" in out
     assert f"failed: 2.png: {failed['error']}" in out and SECRET_NAME not in out

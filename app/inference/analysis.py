@@ -12,10 +12,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from app.inference.aggregate import INDETERMINATE, Verdict, aggregate
+import numpy as np
+
+from app.inference.aggregate import FAILED, FLAGGED, OOD, QUALITY, Verdict, aggregate
 from app.inference.engine import ImagePrediction, InferenceEngine
 from app.ingest.types import IngestedImage
-from app.modelcard import AGGREGATIONS
+from app.modelcard import AGGREGATIONS, VerdictRule
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,10 @@ class StudyAnalysis:
     """The outcome for one study, image positions as given to ``analyse_study``.
 
     ``predictions[i]`` is None exactly when ``errors`` holds a reason for image ``i``.
-    ``verdict`` aggregates the analysed images only; its ``support`` holds image
-    positions in the study, and failed images are not counted in its ``n_excluded``.
-    When no image could be analysed the verdict is indeterminate, with the reason.
+    ``verdict`` comes from the analysed, unflagged images under the card's ``VerdictRule``;
+    its ``support`` holds image positions in the study, and its counts cover the whole study
+    (failed images are excluded with reason "failed"). When no image could be analysed the
+    verdict is indeterminate, with the first failure's reason.
     """
 
     predictions: tuple[ImagePrediction | None, ...]
@@ -41,6 +44,7 @@ class StudyAnalysis:
     aggregation: str = field(repr=False)
     classes: tuple[str, ...] = field(repr=False)
     normal_class: str = field(repr=False)
+    rule: VerdictRule = field(default_factory=VerdictRule, repr=False)
 
     @property
     def analysed(self) -> list[tuple[int, ImagePrediction]]:
@@ -60,7 +64,7 @@ class StudyAnalysis:
             return self
         predictions = [None if i in reasons else p for i, p in enumerate(self.predictions)]
         errors = {**self.errors, **{i: r for i, r in reasons.items() if self.predictions[i] is not None}}
-        return _conclude(predictions, errors, self.aggregation, self.classes, self.normal_class)
+        return _conclude(predictions, errors, self.aggregation, self.classes, self.normal_class, self.rule)
 
 
 def _score_chunk(
@@ -83,37 +87,44 @@ def _score_chunk(
     return results
 
 
+def exclusion_key(prediction: ImagePrediction | None) -> str | None:
+    """Why an image is left out of the verdict, as a reason key; None when it is usable.
+
+    Quality first, as in ``ImagePrediction.exclusion_reason``: a blank frame is usually
+    also unfamiliar, and "blank" is the more useful thing to tell a reader.
+    """
+    if prediction is None:
+        return FAILED
+    if prediction.quality_issue is not None:
+        return QUALITY
+    if prediction.ood:
+        return OOD
+    # Another engine flag (a newer OOD signal) still keeps the image out, under a generic reason.
+    return FLAGGED if prediction.excluded else None
+
+
 def _conclude(
     predictions: Sequence[ImagePrediction | None],
     errors: Mapping[int, str],
     aggregation: str,
     classes: tuple[str, ...],
     normal_class: str,
+    rule: VerdictRule,
 ) -> StudyAnalysis:
-    positions = [i for i, p in enumerate(predictions) if p is not None]
-    analysed = [p for p in predictions if p is not None]
+    # Failed images take part as NaN rows with reason "failed": aggregate never reads the rows of
+    # left-out images, and so counts the whole study and numbers images by study position.
+    nan_row = np.full(len(classes), np.nan)
     verdict = aggregate(
-        [p.probabilities for p in analysed],
+        [nan_row if p is None else p.probabilities for p in predictions],
         classes,
         normal_class,
         method=aggregation,
-        excluded=[p.excluded for p in analysed],
+        reasons=[exclusion_key(p) for p in predictions],
+        rule=rule,
     )
-    if positions:
-        # aggregate numbers the images it was given; callers need positions in the study.
-        verdict = replace(verdict, support=[positions[k] for k in verdict.support])
-    elif errors:
+    if errors and len(errors) == len(predictions):
         first = errors[min(errors)]
-        verdict = Verdict(
-            label=INDETERMINATE,
-            probabilities={},
-            p_abnormal=None,
-            aggregation=aggregation,
-            support=[],
-            n_used=0,
-            n_excluded=0,
-            reason=f"none of the {len(errors)} image(s) could be analysed; {first}",
-        )
+        verdict = replace(verdict, reason=f"none of the {len(errors)} image(s) could be analysed; {first}")
     return StudyAnalysis(
         predictions=tuple(predictions),
         errors=dict(sorted(errors.items())),
@@ -121,6 +132,7 @@ def _conclude(
         aggregation=aggregation,
         classes=classes,
         normal_class=normal_class,
+        rule=rule,
     )
 
 
@@ -140,4 +152,5 @@ def analyse_study(
     for start in range(0, len(images), engine.batch_size):
         chunk = images[start : start + engine.batch_size]
         predictions.extend(_score_chunk(engine, chunk, start, errors))
-    return _conclude(predictions, errors, method, engine.classes, engine.card.normal_class)
+    card = engine.card
+    return _conclude(predictions, errors, method, engine.classes, card.normal_class, card.verdict_rule)
