@@ -55,6 +55,8 @@ def _verdict(label: str, support: list[int]) -> VerdictOut:
         reason=None,
         n_used=len(support),
         n_excluded=0,
+        n_total=len(support),
+        excluded_by_reason={},
         support=support,
     )
 
@@ -201,6 +203,8 @@ def test_an_indeterminate_verdict_is_shown_as_no_verdict_and_asks_no_agreement()
         reason="every image was out of distribution",
         n_used=0,
         n_excluded=2,
+        n_total=2,
+        excluded_by_reason={"ood": 2},
         support=[],
     )
     detail = _detail(_summary(verdict), [_image(10, 0), _image(11, 1)], [])

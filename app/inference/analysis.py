@@ -68,7 +68,7 @@ class StudyAnalysis:
 
 
 def _score_chunk(
-    engine: InferenceEngine, chunk: Sequence[IngestedImage], offset: int, errors: dict[int, str]
+    engine: InferenceEngine, chunk: Sequence[IngestedImage], positions: Sequence[int], errors: dict[int, str]
 ) -> list[ImagePrediction | None]:
     # The log gets counts, positions and exception types only: an exception's message may
     # quote a file name, and file names may name the patient.
@@ -77,12 +77,12 @@ def _score_chunk(
     except Exception:
         log.warning("a batch of %d image(s) failed; retrying them one by one", len(chunk))
     results: list[ImagePrediction | None] = []
-    for i, image in enumerate(chunk):
+    for position, image in zip(positions, chunk, strict=True):
         try:
             results.append(engine.predict([image])[0])
         except Exception as exc:
-            log.warning("image %d of the study could not be analysed (%s)", offset + i, type(exc).__name__)
-            errors[offset + i] = failure_reason(exc)
+            log.warning("image %d of the study could not be analysed (%s)", position, type(exc).__name__)
+            errors[position] = failure_reason(exc)
             results.append(None)
     return results
 
@@ -137,20 +137,37 @@ def _conclude(
 
 
 def analyse_study(
-    engine: InferenceEngine, images: Sequence[IngestedImage], aggregation: str | None = None
+    engine: InferenceEngine,
+    images: Sequence[IngestedImage | None],
+    aggregation: str | None = None,
+    failures: Mapping[int, str] | None = None,
 ) -> StudyAnalysis:
     """Score a study's images with per-image fallback and aggregate them into a verdict.
 
     ``aggregation``: "mean" or "vote"; default the model card's rule. Never raises for a bad
-    image; the image's reason is in ``errors``.
+    image; the image's reason is in ``errors``. ``failures``: positions already known not to
+    be analysable (e.g. unreadable from storage; their ``images`` entry may be None) with
+    their reasons, so that the verdict's counts cover the whole study.
     """
     method = aggregation or engine.card.aggregation
     if method not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
-    predictions: list[ImagePrediction | None] = []
-    errors: dict[int, str] = {}
-    for start in range(0, len(images), engine.batch_size):
-        chunk = images[start : start + engine.batch_size]
-        predictions.extend(_score_chunk(engine, chunk, start, errors))
+    errors: dict[int, str] = dict(failures or {})
+    todo = [(i, image) for i, image in enumerate(images) if i not in errors and image is not None]
+    errors.update(
+        {
+            i: failure_reason(ValueError("no image"))
+            for i, im in enumerate(images)
+            if im is None and i not in errors
+        }
+    )
+    predictions: list[ImagePrediction | None] = [None] * len(images)
+    for start in range(0, len(todo), engine.batch_size):
+        positions = [i for i, _ in todo[start : start + engine.batch_size]]
+        chunk = [image for _, image in todo[start : start + engine.batch_size]]
+        for position, prediction in zip(
+            positions, _score_chunk(engine, chunk, positions, errors), strict=True
+        ):
+            predictions[position] = prediction
     card = engine.card
     return _conclude(predictions, errors, method, engine.classes, card.normal_class, card.verdict_rule)
