@@ -1,10 +1,8 @@
 """The verdict gate with the real demo model on real out-of-distribution input.
 
-The bundled demo model flags colour "photographs" (gradients and discs, nothing like a
-B-mode scan) as out of distribution with a wide margin (energy about -1 to -3 against its
-card's threshold of -4.3), and takes synthetic ultrasound (app.synth) as familiar (about
--6 to -19). A study mostly of photographs must get no verdict, however sure the model is
-about the one scan among them; through `fetalcns predict` and through the web API alike.
+A study mostly of photographs must get no verdict, however sure the model is about the one
+scan among them; through `fetalcns predict` and through the web API alike. The inputs are
+described in tests/verdict_support.py.
 """
 
 from __future__ import annotations
@@ -15,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 from ingest_support import make_us_dataset, write_dataset
-from web_support import db_url, png_bytes, web  # noqa: F401
+from verdict_support import photo_like, png_file, synthetic_scans
+from web_support import db_url, web  # noqa: F401
 
 from app.cli import main
 from app.inference.engine import InferenceEngine
@@ -25,28 +24,9 @@ from app.ingest import IngestOptions
 OOD_WORDS = "unlike the images the model was trained on (out of distribution)"
 
 
-def photo_like(seed: int, height: int = 480, width: int = 640) -> np.ndarray:
-    """An RGB picture of colour gradients and discs: not an ultrasound image (uint8 H×W×3)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    image = np.stack([xx * 255 / width, yy * 255 / height, (xx + yy + seed * 40) % 256], -1).astype(np.uint8)
-    for _ in range(6):
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        cv2.circle(image, centre, int(rng.integers(10, 60)), colour, -1)
-    return image
-
-
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
-    """Three synthetic normal ultrasound images (RGB, 480×640) of one patient."""
-    from app.synth import generate_dataset
-
-    out = tmp_path_factory.mktemp("scans")
-    generate_dataset(out, n_patients=1, seed=4242, fmt="png", images_per_patient=(3, 3), classes=["normal"])
-    paths = sorted(p for p in (out / "normal").rglob("*.png"))
-    assert len(paths) == 3
-    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    return synthetic_scans(tmp_path_factory.mktemp("scans"))
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +108,10 @@ def test_the_api_stores_and_filters_an_indeterminate_study(
     scans: list[np.ndarray],
 ) -> None:
     h = web(model_dir=demo_model_dir)
-    bgr = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) for image in [*scans[:1], *map(photo_like, range(3))]]
-    mostly_photos = [(f"img{i}.png", png_bytes(image)) for i, image in enumerate(bgr)]
-    scans_only = [
-        (f"scan{i}.png", png_bytes(cv2.cvtColor(s, cv2.COLOR_RGB2BGR))) for i, s in enumerate(scans)
+    mostly_photos = [
+        (f"img{i}.png", png_file(im)) for i, im in enumerate([scans[0], *map(photo_like, range(3))])
     ]
+    scans_only = [(f"scan{i}.png", png_file(image)) for i, image in enumerate(scans)]
     odd = h.upload(mostly_photos, patient_name="Odd^Folder", patient_id="P-ODD")
     good = h.upload(scans_only, patient_name="Good^Scans", patient_id="P-GOOD")
     assert odd.status_code == good.status_code == 202
