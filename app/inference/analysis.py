@@ -153,14 +153,9 @@ def analyse_study(
     if method not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
     errors: dict[int, str] = dict(failures or {})
+    if any(image is None and i not in errors for i, image in enumerate(images)):
+        raise ValueError("an image given as None needs its reason in 'failures'")
     todo = [(i, image) for i, image in enumerate(images) if i not in errors and image is not None]
-    errors.update(
-        {
-            i: failure_reason(ValueError("no image"))
-            for i, im in enumerate(images)
-            if im is None and i not in errors
-        }
-    )
     predictions: list[ImagePrediction | None] = [None] * len(images)
     for start in range(0, len(todo), engine.batch_size):
         positions = [i for i, _ in todo[start : start + engine.batch_size]]
