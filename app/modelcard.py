@@ -59,6 +59,11 @@ DEFAULT_CAM_TARGET = "normal-contrast"
 # How per-image probabilities become the patient verdict (app.inference.aggregate).
 AGGREGATIONS = ("mean", "vote")
 
+# The card's optional "verdict" block (app.inference.aggregate): when a patient verdict may be
+# given at all. Absent keys take these defaults, so cards written before the block stay valid.
+DEFAULT_MIN_USABLE_IMAGES = 2
+DEFAULT_MAX_EXCLUDED_FRACTION = 0.5
+
 # Which score thresholds.ood.threshold applies to. "energy": -logsumexp(logits) (Liu et al.
 # 2020), computed by app.inference.scores.energy_score; higher means less familiar.
 OOD_METHODS = ("energy",)
@@ -81,6 +86,20 @@ class OodRule:
     def flags(self, score: float) -> bool:
         # Written as "not within" so that a NaN score (a broken forward pass) is flagged too.
         return not score <= self.threshold
+
+
+@dataclass(frozen=True)
+class VerdictRule:
+    """When the images of a study may give a patient verdict, else "indeterminate".
+
+    ``min_usable_images``: at least this many images must be usable (not flagged, not failed).
+    ``max_excluded_fraction``: when more than this fraction of the study's images is left out
+    (out of distribution, poor quality, or not analysable), the study is not one the model can
+    judge, however confident the remaining images are. Exactly this fraction still passes.
+    """
+
+    min_usable_images: int = DEFAULT_MIN_USABLE_IMAGES
+    max_excluded_fraction: float = DEFAULT_MAX_EXCLUDED_FRACTION
 
 
 def sha256_of(path: Path) -> str:
@@ -136,6 +155,14 @@ class ModelCard:
     def ood_rule(self) -> OodRule:
         ood = self.raw["thresholds"]["ood"]
         return OodRule(method=str(ood["method"]), threshold=float(ood["threshold"]))
+
+    @property
+    def verdict_rule(self) -> VerdictRule:
+        block = self.raw.get("verdict") or {}
+        return VerdictRule(
+            min_usable_images=int(block.get("min_usable_images", DEFAULT_MIN_USABLE_IMAGES)),
+            max_excluded_fraction=float(block.get("max_excluded_fraction", DEFAULT_MAX_EXCLUDED_FRACTION)),
+        )
 
     @property
     def cam_target(self) -> str:
@@ -277,6 +304,20 @@ def _check_thresholds(value: object) -> None:
         _text(ood["calibrated_on"], "thresholds.ood.calibrated_on", allow_empty=True)
 
 
+def _check_verdict(value: object) -> None:
+    verdict = _object(value, "verdict")
+    if "min_usable_images" in verdict:
+        count = verdict["min_usable_images"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            _fail("verdict.min_usable_images", f"must be an integer of at least 1 (got {count!r})")
+    if "max_excluded_fraction" in verdict:
+        _number(verdict["max_excluded_fraction"], "verdict.max_excluded_fraction", 0.0, 1.0)
+    unknown = sorted(set(verdict) - {"min_usable_images", "max_excluded_fraction"})
+    if unknown:
+        # A misspelt key would otherwise silently fall back to the default.
+        _fail("verdict", f"has unknown field(s) {', '.join(unknown)}")
+
+
 def _check_onnx(value: object) -> None:
     onnx = _object(value, "onnx")
     sha = onnx.get("sha256")
@@ -305,6 +346,8 @@ def validate_card(raw: object) -> None:
     _check_outputs(card["outputs"])
     _choice(card["aggregation"], "aggregation", AGGREGATIONS)
     _check_thresholds(card["thresholds"])
+    if "verdict" in card:  # optional: absent means the defaults (VerdictRule)
+        _check_verdict(card["verdict"])
     provenance = _object(card["provenance"], "provenance")
     if "synthetic" in provenance and not isinstance(provenance["synthetic"], bool):
         _fail("provenance.synthetic", "must be true or false")

@@ -126,3 +126,15 @@ def test_gestational_age_groups(weeks: float, group: str) -> None:
 def test_unknown_gestational_age_has_no_group() -> None:
     assert gestational_age_group(None) is None
     assert gestational_age_group(float("nan")) is None
+
+
+def test_an_indeterminate_prediction_is_a_miss_not_dropped() -> None:
+    # Patient 3 (true "b") got no verdict (-1): a false negative for "b", a true negative for "a".
+    y_true = [0, 1, 1, 1]
+    y_pred = [0, 1, 1, -1]
+    m = per_class_metrics(y_true, y_pred, ["a", "b"])
+    assert m["b"]["sensitivity"] == pytest.approx(2 / 3) and m["b"]["support"] == 3
+    assert m["a"] == pytest.approx(
+        {"support": 1, "sensitivity": 1.0, "specificity": 1.0, "ppv": 1.0, "npv": 1.0, "f1": 1.0}
+    )
+    assert accuracy(y_true, y_pred) == 0.75

@@ -69,3 +69,26 @@ def test_missing_model_gives_a_clear_error(tmp_path: Path, capsys: pytest.Captur
     code = main(["evaluate", "--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "r")])
     assert code == 2
     assert "cannot load the model" in capsys.readouterr().err
+
+
+def test_patients_without_a_verdict_count_as_not_correct(
+    tiny_model_dir: Path, tiny_synth_dir: Path, tmp_path: Path
+) -> None:
+    """Each synthetic patient has 2 images; a card asking for 3 leaves every patient indeterminate."""
+    from app.evaluation.runner import evaluate_model
+
+    model = tmp_path / "strict"
+    shutil.copytree(tiny_model_dir, model)
+    card = json.loads((model / "model.json").read_text())
+    card["verdict"] = {"min_usable_images": 3}
+    (model / "model.json").write_text(json.dumps(card))
+    metrics = evaluate_model(model, tiny_synth_dir, n_bootstrap=5).metrics
+    for block in ("patient_mean", "patient_vote"):
+        assert metrics[block]["indeterminate"]["patients"] == 10
+        assert sum(metrics[block]["indeterminate"]["by_true_class"].values()) == 10
+        assert metrics[block]["accuracy"] == 0.0
+        assert all(c["sensitivity"] in (0.0, None) for c in metrics[block]["per_class"].values())
+    assert metrics["summary"]["patient_indeterminate_fraction"] == 1.0
+    assert metrics["verdict_rule"] == {"min_usable_images": 3, "max_excluded_fraction": 0.5}
+    # The images themselves are still scored: image-level accuracy is not affected by the gate.
+    assert metrics["image"]["accuracy"] == metrics["summary"]["image_accuracy"]

@@ -169,5 +169,21 @@ def test_predict_report_lists_the_failed_image_with_its_reason(
     )
     print_summary(document)
     out = capsys.readouterr().out
-    assert "4 image(s) used, 1 failed" in out and "crop box" in out
+    assert "4 of 5 image(s) used, 1 left out (1 could not be analysed)" in out and "crop box" in out
     assert f"failed: 2.png: {failed['error']}" in out and SECRET_NAME not in out
+
+
+def test_images_known_to_have_failed_are_counted_in_the_study(
+    engine: InferenceEngine, study: IngestedStudy
+) -> None:
+    """The web worker's case: image 1 could not be read back from storage."""
+    images: list[IngestedImage | None] = list(study.images)
+    images[1] = None
+    result = analyse_study(engine, images, failures={1: "this image could not be analysed: unreadable"})
+    assert result.errors == {1: "this image could not be analysed: unreadable"}
+    assert result.predictions[1] is None and [i for i, _ in result.analysed] == [0, 2, 3, 4]
+    verdict = result.verdict
+    assert (verdict.n_used, verdict.n_excluded, verdict.n_total) == (4, 1, 5)
+    assert verdict.excluded_by_reason == {"failed": 1} and 1 not in verdict.support
+    with pytest.raises(ValueError, match="needs its reason"):
+        analyse_study(engine, images)

@@ -25,6 +25,7 @@ from app.modelcard import (
     OOD_METHODS,
     ModelCardError,
     OodRule,
+    VerdictRule,
     load_model_card,
     sha256_of,
 )
@@ -98,6 +99,13 @@ CORRUPTIONS: list[tuple[tuple[str | int, ...], Any, str]] = [
     (("onnx", "file"), "", "onnx.file"),
     (("clinical_use",), "false", "clinical_use"),
     (("clinical_use_reason",), "", "clinical_use_reason"),
+    (("verdict",), [2, 0.5], "verdict"),
+    (("verdict",), {"min_usable_images": 0}, "verdict.min_usable_images"),
+    (("verdict",), {"min_usable_images": 2.0}, "verdict.min_usable_images"),
+    (("verdict",), {"min_usable_images": True}, "verdict.min_usable_images"),
+    (("verdict",), {"max_excluded_fraction": 1.5}, "verdict.max_excluded_fraction"),
+    (("verdict",), {"max_excluded_fraction": "0.5"}, "verdict.max_excluded_fraction"),
+    (("verdict",), {"max_ood_fraction": 0.5}, "verdict"),
 ]
 
 
@@ -171,6 +179,7 @@ def test_every_validated_field_has_a_corruption_case() -> None:
         | {"input." + key for key in inputs}
         | {"outputs.cam.target", "thresholds.abnormal", "onnx.sha256", "onnx.file"}
         | {"thresholds.ood." + key for key in ood}
+        | {"verdict.min_usable_images", "verdict.max_excluded_fraction"}
     )
     assert expected <= named, expected - named
 
@@ -210,6 +219,17 @@ def test_the_bundled_card_loads_with_its_sha256(demo_card: dict[str, Any]) -> No
     assert sha256_of(card.onnx_path) == card.sha256 == demo_card["onnx"]["sha256"]
     assert card.aggregation in AGGREGATIONS and card.cam_target in CAM_TARGETS
     assert card.ood_rule == OodRule("energy", demo_card["thresholds"]["ood"]["threshold"])
+
+
+def test_the_verdict_rule_is_optional_with_defaults(
+    demo_card: dict[str, Any], onnx_copy: Path, tmp_path: Path
+) -> None:
+    assert "verdict" not in demo_card  # the bundled card predates the block and stays valid
+    assert load_model_card(DEMO_MODEL_DIR).verdict_rule == VerdictRule(2, 0.5)
+    partial = load_model_card(
+        model_dir_with(tmp_path, onnx_copy, {**demo_card, "verdict": {"min_usable_images": 3}})
+    )
+    assert partial.verdict_rule == VerdictRule(min_usable_images=3, max_excluded_fraction=0.5)
 
 
 def test_ood_rule_flags_scores_above_the_threshold_and_nan() -> None:

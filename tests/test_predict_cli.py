@@ -124,7 +124,9 @@ def test_all_blank_study_is_indeterminate(tiny_model_dir: Path, tmp_path: Path) 
     document = report.to_json()
     verdict = document["patients"][0]["verdict"]
     assert verdict["label"] == "indeterminate" and verdict["p_abnormal"] is None
-    assert verdict["n_excluded"] == 2 and "flagged" in verdict["reason"]
+    assert verdict["n_excluded"] == 2 and verdict["n_total"] == 2
+    assert verdict["excluded_by_reason"] == {"quality": 2}
+    assert verdict["reason"] == "all 2 image(s) were left out: 2 blank or of too poor quality"
     assert all(image["excluded"] for image in document["patients"][0]["images"])
 
 

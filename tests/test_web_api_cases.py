@@ -91,7 +91,8 @@ def test_every_view_and_change_of_a_case_is_audited(web) -> None:  # noqa: F811
 
 def test_worklist_sorts_most_suspicious_first_and_filters(web) -> None:  # noqa: F811
     h = web()
-    ids = [_done_study(h, n=1, seed=seed) for seed in (0, 10, 20)]
+    # Two images each: the card's verdict rule gives a single-image study no verdict to sort by.
+    ids = [_done_study(h, n=2, seed=seed) for seed in (0, 10, 20)]
     rows = h.client.get("/api/v1/studies", headers=h.auth()).json()
     p = [r["verdict"]["p_abnormal"] for r in rows]
     assert sorted(r["id"] for r in rows) == sorted(ids) and p == sorted(p, reverse=True)

@@ -50,3 +50,42 @@ def test_datetimes_come_back_timezone_aware_utc(db_url: str) -> None:  # noqa: F
             db.commit()
     finally:
         engine.dispose()
+
+
+def test_0002_fills_the_counts_of_verdicts_stored_before_it(fresh_db_url: str) -> None:  # noqa: F811
+    from sqlalchemy import text
+
+    downgrade_database(fresh_db_url, "0001")
+    engine = make_engine(fresh_db_url)
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO patients (id, patient_key, created_at) VALUES (1, 'k', :now)"), {"now": now}
+            )
+            connection.execute(
+                text("INSERT INTO studies (id, patient_id, status, created_at) VALUES (1, 1, 'done', :now)"),
+                {"now": now},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO analyses (id, study_id, status, timings, created_at) "
+                    "VALUES (1, 1, 'done', '{}', :now)"
+                ),
+                {"now": now},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO verdicts (id, analysis_id, label, probabilities, aggregation, support, "
+                    "n_used, n_excluded) VALUES (1, 1, 'normal', '{}', 'mean', '[]', 3, 2)"
+                )
+            )
+        upgrade_database(fresh_db_url)
+        with engine.connect() as connection:
+            row = connection.execute(text("SELECT n_total, excluded_by_reason FROM verdicts")).one()
+        # n_total is what the old row counted; its reasons were never kept.
+        assert row[0] == 5 and row[1] in ({}, "{}")
+        downgrade_database(fresh_db_url, "0001")
+        assert "n_total" not in {c["name"] for c in inspect(engine).get_columns("verdicts")}
+    finally:
+        engine.dispose()

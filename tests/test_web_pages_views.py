@@ -55,6 +55,8 @@ def _verdict(label: str, support: list[int]) -> VerdictOut:
         reason=None,
         n_used=len(support),
         n_excluded=0,
+        n_total=len(support),
+        excluded_by_reason={},
         support=support,
     )
 
@@ -201,6 +203,8 @@ def test_an_indeterminate_verdict_is_shown_as_no_verdict_and_asks_no_agreement()
         reason="every image was out of distribution",
         n_used=0,
         n_excluded=2,
+        n_total=2,
+        excluded_by_reason={"ood": 2},
         support=[],
     )
     detail = _detail(_summary(verdict), [_image(10, 0), _image(11, 1)], [])
@@ -209,6 +213,48 @@ def test_an_indeterminate_verdict_is_shown_as_no_verdict_and_asks_no_agreement()
     assert page["verdict"]["abnormal"] is False
     assert page["verdict"]["probs"] == []
     assert next_diagnosis_form(detail, human_label).ask_agreement is False
+
+
+def test_the_case_page_says_which_images_were_left_out_and_why() -> None:
+    verdict = VerdictOut(
+        label="indeterminate",
+        probabilities={},
+        p_abnormal=None,
+        aggregation="mean",
+        reason="3 of 4 images were left out (...)",
+        n_used=1,
+        n_excluded=3,
+        n_total=4,
+        excluded_by_reason={"failed": 1, "ood": 2},
+        support=[],
+    )
+    good = _image(10, 0, "normal")
+    ood = _image(11, 1, "Anencephaly").model_copy(update={"ood": True, "used_in_verdict": False})
+    blank = _image(12, 2, "normal").model_copy(update={"quality_issue": "blank or near-uniform frame"})
+    failed = _image(13, 3).model_copy(update={"error": "this image could not be analysed: truncated"})
+    detail = _detail(_summary(verdict), [good, ood, blank, failed], [])
+    page = case_page(detail, CLASSES, "normal", human_label, "/cases/7/status")
+    assert page["verdict"]["human"] == "No verdict — indeterminate"
+    # Reasons in a fixed order (out of distribution before failed), whatever order they were counted in.
+    assert page["verdict"]["counts_text"] == (
+        "Used 1 of 4 images; 3 left out: 2 unlike the training images (out of distribution), "
+        "1 could not be analysed"
+    )
+    reasons = {item["id"]: item["excluded_reason"] for item in page["images"]}
+    assert reasons == {
+        10: None,
+        11: "unlike the images the model was trained on (out of distribution)",
+        12: "poor quality: blank or near-uniform frame",
+        13: "could not be analysed",
+    }
+    assert [item["excluded"] for item in page["images"]] == [False, True, True, True]
+
+
+def test_counts_of_a_verdict_stored_before_the_split_was_kept() -> None:
+    verdict = _verdict("normal", [10, 11]).model_copy(update={"n_excluded": 1, "n_total": 3})
+    page = case_page(_detail(_summary(verdict), [], []), CLASSES, "normal", human_label, "/s")
+    assert page["verdict"]["counts_text"] == "Used 2 of 3 images; 1 left out"
+    assert page["verdict"]["human"] == "Normal" and not page["verdict"]["indeterminate"]
 
 
 def test_training_data_says_synthetic_and_how_much() -> None:

@@ -24,15 +24,18 @@ def per_class_metrics(
     """One-vs-rest sensitivity, specificity, PPV, NPV and F1 for every class.
 
     A ratio with an empty denominator (e.g. PPV of a class never predicted) is None, not 0.
+    A prediction outside ``classes`` (-1: an indeterminate patient) is a miss for its true class
+    and a negative for every other class; the confusion matrix alone would drop it.
     """
     labels = list(range(len(classes)))
+    truth = np.asarray(y_true)
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
     _, _, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=np.nan)
-    total = matrix.sum()
+    total = len(truth)
     result: dict[str, dict[str, float | int | None]] = {}
     for index, name in enumerate(classes):
         tp = matrix[index, index]
-        fn = matrix[index].sum() - tp
+        fn = int((truth == index).sum()) - tp
         fp = matrix[:, index].sum() - tp
         tn = total - tp - fn - fp
         result[name] = {

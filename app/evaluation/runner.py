@@ -26,7 +26,8 @@ from app.evaluation.metrics import (
     per_class_metrics,
     reliability_bins,
 )
-from app.inference.aggregate import aggregate
+from app.inference.aggregate import Verdict, aggregate
+from app.inference.analysis import exclusion_key
 from app.inference.engine import InferenceEngine
 from app.ingest.types import IngestedImage
 
@@ -41,6 +42,7 @@ class ImageRecord:
     sample: Sample
     probabilities: np.ndarray
     ood: bool
+    exclusion: str | None = None  # why serving would leave the image out of the verdict
     pointing_true: bool | None = None
     pointing_predicted: bool | None = None
     iou_true: float | None = None
@@ -85,7 +87,7 @@ def score_images(
             for s in batch
         ]
         for sample, image, prediction in zip(batch, images, engine.predict(images), strict=True):
-            record = ImageRecord(sample, prediction.probabilities, prediction.ood)
+            record = ImageRecord(sample, prediction.probabilities, prediction.ood, exclusion_key(prediction))
             mask = read_mask(sample.mask, image.pixels.shape[:2]) if sample.mask else None
             if sample.label != normal and mask is not None and mask.any():
                 true_cam = prediction.cam_for(sample.label)
@@ -99,6 +101,55 @@ def score_images(
             records.append(record)
         log.info("scored %d/%d images", min(start + chunk, len(samples)), len(samples))
     return records, examples
+
+
+# The predicted index of a patient without a verdict: a miss for accuracy and per-class metrics.
+INDETERMINATE_INDEX = -1
+
+
+def patient_verdict(
+    engine: InferenceEngine, records: Sequence[ImageRecord], rows: Sequence[int], method: str
+) -> Verdict:
+    """The verdict serving would give this patient: the card's gate and its exclusions included."""
+    card = engine.card
+    return aggregate(
+        np.stack([records[i].probabilities for i in rows]),
+        engine.classes,
+        card.normal_class,
+        method,
+        reasons=[records[i].exclusion for i in rows],
+        rule=card.verdict_rule,
+    )
+
+
+def verdict_index(verdict: Verdict, classes: Sequence[str]) -> int:
+    return INDETERMINATE_INDEX if verdict.indeterminate else list(classes).index(verdict.label)
+
+
+def verdict_probabilities(verdict: Verdict, fallback: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """The verdict's probabilities; for an indeterminate one, the mean of all the patient's images.
+
+    AUROC and ECE need a probability for every patient; accuracy and the per-class metrics
+    count an indeterminate patient as not correct whatever this says.
+    """
+    if verdict.indeterminate:
+        return fallback
+    return np.array([verdict.probabilities[c] for c in classes])
+
+
+def indeterminate_block(
+    verdicts: Sequence[Verdict], patient_true: np.ndarray, classes: Sequence[str]
+) -> dict[str, Any]:
+    flags = [v.indeterminate for v in verdicts]
+    return {
+        "patients": int(sum(flags)),
+        "fraction": float(np.mean(flags)) if flags else 0.0,
+        "by_true_class": {
+            name: int(sum(f for f, t in zip(flags, patient_true, strict=True) if t == c))
+            for c, name in enumerate(classes)
+        },
+        "note": "no verdict under the model card's rule; counted as not correct",
+    }
 
 
 def _rate(values: Sequence[bool | float | None]) -> float | None:
@@ -153,19 +204,25 @@ def evaluate_model(
     patients = sorted({r.sample.patient for r in records})
     rows_of = {p: [i for i, r in enumerate(records) if r.sample.patient == p] for p in patients}
     patient_true = np.array([y_true[rows_of[p][0]] for p in patients])
-    normal_class = engine.card.normal_class
-    mean_verdicts = [aggregate(probs[rows_of[p]], classes, normal_class, "mean") for p in patients]
-    vote_verdicts = [aggregate(probs[rows_of[p]], classes, normal_class, "vote") for p in patients]
-    patient_probs = np.array([[v.probabilities[c] for c in classes] for v in mean_verdicts])
-    patient_mean_pred = np.array([classes.index(v.label) for v in mean_verdicts])
-    patient_vote_pred = np.array([classes.index(v.label) for v in vote_verdicts])
+    mean_verdicts = [patient_verdict(engine, records, rows_of[p], "mean") for p in patients]
+    vote_verdicts = [patient_verdict(engine, records, rows_of[p], "vote") for p in patients]
+    patient_probs = np.array(
+        [
+            verdict_probabilities(v, probs[rows_of[p]].mean(axis=0), classes)
+            for v, p in zip(mean_verdicts, patients, strict=True)
+        ]
+    )
+    patient_mean_pred = np.array([verdict_index(v, classes) for v in mean_verdicts])
+    patient_vote_pred = np.array([verdict_index(v, classes) for v in vote_verdicts])
 
     image_block = _classification_block(y_true, probs, probs.argmax(axis=1), classes, normal)
     patient_block = _classification_block(patient_true, patient_probs, patient_mean_pred, classes, normal)
+    patient_block["indeterminate"] = indeterminate_block(mean_verdicts, patient_true, classes)
     vote_block = {
         "accuracy": accuracy(patient_true, patient_vote_pred),
         "per_class": per_class_metrics(patient_true, patient_vote_pred, classes),
         "confusion_matrix": _confusion(patient_true, patient_vote_pred, len(classes)),
+        "indeterminate": indeterminate_block(vote_verdicts, patient_true, classes),
     }
 
     localisation = {
@@ -250,6 +307,7 @@ def evaluate_model(
         "image_ece": image_block["ece"],
         "patient_ece": patient_block["ece"],
         "ood_flagged_fraction": float(np.mean([r.ood for r in records])),
+        "patient_indeterminate_fraction": patient_block["indeterminate"]["fraction"],
     }
     metrics = {
         "model": {"name": engine.card.name, "version": engine.card.version, "sha256": engine.card.sha256},
@@ -267,6 +325,10 @@ def evaluate_model(
             "flagged_images": int(sum(r.ood for r in records)),
             "images": len(records),
             "threshold": engine.ood_rule.threshold,
+        },
+        "verdict_rule": {
+            "min_usable_images": engine.card.verdict_rule.min_usable_images,
+            "max_excluded_fraction": engine.card.verdict_rule.max_excluded_fraction,
         },
     }
     return Evaluation(

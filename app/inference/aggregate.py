@@ -2,21 +2,39 @@
 
 "mean" averages the softmax vectors of the usable images (the paper's patient-level rule);
 "vote" takes each image's top class, breaks ties by the higher mean probability and then
-by the model card's class order. Flagged images (out of distribution, blank) are left out
-and counted; when nothing is left the verdict is "indeterminate", with the reason.
+by the model card's class order. Flagged images (out of distribution, blank) and images that
+could not be analysed are left out and counted by reason.
+
+The gate (the card's ``VerdictRule``): a verdict needs at least ``min_usable_images`` usable
+images, and no more than ``max_excluded_fraction`` of the study left out. Otherwise the
+verdict is "indeterminate", with a reason a radiologist can read and the counts, because a
+confident answer from the one image that survived a folder of holiday photos is not an answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from app.modelcard import AGGREGATIONS
+from app.modelcard import AGGREGATIONS, VerdictRule
 
 INDETERMINATE = "indeterminate"
+
+# Why an image was left out (the keys of Verdict.excluded_by_reason), in reporting order.
+OOD = "ood"
+QUALITY = "quality"
+FAILED = "failed"
+FLAGGED = "flagged"  # excluded without a stated reason (a bare boolean flag)
+EXCLUSION_WORDS: dict[str, str] = {
+    OOD: "unlike the images the model was trained on (out of distribution)",
+    QUALITY: "blank or of too poor quality",
+    FAILED: "could not be analysed",
+    FLAGGED: "flagged as unusable",
+}
 
 
 @dataclass(frozen=True)
@@ -27,6 +45,8 @@ class Verdict:
     rules), ``p_abnormal`` = 1 − P(normal) from them; ``votes`` is set for "vote".
     ``support`` lists used image indices, the one most in favour of ``label`` first.
     An indeterminate verdict has empty probabilities, ``p_abnormal`` None and a ``reason``.
+    Counts: ``n_used`` + ``n_excluded`` = ``n_total``; ``excluded_by_reason`` splits
+    ``n_excluded`` by reason key (``OOD``, ``QUALITY``, ``FAILED``).
     """
 
     label: str
@@ -38,6 +58,8 @@ class Verdict:
     n_excluded: int
     reason: str | None = None
     votes: dict[str, int] | None = None
+    n_total: int = 0
+    excluded_by_reason: dict[str, int] = field(default_factory=dict)
 
     @property
     def indeterminate(self) -> bool:
@@ -47,17 +69,72 @@ class Verdict:
         return asdict(self)
 
 
-def _indeterminate(method: str, n_excluded: int, reason: str) -> Verdict:
+def describe_exclusions(excluded_by_reason: Mapping[str, int]) -> str:
+    """ "12 unlike the images the model was trained on (out of distribution), 1 could not be analysed"."""
+    order = [*EXCLUSION_WORDS, *sorted(set(excluded_by_reason) - set(EXCLUSION_WORDS))]
+    parts = [
+        f"{excluded_by_reason[key]} {EXCLUSION_WORDS.get(key, key)}"
+        for key in order
+        if excluded_by_reason.get(key)
+    ]
+    return ", ".join(parts)
+
+
+def gate_reason(
+    n_used: int, n_total: int, excluded_by_reason: Mapping[str, int], rule: VerdictRule
+) -> str | None:
+    """Why these counts may not give a verdict under ``rule``; None when they may."""
+    n_excluded = n_total - n_used
+    left_out = describe_exclusions(excluded_by_reason)
+    if n_total == 0:
+        return "no images to assess"
+    if n_used == 0:
+        return f"all {n_total} image(s) were left out: {left_out}"
+    # The tolerance lets exactly the limit pass (e.g. 57 of 100 at 0.57) despite float rounding.
+    if n_excluded > rule.max_excluded_fraction * n_total + 1e-9:
+        return (
+            f"{n_excluded} of {n_total} images were left out ({left_out}); the model judges a study "
+            f"only when at most {rule.max_excluded_fraction:.0%} of its images are left out"
+        )
+    if n_used < rule.min_usable_images:
+        detail = f" ({left_out} left out)" if left_out else ""
+        return (
+            f"only {n_used} of {n_total} image(s) could be used{detail}; a patient verdict needs "
+            f"at least {rule.min_usable_images} usable images"
+        )
+    return None
+
+
+def _indeterminate(method: str, n_total: int, excluded_by_reason: dict[str, int], reason: str) -> Verdict:
+    n_excluded = sum(excluded_by_reason.values())
     return Verdict(
         label=INDETERMINATE,
         probabilities={},
         p_abnormal=None,
         aggregation=method,
         support=[],
-        n_used=0,
+        n_used=n_total - n_excluded,
         n_excluded=n_excluded,
         reason=reason,
+        n_total=n_total,
+        excluded_by_reason=excluded_by_reason,
     )
+
+
+def _reasons(
+    n_images: int, excluded: Sequence[bool] | None, reasons: Sequence[str | None] | None
+) -> list[str | None]:
+    """One reason key per image (None: usable), from either way of saying it."""
+    if excluded is not None and reasons is not None:
+        raise ValueError("give 'excluded' or 'reasons', not both")
+    if reasons is not None:
+        result = [r or None for r in reasons]
+    else:
+        flags = np.zeros(n_images, bool) if excluded is None else np.asarray(excluded, bool).reshape(-1)
+        result = [FLAGGED if flag else None for flag in flags]
+    if len(result) != n_images:
+        raise ValueError("'excluded' must have one flag per image")
+    return result
 
 
 def vote_winner(top_classes: np.ndarray, mean_probabilities: np.ndarray) -> tuple[int, np.ndarray]:
@@ -75,25 +152,26 @@ def aggregate(
     normal_class: str,
     method: str = "mean",
     excluded: Sequence[bool] | None = None,
+    *,
+    reasons: Sequence[str | None] | None = None,
+    rule: VerdictRule | None = None,
 ) -> Verdict:
-    """Combine an N×C matrix of per-image probabilities into a Verdict."""
+    """Combine an N×C matrix of per-image probabilities into a Verdict.
+
+    Left-out images are given either as ``excluded`` flags or as ``reasons`` (a reason key
+    per image, None for a usable one); their rows are never read, so a failed image may
+    carry NaNs. ``rule``: the card's gate, default ``VerdictRule()``.
+    """
     if method not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
     matrix = np.asarray(probabilities, dtype=np.float64).reshape(-1, len(classes))
     n_images = matrix.shape[0]
-    flags = np.zeros(n_images, bool) if excluded is None else np.asarray(excluded, bool)
-    if flags.shape != (n_images,):
-        raise ValueError("'excluded' must have one flag per image")
-    if n_images == 0:
-        return _indeterminate(method, 0, "no images to assess")
-    used = np.flatnonzero(~flags)
-    n_excluded = int(flags.sum())
-    if used.size == 0:
-        return _indeterminate(
-            method,
-            n_excluded,
-            f"all {n_images} image(s) were flagged as unusable (blank, or unlike the training images)",
-        )
+    per_image = _reasons(n_images, excluded, reasons)
+    excluded_by_reason = dict(Counter(r for r in per_image if r is not None))
+    used = np.array([i for i, r in enumerate(per_image) if r is None], dtype=int)
+    refusal = gate_reason(int(used.size), n_images, excluded_by_reason, rule or VerdictRule())
+    if refusal is not None:
+        return _indeterminate(method, n_images, excluded_by_reason, refusal)
     mean = matrix[used].mean(axis=0)
     votes: dict[str, int] | None = None
     if method == "vote":
@@ -110,6 +188,8 @@ def aggregate(
         aggregation=method,
         support=order,
         n_used=int(used.size),
-        n_excluded=n_excluded,
+        n_excluded=n_images - int(used.size),
         votes=votes,
+        n_total=n_images,
+        excluded_by_reason=excluded_by_reason,
     )

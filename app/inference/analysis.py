@@ -12,10 +12,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from app.inference.aggregate import INDETERMINATE, Verdict, aggregate
+import numpy as np
+
+from app.inference.aggregate import FAILED, FLAGGED, OOD, QUALITY, Verdict, aggregate
 from app.inference.engine import ImagePrediction, InferenceEngine
 from app.ingest.types import IngestedImage
-from app.modelcard import AGGREGATIONS
+from app.modelcard import AGGREGATIONS, VerdictRule
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,10 @@ class StudyAnalysis:
     """The outcome for one study, image positions as given to ``analyse_study``.
 
     ``predictions[i]`` is None exactly when ``errors`` holds a reason for image ``i``.
-    ``verdict`` aggregates the analysed images only; its ``support`` holds image
-    positions in the study, and failed images are not counted in its ``n_excluded``.
-    When no image could be analysed the verdict is indeterminate, with the reason.
+    ``verdict`` comes from the analysed, unflagged images under the card's ``VerdictRule``;
+    its ``support`` holds image positions in the study, and its counts cover the whole study
+    (failed images are excluded with reason "failed"). When no image could be analysed the
+    verdict is indeterminate, with the first failure's reason.
     """
 
     predictions: tuple[ImagePrediction | None, ...]
@@ -41,6 +44,7 @@ class StudyAnalysis:
     aggregation: str = field(repr=False)
     classes: tuple[str, ...] = field(repr=False)
     normal_class: str = field(repr=False)
+    rule: VerdictRule = field(default_factory=VerdictRule, repr=False)
 
     @property
     def analysed(self) -> list[tuple[int, ImagePrediction]]:
@@ -60,11 +64,11 @@ class StudyAnalysis:
             return self
         predictions = [None if i in reasons else p for i, p in enumerate(self.predictions)]
         errors = {**self.errors, **{i: r for i, r in reasons.items() if self.predictions[i] is not None}}
-        return _conclude(predictions, errors, self.aggregation, self.classes, self.normal_class)
+        return _conclude(predictions, errors, self.aggregation, self.classes, self.normal_class, self.rule)
 
 
 def _score_chunk(
-    engine: InferenceEngine, chunk: Sequence[IngestedImage], offset: int, errors: dict[int, str]
+    engine: InferenceEngine, chunk: Sequence[IngestedImage], positions: Sequence[int], errors: dict[int, str]
 ) -> list[ImagePrediction | None]:
     # The log gets counts, positions and exception types only: an exception's message may
     # quote a file name, and file names may name the patient.
@@ -73,14 +77,30 @@ def _score_chunk(
     except Exception:
         log.warning("a batch of %d image(s) failed; retrying them one by one", len(chunk))
     results: list[ImagePrediction | None] = []
-    for i, image in enumerate(chunk):
+    for position, image in zip(positions, chunk, strict=True):
         try:
             results.append(engine.predict([image])[0])
         except Exception as exc:
-            log.warning("image %d of the study could not be analysed (%s)", offset + i, type(exc).__name__)
-            errors[offset + i] = failure_reason(exc)
+            log.warning("image %d of the study could not be analysed (%s)", position, type(exc).__name__)
+            errors[position] = failure_reason(exc)
             results.append(None)
     return results
+
+
+def exclusion_key(prediction: ImagePrediction | None) -> str | None:
+    """Why an image is left out of the verdict, as a reason key; None when it is usable.
+
+    Quality first, as in ``ImagePrediction.exclusion_reason``: a blank frame is usually
+    also unfamiliar, and "blank" is the more useful thing to tell a reader.
+    """
+    if prediction is None:
+        return FAILED
+    if prediction.quality_issue is not None:
+        return QUALITY
+    if prediction.ood:
+        return OOD
+    # Another engine flag (a newer OOD signal) still keeps the image out, under a generic reason.
+    return FLAGGED if prediction.excluded else None
 
 
 def _conclude(
@@ -89,31 +109,22 @@ def _conclude(
     aggregation: str,
     classes: tuple[str, ...],
     normal_class: str,
+    rule: VerdictRule,
 ) -> StudyAnalysis:
-    positions = [i for i, p in enumerate(predictions) if p is not None]
-    analysed = [p for p in predictions if p is not None]
+    # Failed images take part as NaN rows with reason "failed": aggregate never reads the rows of
+    # left-out images, and so counts the whole study and numbers images by study position.
+    nan_row = np.full(len(classes), np.nan)
     verdict = aggregate(
-        [p.probabilities for p in analysed],
+        [nan_row if p is None else p.probabilities for p in predictions],
         classes,
         normal_class,
         method=aggregation,
-        excluded=[p.excluded for p in analysed],
+        reasons=[exclusion_key(p) for p in predictions],
+        rule=rule,
     )
-    if positions:
-        # aggregate numbers the images it was given; callers need positions in the study.
-        verdict = replace(verdict, support=[positions[k] for k in verdict.support])
-    elif errors:
+    if errors and len(errors) == len(predictions):
         first = errors[min(errors)]
-        verdict = Verdict(
-            label=INDETERMINATE,
-            probabilities={},
-            p_abnormal=None,
-            aggregation=aggregation,
-            support=[],
-            n_used=0,
-            n_excluded=0,
-            reason=f"none of the {len(errors)} image(s) could be analysed; {first}",
-        )
+        verdict = replace(verdict, reason=f"none of the {len(errors)} image(s) could be analysed; {first}")
     return StudyAnalysis(
         predictions=tuple(predictions),
         errors=dict(sorted(errors.items())),
@@ -121,23 +132,37 @@ def _conclude(
         aggregation=aggregation,
         classes=classes,
         normal_class=normal_class,
+        rule=rule,
     )
 
 
 def analyse_study(
-    engine: InferenceEngine, images: Sequence[IngestedImage], aggregation: str | None = None
+    engine: InferenceEngine,
+    images: Sequence[IngestedImage | None],
+    aggregation: str | None = None,
+    failures: Mapping[int, str] | None = None,
 ) -> StudyAnalysis:
     """Score a study's images with per-image fallback and aggregate them into a verdict.
 
     ``aggregation``: "mean" or "vote"; default the model card's rule. Never raises for a bad
-    image; the image's reason is in ``errors``.
+    image; the image's reason is in ``errors``. ``failures``: positions already known not to
+    be analysable (e.g. unreadable from storage; their ``images`` entry may be None) with
+    their reasons, so that the verdict's counts cover the whole study.
     """
     method = aggregation or engine.card.aggregation
     if method not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
-    predictions: list[ImagePrediction | None] = []
-    errors: dict[int, str] = {}
-    for start in range(0, len(images), engine.batch_size):
-        chunk = images[start : start + engine.batch_size]
-        predictions.extend(_score_chunk(engine, chunk, start, errors))
-    return _conclude(predictions, errors, method, engine.classes, engine.card.normal_class)
+    errors: dict[int, str] = dict(failures or {})
+    if any(image is None and i not in errors for i, image in enumerate(images)):
+        raise ValueError("an image given as None needs its reason in 'failures'")
+    todo = [(i, image) for i, image in enumerate(images) if i not in errors and image is not None]
+    predictions: list[ImagePrediction | None] = [None] * len(images)
+    for start in range(0, len(todo), engine.batch_size):
+        positions = [i for i, _ in todo[start : start + engine.batch_size]]
+        chunk = [image for _, image in todo[start : start + engine.batch_size]]
+        for position, prediction in zip(
+            positions, _score_chunk(engine, chunk, positions, errors), strict=True
+        ):
+            predictions[position] = prediction
+    card = engine.card
+    return _conclude(predictions, errors, method, engine.classes, card.normal_class, card.verdict_rule)

@@ -86,6 +86,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def print_summary(document: dict[str, Any]) -> None:
     """A readable verdict per patient, by patient_key (names and IDs are never printed)."""
+    from app.inference.aggregate import describe_exclusions
+
     model = document["model"]
     print(f"model {model['name']} {model['version']} on {document['provider']}")
     if model.get("banner"):
@@ -96,11 +98,11 @@ def print_summary(document: dict[str, Any]) -> None:
         if verdict["p_abnormal"] is not None:
             top = verdict["probabilities"][verdict["label"]]
             line += f" (p={top:.2f}, P(abnormal)={verdict['p_abnormal']:.2f}, {verdict['aggregation']})"
-        line += f" — {verdict['n_used']} image(s) used"
+        line += f" — {verdict['n_used']} of {verdict['n_total']} image(s) used"
         if verdict["n_excluded"]:
-            line += f", {verdict['n_excluded']} excluded"
-        if verdict["n_failed"]:
-            line += f", {verdict['n_failed']} failed"
+            line += (
+                f", {verdict['n_excluded']} left out ({describe_exclusions(verdict['excluded_by_reason'])})"
+            )
         if verdict["reason"]:
             line += f" — {verdict['reason']}"
         print(line)

@@ -99,6 +99,8 @@ def _patient_json(
             "aggregation": verdict.aggregation,
             "n_used": verdict.n_used,
             "n_excluded": verdict.n_excluded,
+            "n_total": verdict.n_total,
+            "excluded_by_reason": verdict.excluded_by_reason,
             "n_failed": patient.analysis.n_failed,
             "support": verdict.support,
             "reason": verdict.reason,
@@ -149,10 +151,11 @@ def analyse_patient(
     analysis = analyse_study(engine, study.images, aggregation)
     verdict = analysis.verdict
     log.info(
-        "patient %s: %s (%d image(s) used, %d excluded, %d failed)",
+        "patient %s: %s (%d of %d image(s) used, %d excluded, of which %d failed)",
         study.patient_key,
         verdict.label,
         verdict.n_used,
+        verdict.n_total,
         verdict.n_excluded,
         analysis.n_failed,
     )

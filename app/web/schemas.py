@@ -29,8 +29,12 @@ class VerdictOut(BaseModel):
     p_abnormal: float | None  # None when indeterminate
     aggregation: str
     reason: str | None  # why the verdict is indeterminate
-    n_used: int
-    n_excluded: int
+    n_used: int = Field(description="images the verdict was computed from")
+    n_excluded: int = Field(description="images left out: out of distribution, poor quality, or failed")
+    n_total: int = Field(description="the study's images: n_used + n_excluded")
+    excluded_by_reason: dict[str, int] = Field(
+        description="n_excluded by reason: 'ood' (unlike the training images), 'quality', 'failed'"
+    )
     support: list[int] = Field(description="image ids, most supportive of the verdict first")
 
 

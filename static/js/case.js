@@ -18,6 +18,7 @@
   var labelOut = document.querySelector("[data-image-label]");
   var probsOut = document.querySelector("[data-image-probs]");
   var flagsOut = document.querySelector("[data-image-flags]");
+  var excludedOut = document.querySelector("[data-image-excluded]");
   var form = document.querySelector("[data-diagnosis-form]");
   var viewer = viewerRoot && viewerRoot.querySelector(".viewer-stage") ? new window.FetalViewer(viewerRoot) : null;
   var current = 0;
@@ -65,6 +66,9 @@
       probItems(image.probs || []).forEach(function (li) { probsOut.appendChild(li); });
       flagsOut.textContent = "";
       flagItems(image).forEach(function (li) { flagsOut.appendChild(li); });
+      // Said in words, not only by the greyed thumbnail: the reader must know the model ignored it.
+      excludedOut.hidden = !image.excluded;
+      excludedOut.textContent = image.excluded ? "Left out of the verdict: " + image.excluded_reason + "." : "";
     }
   }
 

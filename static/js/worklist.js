@@ -46,7 +46,7 @@
   var timer = null;
 
   function humanClass(label) {
-    if (label === INDETERMINATE) return "No verdict";
+    if (label === INDETERMINATE) return "No verdict — indeterminate";
     return label ? classNames[label] || label : "";
   }
 
@@ -89,7 +89,8 @@
     }
     if (f.status && row.status !== f.status) return false;
     if (f.verdict === "abnormal" && !(row.verdict_label && row.verdict_abnormal)) return false;
-    if (f.verdict === "normal" && !(row.verdict_label && !row.verdict_abnormal)) return false;
+    // "normal" is the normal class only: a study without a verdict is not a normal one.
+    if (f.verdict === "normal" && row.verdict_label !== normalClass) return false;
     if (f.verdict && f.verdict !== "abnormal" && f.verdict !== "normal" && row.verdict_label !== f.verdict) {
       return false;
     }
@@ -105,6 +106,9 @@
   function verdictCell(row) {
     if (row.ai_withheld) return F.el("span", { className: "muted", text: "Hidden until your read" });
     if (!row.verdict_label) return F.el("span", { className: "muted", text: "—" });
+    if (row.verdict_label === INDETERMINATE) {
+      return F.el("span", { className: "badge badge-indeterminate", text: humanClass(INDETERMINATE) });
+    }
     return F.el("span", {
       className: "badge " + (row.verdict_abnormal ? "badge-abnormal" : "badge-normal"),
       text: humanClass(row.verdict_label),

@@ -56,7 +56,10 @@ def worklist(
     db: DbSession,
     runtime: RuntimeDep,
     status: Annotated[str | None, Query(description="queued | running | done | failed")] = None,
-    label: Annotated[str | None, Query(description="AI verdict label")] = None,
+    label: Annotated[
+        str | None,
+        Query(description="AI verdict label, or 'indeterminate' for studies the model did not judge"),
+    ] = None,
     review: Annotated[str | None, Query(description="reviewed | unreviewed")] = None,
     date_from: date | None = None,
     date_to: date | None = None,

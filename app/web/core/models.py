@@ -172,14 +172,18 @@ class VerdictRow(Base):
     analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id"), unique=True)
     label: Mapped[str] = mapped_column(String(64), index=True)
     probabilities: Mapped[dict[str, float]] = mapped_column(JSON)
-    # None when indeterminate (every image excluded); ``reason`` then says why.
+    # None when indeterminate (too few usable images, or too many left out); ``reason`` says why.
     p_abnormal: Mapped[float | None] = mapped_column(Float, index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     aggregation: Mapped[str] = mapped_column(String(16))
     # Image ids, most supportive of the verdict first.
     support: Mapped[list[int]] = mapped_column(JSON, default=list)
+    # The gate's counts (app.inference.aggregate): n_used + n_excluded = n_total, the study's
+    # images; excluded_by_reason splits n_excluded by reason key ("ood", "quality", "failed").
     n_used: Mapped[int] = mapped_column(Integer)
     n_excluded: Mapped[int] = mapped_column(Integer)
+    n_total: Mapped[int] = mapped_column(Integer)
+    excluded_by_reason: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
 
     analysis: Mapped[Analysis] = relationship(back_populates="verdict")
 

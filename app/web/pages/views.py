@@ -15,9 +15,18 @@ from app.web.schemas import DiagnosisOut, ImageOut, StudyOut, VerdictOut
 
 HumanLabel = Callable[[str | None], str]
 
-# The aggregate's label when every image was excluded (app.inference.aggregate.INDETERMINATE);
+# The aggregate's label when the verdict gate refuses (app.inference.aggregate.INDETERMINATE);
 # spelled out so that the pages never import the inference package.
 INDETERMINATE = "indeterminate"
+INDETERMINATE_TEXT = "No verdict — indeterminate"
+
+# Why images were left out of the verdict (VerdictOut.excluded_by_reason keys), in a reader's words.
+EXCLUSION_TEXT: dict[str, str] = {
+    "ood": "unlike the training images (out of distribution)",
+    "quality": "blank or poor quality",
+    "failed": "could not be analysed",
+    "flagged": "flagged as unusable",
+}
 
 STATUS_TEXT: dict[str, str] = {
     "queued": "Waiting for analysis",
@@ -100,6 +109,20 @@ def order_by_support(images: Sequence[ImageOut], verdict: VerdictOut | None) -> 
     return sorted(by_position, key=lambda image: rank.get(image.id, len(rank)))
 
 
+def exclusion_text(image: ImageOut) -> str | None:
+    """Why the model left this image out of the verdict, in words; None when it took part.
+
+    The same precedence as the verdict's counts: failed, then quality, then out of distribution.
+    """
+    if image.error:
+        return "could not be analysed"
+    if image.quality_issue:
+        return f"poor quality: {image.quality_issue}"
+    if image.ood:
+        return "unlike the images the model was trained on (out of distribution)"
+    return None
+
+
 def image_flags(image: ImageOut) -> list[str]:
     flags = []
     if image.error:
@@ -135,7 +158,21 @@ def image_item(image: ImageOut, classes: Sequence[str], human: HumanLabel) -> di
         "error": image.error,
         "flagged": bool(flags),
         "flag_text": "; ".join(flags),
+        "excluded": exclusion_text(image) is not None,
+        "excluded_reason": exclusion_text(image),
     }
+
+
+def counts_text(verdict: VerdictOut) -> str:
+    """ "Used 2 of 16 images; 14 left out: 9 unlike the training images (…), 4 blank or poor quality"."""
+    used = f"Used {verdict.n_used} of {verdict.n_total} image{'' if verdict.n_total == 1 else 's'}"
+    if not verdict.n_excluded:
+        return used
+    by_reason = verdict.excluded_by_reason
+    order = [*EXCLUSION_TEXT, *sorted(set(by_reason) - set(EXCLUSION_TEXT))]
+    parts = [f"{by_reason[key]} {EXCLUSION_TEXT.get(key, key)}" for key in order if by_reason.get(key)]
+    # Verdicts stored before the split was kept (migration 0002) have the total only.
+    return f"{used}; {verdict.n_excluded} left out" + (": " + ", ".join(parts) if parts else "")
 
 
 def verdict_item(
@@ -144,7 +181,7 @@ def verdict_item(
     indeterminate = verdict.label == INDETERMINATE
     return {
         "label": verdict.label,
-        "human": "No verdict" if indeterminate else human(verdict.label),
+        "human": INDETERMINATE_TEXT if indeterminate else human(verdict.label),
         "indeterminate": indeterminate,
         "reason": verdict.reason,
         "abnormal": not indeterminate and verdict.label != normal_class,
@@ -152,6 +189,8 @@ def verdict_item(
         "aggregation": verdict.aggregation,
         "n_used": verdict.n_used,
         "n_excluded": verdict.n_excluded,
+        "n_total": verdict.n_total,
+        "counts_text": counts_text(verdict),
         "probs": probability_bars(verdict.probabilities, classes, human),
     }
 

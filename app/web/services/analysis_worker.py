@@ -175,7 +175,7 @@ class AnalysisWorker:
             self.on_done(analysis_id)
 
     def _load_images(self, analysis_id: int) -> tuple[list[int], list[Any], dict[int, str]]:
-        """(image ids, IngestedImage-s to score, load errors by image id)."""
+        """(image ids in study order, IngestedImage or None each, load errors by position)."""
         from app.ingest.types import IngestedImage
 
         with self.runtime.session_factory() as db:
@@ -186,7 +186,8 @@ class AnalysisWorker:
         ids: list[int] = []
         loaded: list[Any] = []
         errors: dict[int, str] = {}
-        for image in images:
+        for position, image in enumerate(images):
+            ids.append(image.id)
             try:
                 data = np.frombuffer(self.runtime.store.read_bytes(image.storage_key), np.uint8)
                 bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
@@ -194,9 +195,10 @@ class AnalysisWorker:
                     raise ValueError("the stored image is unreadable")
                 pixels = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             except (OSError, ValueError) as exc:
-                errors[image.id] = _image_error(exc)
+                # Kept in the study as a failed image, so that the verdict's counts include it.
+                errors[position] = _image_error(exc)
+                loaded.append(None)
                 continue
-            ids.append(image.id)
             box = tuple(image.scan_box) if image.scan_box else None
             loaded.append(IngestedImage(image.filename, image.frame, pixels, box, image.source_sha256))  # type: ignore[arg-type]
         return ids, loaded, errors
@@ -213,7 +215,7 @@ class AnalysisWorker:
         timings["load_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        result = analyse_study(engine, images)
+        result = analyse_study(engine, images, failures=errors)
         timings["inference_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -228,7 +230,7 @@ class AnalysisWorker:
                 unstored[position] = _image_error(exc)
         # An image without its heatmap is not shown, so it must not count in the verdict either.
         result = result.with_failures(unstored)
-        errors.update({ids[position]: reason for position, reason in result.errors.items()})
+        errors = {ids[position]: reason for position, reason in result.errors.items()}
         good: list[tuple[int, Any, str]] = [(ids[i], p, heatmaps[i]) for i, p in result.analysed]
         timings["render_s"] = time.perf_counter() - t0
 
@@ -278,7 +280,9 @@ class AnalysisWorker:
                         aggregation=verdict.aggregation,
                         support=[ids[i] for i in verdict.support],
                         n_used=verdict.n_used,
-                        n_excluded=verdict.n_excluded + len(errors),
+                        n_excluded=verdict.n_excluded,
+                        n_total=verdict.n_total,
+                        excluded_by_reason=dict(verdict.excluded_by_reason),
                     )
                 )
                 analysis.status = "done"

@@ -69,6 +69,8 @@ def _verdict_out(verdict: VerdictRow | None) -> VerdictOut | None:
         reason=verdict.reason,
         n_used=verdict.n_used,
         n_excluded=verdict.n_excluded,
+        n_total=verdict.n_total,
+        excluded_by_reason=dict(verdict.excluded_by_reason or {}),
         support=list(verdict.support or []),
     )
 

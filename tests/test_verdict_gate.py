@@ -1,0 +1,133 @@
+"""The verdict gate with the real demo model on real out-of-distribution input.
+
+A study mostly of photographs must get no verdict, however sure the model is about the one
+scan among them; through `fetalcns predict` and through the web API alike. The inputs are
+described in tests/verdict_support.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from ingest_support import make_us_dataset, write_dataset
+from verdict_support import photo_like, png_file, synthetic_scans
+from web_support import db_url, web  # noqa: F401
+
+from app.cli import main
+from app.inference.engine import InferenceEngine
+from app.inference.pipeline import analyse_paths
+from app.ingest import IngestOptions
+
+OOD_WORDS = "unlike the images the model was trained on (out of distribution)"
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
+    return synthetic_scans(tmp_path_factory.mktemp("scans"))
+
+
+@pytest.fixture(scope="module")
+def demo_engine(demo_model_dir: Path) -> InferenceEngine:
+    return InferenceEngine(demo_model_dir, device="cpu", threads=2)
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def test_the_inputs_are_what_the_tests_claim(demo_engine: InferenceEngine, scans: list[np.ndarray]) -> None:
+    from tests.ingest_support import as_ingested
+
+    photos = demo_engine.predict([as_ingested(photo_like(seed)) for seed in range(14)])
+    assert all(p.ood and p.quality_issue is None for p in photos)
+    assert not any(p.excluded for p in demo_engine.predict([as_ingested(s) for s in scans]))
+
+
+def test_a_folder_of_photographs_with_one_scan_gets_no_verdict(
+    demo_engine: InferenceEngine,
+    scans: list[np.ndarray],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = tmp_path / "holiday"
+    for seed in range(12):
+        write_png(folder / f"photo{seed:02d}.png", photo_like(seed))
+    write_png(folder / "scan.png", scans[0])
+    (patient,) = analyse_paths([folder], demo_engine).patients
+    verdict = patient.verdict
+    # 12 of 13 out of distribution: the one familiar scan must not decide for the folder.
+    assert verdict.indeterminate and verdict.p_abnormal is None and verdict.probabilities == {}
+    assert (verdict.n_used, verdict.n_excluded, verdict.n_total) == (1, 12, 13)
+    assert verdict.excluded_by_reason == {"ood": 12}
+    assert verdict.reason == (
+        f"12 of 13 images were left out (12 {OOD_WORDS}); "
+        "the model judges a study only when at most 50% of its images are left out"
+    )
+
+    assert main(["predict", str(folder), "--model", str(demo_engine.card.directory), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f": indeterminate — 1 of 13 image(s) used, 12 left out (12 {OOD_WORDS})" in out
+
+
+def cine(frames: list[np.ndarray], path: Path) -> Path:
+    """A multi-frame RGB ultrasound DICOM holding ``frames`` in order."""
+    stack = np.ascontiguousarray(np.stack(frames), dtype=np.uint8)
+    ds = make_us_dataset(stack[0])
+    ds.NumberOfFrames = len(frames)
+    ds.PixelData = stack.tobytes()
+    return write_dataset(ds, path)
+
+
+def test_a_cine_with_14_of_16_frames_excluded_gets_no_verdict(
+    demo_engine: InferenceEngine, scans: list[np.ndarray], tmp_path: Path
+) -> None:
+    frames = [photo_like(seed) for seed in range(7)] + scans[:2] + [photo_like(seed) for seed in range(7, 14)]
+    path = cine(frames, tmp_path / "clip.dcm")
+    every_frame = IngestOptions(max_frames_per_cine=16)
+    (patient,) = analyse_paths([path], demo_engine, options=every_frame).patients
+    verdict = patient.verdict
+    # K = 2 usable frames is met, but 14 of 16 left out is far more than half.
+    assert verdict.indeterminate
+    assert (verdict.n_used, verdict.n_excluded, verdict.n_total) == (2, 14, 16)
+    assert verdict.excluded_by_reason == {"ood": 14}
+    # The same two frames as a clip of their own are a study the model may judge.
+    (alone,) = analyse_paths(
+        [cine(scans[:2], tmp_path / "two.dcm")], demo_engine, options=every_frame
+    ).patients
+    assert alone.verdict.label == "normal" and (alone.verdict.n_used, alone.verdict.n_total) == (2, 2)
+
+
+@pytest.mark.slow
+def test_the_api_stores_and_filters_an_indeterminate_study(
+    web,  # noqa: F811
+    demo_model_dir: Path,
+    scans: list[np.ndarray],
+) -> None:
+    h = web(model_dir=demo_model_dir)
+    mostly_photos = [
+        (f"img{i}.png", png_file(im)) for i, im in enumerate([scans[0], *map(photo_like, range(3))])
+    ]
+    scans_only = [(f"scan{i}.png", png_file(image)) for i, image in enumerate(scans)]
+    odd = h.upload(mostly_photos, patient_name="Odd^Folder", patient_id="P-ODD")
+    good = h.upload(scans_only, patient_name="Good^Scans", patient_id="P-GOOD")
+    assert odd.status_code == good.status_code == 202
+    study = h.wait_for(odd.json()["study_id"])
+    assert h.wait_for(good.json()["study_id"])["verdict"]["label"] == "normal"
+
+    verdict = study["verdict"]
+    assert study["status"] == "done" and verdict["label"] == "indeterminate"
+    assert (verdict["n_used"], verdict["n_excluded"], verdict["n_total"]) == (1, 3, 4)
+    assert verdict["excluded_by_reason"] == {"ood": 3} and verdict["p_abnormal"] is None
+    assert verdict["reason"].startswith("3 of 4 images were left out")
+    flagged = [image for image in study["images"] if image["ood"]]
+    assert len(flagged) == 3 and not any(image["used_in_verdict"] for image in study["images"])
+
+    listed = h.client.get("/api/v1/studies?label=indeterminate", headers=h.auth()).json()
+    assert [row["id"] for row in listed] == [study["id"]]
+    assert listed[0]["verdict"]["n_total"] == 4
+    normal = h.client.get("/api/v1/studies?label=normal", headers=h.auth()).json()
+    assert [row["id"] for row in normal] == [good.json()["study_id"]]
