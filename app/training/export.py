@@ -26,6 +26,7 @@ from app.training.model import (
     cell_centre,
     model_config,
 )
+from app.training.surgery import features_output_card
 
 OPSET = 17
 # onnxruntime 1.31 refuses IR versions above 10.
@@ -85,15 +86,6 @@ CAM_MEANINGS = {
         "for the normal class, of y_normal minus the mean anomaly logit"
     ),
 }
-
-
-def features_output_card(width: int, pooling: str) -> dict[str, Any]:
-    """The card's entry for the `features` output (the Mahalanobis OOD signal's input)."""
-    how = "log-sum-exp" if pooling == "lse" else "average"
-    return {
-        "shape": ["N", int(width)],
-        "meaning": f"layer4 activations after global {how} pooling: the vector the final linear layer reads",
-    }
 
 
 def default_card(
