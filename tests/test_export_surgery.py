@@ -71,7 +71,9 @@ def test_surgery_on_a_fresh_export_gives_torchs_pooled_features(tmp_path: Path, 
     assert onnx.load(str(model_dir / "model.onnx")).ir_version <= 10
 
 
-def test_surgery_refuses_a_graph_that_already_has_features(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_surgery_refuses_a_graph_that_already_has_features(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model_dir = export_onnx(build_untrained_model(width=0.125), tmp_path, {"name": "x"})
     digest = sha256_of(model_dir / "model.onnx")
     assert main(["export", "--add-features-output", str(model_dir)]) == 2
@@ -128,7 +130,9 @@ def test_demo_model_features_are_its_lse_pooled_layer4_map_and_outputs_are_uncha
     run_before = ort.InferenceSession(original.SerializeToString(), providers=["CPUExecutionProvider"])
     run_after = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     logits0, cam0 = run_before.run(["logits", "cam"], {"image": images})
-    logits1, cam1, features, activations = run_after.run(["logits", "cam", "features", layer4], {"image": images})
+    logits1, cam1, features, activations = run_after.run(
+        ["logits", "cam", "features", layer4], {"image": images}
+    )
     np.testing.assert_array_equal(logits0, logits1)
     np.testing.assert_array_equal(cam0, cam1)
     r = card.raw["architecture_details"]["lse_sharpness"]
