@@ -22,6 +22,7 @@ from app.inference.scores import OOD_SCORES, energy_score
 from app.modelcard import (
     AGGREGATIONS,
     CAM_TARGETS,
+    OOD_FEATURE_METHODS,
     OOD_METHODS,
     ModelCardError,
     OodRule,
@@ -209,17 +210,19 @@ def test_the_bundled_card_loads_with_its_sha256(demo_card: dict[str, Any]) -> No
     card = load_model_card(DEMO_MODEL_DIR, verify_sha=True)
     assert sha256_of(card.onnx_path) == card.sha256 == demo_card["onnx"]["sha256"]
     assert card.aggregation in AGGREGATIONS and card.cam_target in CAM_TARGETS
-    assert card.ood_rule == OodRule("energy", demo_card["thresholds"]["ood"]["threshold"])
+    assert card.ood_rule.method == "energy"
+    assert card.ood_rule.threshold == demo_card["thresholds"]["ood"]["threshold"]
 
 
 def test_ood_rule_flags_scores_above_the_threshold_and_nan() -> None:
-    rule = OodRule("energy", -4.3)
+    rule = OodRule.single("energy", -4.3)
     assert rule.flags(-4.0) and not rule.flags(-4.3) and not rule.flags(-9.0)
     assert rule.flags(math.nan)
 
 
 def test_every_ood_method_has_a_score() -> None:
-    assert set(OOD_SCORES) == set(OOD_METHODS)
+    # Logit scores live in OOD_SCORES; feature signals read the features output and a parameters file.
+    assert set(OOD_SCORES) | set(OOD_FEATURE_METHODS) == set(OOD_METHODS)
     logits = np.array([[2.0, -1.0, 0.5]])
     # Energy by hand: -log(sum(exp(logits))).
     assert OOD_SCORES["energy"](logits)[0] == pytest.approx(-math.log(sum(math.exp(v) for v in logits[0])))
