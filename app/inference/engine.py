@@ -150,6 +150,11 @@ class InferenceEngine:
     def classes(self) -> tuple[str, ...]:
         return self.card.classes
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Every output of the ONNX graph (``features`` only on models that export it)."""
+        return tuple(o.name for o in self._session.get_outputs())
+
     def model_box(self, image: IngestedImage) -> Box:
         """The region the model sees: the DICOM tissue region, else the detected scan area."""
         given = image.scan_box if self.spec.crop != "none" else None
