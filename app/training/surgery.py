@@ -96,6 +96,7 @@ def add_features_output_to_model_dir(model_dir: Path | str) -> dict[str, Any]:
         tmp = Path(handle.name)
     try:
         onnx.save(upgraded, str(tmp))
+        tmp.chmod(path.stat().st_mode & 0o777)  # keep the file's permissions, not the temp file's
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
