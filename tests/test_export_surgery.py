@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from export_support import smooth_images
+from export_support import smooth_images, strip_features
 from onnx import helper, numpy_helper
 
 from app.cli import main
@@ -19,23 +19,6 @@ from app.training.export import build_untrained_model, export_onnx
 from app.training.surgery import SurgeryError, add_features_output
 
 DEMO = Path(__file__).resolve().parent.parent / "models" / "fetal-cns-demo"
-
-
-def strip_features(path: Path) -> None:
-    """Turn a new export into one shaped like an older export: no `features` output, and the
-    pooled tensor under an anonymous name as the torch exporter writes it."""
-    model = onnx.load(str(path))
-    graph = model.graph
-    kept = [o for o in graph.output if o.name != "features"]
-    del graph.output[:]
-    graph.output.extend(kept)
-    for node in graph.node:
-        for field in (node.input, node.output):
-            for i, name in enumerate(field):
-                if name == "features":
-                    field[i] = "/pool/Div_output_0"
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
 
 
 def old_style_export(tmp_path: Path, pooling: str = "lse") -> tuple[torch.nn.Module, Path]:
