@@ -30,7 +30,7 @@ from app.inference.ood_cli import DEFAULT_FOLDS, DEFAULT_MAX_FALSE_FLAG_RATE, DE
 from app.inference.runtime import EngineError
 from app.inference.scores import energy_score
 from app.ingest.types import IngestedImage
-from app.modelcard import load_model_card, write_model_card
+from app.modelcard import load_model_card, sha256_of, validate_card, write_model_card
 from app.training.data import Sample, describe_dataset, discover_samples, read_rgb
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,8 @@ def calibrate_ood(
     }
     chosen, thresholds, rates, combined = choose_thresholds(scores, percentile, max_false_flag_rate)
     params = fit_class_gaussians(features, labels, n_classes, shrinkage)
-    save_class_gaussians(model_dir / PARAMETERS_FILE, params)
+    # Written beside the final name first: the card and its parameters file change together.
+    pending = save_class_gaussians(model_dir / (PARAMETERS_FILE + ".tmp"), params)
     generator = described.get("generator") or {}
     where = f"generator seed {generator['seed']}, " if "seed" in generator else ""
     calibrated_on = (
@@ -193,7 +194,7 @@ def calibrate_ood(
                     f"out-of-fold scores ({folds} patient-grouped folds); the parameters file is "
                     "fitted on all calibration images"
                 ),
-                "parameters": {"file": PARAMETERS_FILE, "sha256": ""},  # filled by write_model_card
+                "parameters": {"file": PARAMETERS_FILE, "sha256": ""},  # set from the file below
             }
         ],
         "rule": "any",
@@ -204,6 +205,12 @@ def calibrate_ood(
     }
     raw = dict(card.raw)
     raw["thresholds"] = {**raw["thresholds"], "ood": ood}
+    try:
+        ood["combined_with"][0]["parameters"]["sha256"] = sha256_of(pending)
+        validate_card(raw)
+        pending.replace(model_dir / PARAMETERS_FILE)
+    finally:
+        pending.unlink(missing_ok=True)
     write_model_card(model_dir, raw)
     try:
         load_model_card(model_dir)  # what serving will read: parameters file and digests agree
