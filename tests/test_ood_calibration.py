@@ -148,3 +148,14 @@ def test_patient_folds_keep_a_patients_images_together() -> None:
     fold = patient_folds(patients, labels, 2)
     assert fold[0] == fold[1] and fold[3] == fold[4]
     assert set(fold) == {0, 1}
+
+
+def test_parameters_of_another_feature_width_are_refused(calibrated: Path, tmp_path: Path) -> None:
+    from app.inference.runtime import EngineError
+    from tests.conftest import DEMO_MODEL_DIR
+
+    shutil.copytree(calibrated, tmp_path / "m")
+    shutil.copyfile(DEMO_MODEL_DIR / "ood.npz", tmp_path / "m" / "ood.npz")  # 128 features, not 64
+    write_model_card(tmp_path / "m", json.loads((tmp_path / "m" / "model.json").read_text()))
+    with pytest.raises(EngineError, match="OOD parameters are for 128 features, the model has 64"):
+        InferenceEngine(tmp_path / "m", device="cpu")
