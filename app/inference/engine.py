@@ -35,7 +35,7 @@ CAM_OUTPUT = "cam"
 FEATURES_OUTPUT = "features"
 
 # What the exclusion reason calls each OOD signal.
-SIGNAL_WORDS = {"energy": "low confidence energy", "mahalanobis": "feature distance"}
+SIGNAL_WORDS = {"energy": "energy score", "mahalanobis": "feature distance"}
 
 
 @dataclass
