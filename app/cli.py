@@ -18,6 +18,7 @@ COMMAND_MODULES: dict[str, str] = {
     "export": "app.training.export_cli",
     "evaluate": "app.evaluation.cli",
     "predict": "app.inference.cli",
+    "calibrate-ood": "app.inference.ood_cli",
     "serve": "app.web.cli",
     "db": "app.web.cli",
     "users": "app.web.cli",

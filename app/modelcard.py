@@ -64,9 +64,16 @@ AGGREGATIONS = ("mean", "vote")
 DEFAULT_MIN_USABLE_IMAGES = 2
 DEFAULT_MAX_EXCLUDED_FRACTION = 0.5
 
-# Which score thresholds.ood.threshold applies to. "energy": -logsumexp(logits) (Liu et al.
-# 2020), computed by app.inference.scores.energy_score; higher means less familiar.
-OOD_METHODS = ("energy",)
+# The OOD signals a card may threshold; higher always means less familiar.
+# "energy": -logsumexp(logits) (Liu et al. 2020), app.inference.scores.energy_score.
+# "mahalanobis": distance of the pooled features (the `features` output) to the nearest class
+# mean under a tied covariance (Lee et al. 2018), app.inference.mahalanobis; its fitted means and
+# precision live in a parameters file beside model.onnx whose sha256 the card records.
+OOD_METHODS = ("energy", "mahalanobis")
+# Signals that read the `features` output and need a parameters file.
+OOD_FEATURE_METHODS = ("mahalanobis",)
+# How signals combine. "any": flag an image when any signal exceeds its threshold (or is NaN).
+OOD_RULES = ("any",)
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -77,11 +84,12 @@ class ModelCardError(ValueError):
 
 
 @dataclass(frozen=True)
-class OodRule:
-    """The card's out-of-distribution rule: an image whose score exceeds ``threshold`` is flagged."""
+class OodSignal:
+    """One OOD signal of the card: an image whose score exceeds ``threshold`` is flagged by it."""
 
     method: str
     threshold: float
+    parameters_file: str | None = None
 
     def flags(self, score: float) -> bool:
         # Written as "not within" so that a NaN score (a broken forward pass) is flagged too.
@@ -100,6 +108,43 @@ class VerdictRule:
 
     min_usable_images: int = DEFAULT_MIN_USABLE_IMAGES
     max_excluded_fraction: float = DEFAULT_MAX_EXCLUDED_FRACTION
+
+
+@dataclass(frozen=True)
+class OodRule:
+    """The card's out-of-distribution rule: its signals, the first being the primary one (the
+    card's ``thresholds.ood.method``), combined by ``combine`` ("any": flagged when any signal
+    flags). ``method`` and ``threshold`` are the primary signal's, which is all that a card with
+    one signal has."""
+
+    signals: tuple[OodSignal, ...]
+    combine: str = "any"
+
+    @classmethod
+    def single(cls, method: str, threshold: float) -> OodRule:
+        return cls((OodSignal(method, float(threshold)),))
+
+    @property
+    def method(self) -> str:
+        return self.signals[0].method
+
+    @property
+    def threshold(self) -> float:
+        return self.signals[0].threshold
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return tuple(signal.method for signal in self.signals)
+
+    def fired(self, scores: Mapping[str, float]) -> tuple[str, ...]:
+        """The signals whose score is above their threshold; a missing score counts as NaN."""
+        return tuple(s.method for s in self.signals if s.flags(scores.get(s.method, math.nan)))
+
+    def flags(self, scores: Mapping[str, float] | float) -> bool:
+        """Whether the image is out of distribution. A bare number is the primary signal's score."""
+        if not isinstance(scores, Mapping):
+            return self.signals[0].flags(float(scores))
+        return bool(self.fired(scores))
 
 
 def sha256_of(path: Path) -> str:
@@ -154,7 +199,22 @@ class ModelCard:
     @property
     def ood_rule(self) -> OodRule:
         ood = self.raw["thresholds"]["ood"]
-        return OodRule(method=str(ood["method"]), threshold=float(ood["threshold"]))
+        signals = tuple(
+            OodSignal(
+                method=str(entry["method"]),
+                threshold=float(entry["threshold"]),
+                parameters_file=str(entry["parameters"]["file"]) if "parameters" in entry else None,
+            )
+            for entry in (ood, *ood.get("combined_with", ()))
+        )
+        return OodRule(signals=signals, combine=str(ood.get("rule", "any")))
+
+    def ood_parameters_path(self, method: str) -> Path:
+        """The parameters file of an OOD signal that needs one (e.g. ood.npz)."""
+        for signal in self.ood_rule.signals:
+            if signal.method == method and signal.parameters_file:
+                return self.directory / signal.parameters_file
+        raise ModelCardError(f"{CARD_FILE}: the OOD signal {method!r} has no parameters file")
 
     @property
     def verdict_rule(self) -> VerdictRule:
@@ -289,19 +349,71 @@ def _check_outputs(value: object) -> None:
             _choice(cam["target"], "outputs.cam.target", CAM_TARGETS)
 
 
+def _file_name(value: object, path: str) -> str:
+    name = _text(value, path)
+    # A file beside the card, never a path: a card must not point outside its directory.
+    if name in (".", "..") or "/" in name or "\\" in name:
+        _fail(path, "must be a file name in the model directory, not a path")
+    return name
+
+
+def _check_sha256(value: object, path: str) -> None:
+    if not isinstance(value, str) or not _SHA256.fullmatch(value):
+        _fail(path, "must be 64 lower-case hexadecimal digits")
+
+
+def _check_ood_signal(signal: Mapping[str, Any], path: str) -> str:
+    method = _choice(signal.get("method"), f"{path}.method", OOD_METHODS)
+    _number(signal.get("threshold"), f"{path}.threshold")
+    if "percentile" in signal:
+        _number(signal["percentile"], f"{path}.percentile", 0.0, 100.0)
+    if "false_flag_rate" in signal:
+        _number(signal["false_flag_rate"], f"{path}.false_flag_rate", 0.0, 1.0)
+    if "shrinkage" in signal:
+        _number(signal["shrinkage"], f"{path}.shrinkage", 0.0, 1.0)
+    if method in OOD_FEATURE_METHODS or "parameters" in signal:
+        if "parameters" not in signal:
+            _fail(f"{path}.parameters", f"is missing (the {method} signal needs its fitted parameters)")
+        parameters = _object(signal["parameters"], f"{path}.parameters")
+        _file_name(parameters.get("file"), f"{path}.parameters.file")
+        _check_sha256(parameters.get("sha256"), f"{path}.parameters.sha256")
+    return method
+
+
+def _check_ood(value: object) -> None:
+    ood = _object(value, "thresholds.ood")
+    methods = [_check_ood_signal(ood, "thresholds.ood")]
+    if "calibrated_on" in ood:
+        _text(ood["calibrated_on"], "thresholds.ood.calibrated_on", allow_empty=True)
+    if "combined_with" in ood:
+        more = ood["combined_with"]
+        if not isinstance(more, list):
+            _fail("thresholds.ood.combined_with", "must be a list of OOD signals")
+        for i, entry in enumerate(more):
+            path = f"thresholds.ood.combined_with[{i}]"
+            methods.append(_check_ood_signal(_object(entry, path), path))
+    repeated = sorted({m for m in methods if methods.count(m) > 1})
+    if repeated:
+        _fail("thresholds.ood.combined_with", f"must not repeat a signal ({', '.join(repeated)})")
+    if "rule" in ood:
+        _choice(ood["rule"], "thresholds.ood.rule", OOD_RULES)
+    if "expected_false_flag_rate" in ood:
+        _number(ood["expected_false_flag_rate"], "thresholds.ood.expected_false_flag_rate", 0.0, 1.0)
+    if "calibration" in ood:
+        calibration = _object(ood["calibration"], "thresholds.ood.calibration")
+        for key in ("patients", "images"):
+            count = calibration.get(key)
+            if key in calibration and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+                _fail(f"thresholds.ood.calibration.{key}", "must be a non-negative integer")
+
+
 def _check_thresholds(value: object) -> None:
     thresholds = _object(value, "thresholds")
     if "abnormal" in thresholds:
         _number(thresholds["abnormal"], "thresholds.abnormal", 0.0, 1.0)
     if "ood" not in thresholds:
         _fail("thresholds.ood", "is missing (the out-of-distribution rule)")
-    ood = _object(thresholds["ood"], "thresholds.ood")
-    _choice(ood.get("method"), "thresholds.ood.method", OOD_METHODS)
-    _number(ood.get("threshold"), "thresholds.ood.threshold")
-    if "percentile" in ood:
-        _number(ood["percentile"], "thresholds.ood.percentile", 0.0, 100.0)
-    if "calibrated_on" in ood:
-        _text(ood["calibrated_on"], "thresholds.ood.calibrated_on", allow_empty=True)
+    _check_ood(thresholds["ood"])
 
 
 def _check_verdict(value: object) -> None:
@@ -320,14 +432,9 @@ def _check_verdict(value: object) -> None:
 
 def _check_onnx(value: object) -> None:
     onnx = _object(value, "onnx")
-    sha = onnx.get("sha256")
-    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
-        _fail("onnx.sha256", "must be 64 lower-case hexadecimal digits")
+    _check_sha256(onnx.get("sha256"), "onnx.sha256")
     if "file" in onnx:
-        name = _text(onnx["file"], "onnx.file")
-        # A file beside the card, never a path: a card must not point outside its directory.
-        if name in (".", "..") or "/" in name or "\\" in name:
-            _fail("onnx.file", "must be a file name in the model directory, not a path")
+        _file_name(onnx["file"], "onnx.file")
 
 
 def validate_card(raw: object) -> None:
@@ -375,7 +482,42 @@ def load_model_card(directory: Path | str, verify_sha: bool = True) -> ModelCard
         raise ModelCardError(f"model file {card.onnx_path} is missing")
     if verify_sha and sha256_of(card.onnx_path) != card.sha256:
         raise ModelCardError(f"{card.onnx_path} does not match the sha256 in its model card")
+    for name, sha in _ood_parameter_files(raw):
+        path = directory / name
+        if not path.is_file():
+            raise ModelCardError(f"OOD parameters file {path} is missing")
+        if verify_sha and sha256_of(path) != sha:
+            raise ModelCardError(f"{path} does not match the sha256 in its model card")
     return card
+
+
+def _ood_parameter_files(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(file, sha256) of every OOD signal's parameters file in a validated card."""
+    ood = raw["thresholds"]["ood"]
+    return [
+        (str(entry["parameters"]["file"]), str(entry["parameters"].get("sha256", "")))
+        for entry in (ood, *ood.get("combined_with", ()))
+        if isinstance(entry, Mapping) and "parameters" in entry
+    ]
+
+
+def _fill_parameter_digests(directory: Path, raw: dict[str, Any]) -> None:
+    """Set the sha256 of each OOD parameters file from the file itself (never passed in)."""
+    thresholds = raw.get("thresholds")
+    ood = thresholds.get("ood") if isinstance(thresholds, Mapping) else None
+    if not isinstance(ood, Mapping):
+        return
+    ood = dict(ood)
+    entries = [ood, *[dict(e) if isinstance(e, Mapping) else e for e in ood.get("combined_with", [])]]
+    for entry in entries:
+        parameters = entry.get("parameters") if isinstance(entry, dict) else None
+        if isinstance(parameters, Mapping) and isinstance(parameters.get("file"), str):
+            path = directory / parameters["file"]
+            if path.is_file() and "/" not in parameters["file"]:
+                entry["parameters"] = {**parameters, "sha256": sha256_of(path)}
+    if "combined_with" in ood:
+        ood["combined_with"] = entries[1:]
+    raw["thresholds"] = {**thresholds, "ood": ood}
 
 
 def write_model_card(directory: Path | str, raw: dict[str, Any]) -> Path:
@@ -389,6 +531,7 @@ def write_model_card(directory: Path | str, raw: dict[str, Any]) -> Path:
     onnx_info["sha256"] = sha256_of(onnx_file)
     onnx_info["size_bytes"] = onnx_file.stat().st_size
     raw["onnx"] = onnx_info
+    _fill_parameter_digests(directory, raw)
     validate_card(raw)
     path = directory / CARD_FILE
     tmp = path.with_suffix(".json.tmp")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import onnx
 import torch
 
 from app.training.model import ResNet
@@ -63,3 +66,20 @@ def smooth_images(count: int, seed: int, size: int = 224) -> np.ndarray:
 def normalise_by_max(maps: np.ndarray) -> np.ndarray:
     peak = maps.max(axis=(-2, -1), keepdims=True)
     return maps / np.where(peak > 0, peak, 1.0)
+
+
+def strip_features(path: Path) -> None:
+    """Turn a new export into one shaped like an older export: no `features` output, and the
+    pooled tensor under an anonymous name as the torch exporter writes it."""
+    model = onnx.load(str(path))
+    graph = model.graph
+    kept = [o for o in graph.output if o.name != "features"]
+    del graph.output[:]
+    graph.output.extend(kept)
+    for node in graph.node:
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                if name == "features":
+                    field[i] = "/pool/Div_output_0"
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))

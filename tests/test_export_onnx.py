@@ -163,3 +163,29 @@ def test_ood_threshold_is_the_requested_percentile_of_training_energies() -> Non
     energies = -np.logaddexp(logits[:, 0], logits[:, 1])
     assert rule["threshold"] == pytest.approx(np.percentile(energies, 99.0))
     assert (energies > rule["threshold"]).sum() == 1
+
+
+def pooled_features(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model.pool(model.features(torch.from_numpy(images))).numpy()
+
+
+@pytest.mark.parametrize("pooling", ["avg", "lse"])
+def test_features_output_is_the_pooled_layer4_vector_the_classifier_reads(
+    pooling: str, tmp_path: Path
+) -> None:
+    model = build_untrained_model(width=0.125, seed=4, pooling=pooling)
+    model_dir = export_onnx(model, tmp_path, {"name": f"export-test-{pooling}", "version": "1.2.3"})
+    images = smooth_images(6, seed=8)
+    session = ort.InferenceSession(str(model_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "cam", "features"]
+    logits, features = session.run(["logits", "features"], {"image": images})
+    expected = pooled_features(model, images)
+    assert features.shape == expected.shape == (6, model.fc.in_features)
+    assert np.abs(features - expected).max() <= 1e-4
+    assert features.std(axis=0).max() > 1e-3
+    # The features are what the classifier reads: fc(features) gives the logits.
+    weight, bias = model.fc.weight.detach().numpy(), model.fc.bias.detach().numpy()
+    assert np.abs(features @ weight.T + bias - logits).max() <= 1e-4
+    card = load_model_card(model_dir).raw
+    assert card["outputs"]["features"]["shape"] == ["N", model.fc.in_features]

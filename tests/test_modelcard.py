@@ -22,9 +22,11 @@ from app.inference.scores import OOD_SCORES, energy_score
 from app.modelcard import (
     AGGREGATIONS,
     CAM_TARGETS,
+    OOD_FEATURE_METHODS,
     OOD_METHODS,
     ModelCardError,
     OodRule,
+    OodSignal,
     VerdictRule,
     load_model_card,
     sha256_of,
@@ -89,6 +91,47 @@ CORRUPTIONS: list[tuple[tuple[str | int, ...], Any, str]] = [
     (("thresholds", "ood", "threshold"), False, "thresholds.ood.threshold"),
     (("thresholds", "ood", "percentile"), 150, "thresholds.ood.percentile"),
     (("thresholds", "ood", "calibrated_on"), 238, "thresholds.ood.calibrated_on"),
+    (("thresholds", "ood", "false_flag_rate"), 1.5, "thresholds.ood.false_flag_rate"),
+    (("thresholds", "ood", "rule"), "all", "thresholds.ood.rule"),
+    (("thresholds", "ood", "expected_false_flag_rate"), -0.1, "thresholds.ood.expected_false_flag_rate"),
+    (("thresholds", "ood", "calibration"), "seed 7", "thresholds.ood.calibration"),
+    (("thresholds", "ood", "calibration", "patients"), -1, "thresholds.ood.calibration.patients"),
+    (("thresholds", "ood", "calibration", "images"), "463", "thresholds.ood.calibration.images"),
+    (("thresholds", "ood", "combined_with"), {"method": "mahalanobis"}, "thresholds.ood.combined_with"),
+    (("thresholds", "ood", "combined_with", 0), "mahalanobis", "thresholds.ood.combined_with[0]"),
+    (("thresholds", "ood", "combined_with", 0, "method"), "knn", "thresholds.ood.combined_with[0].method"),
+    (("thresholds", "ood", "combined_with", 0, "method"), "energy", "thresholds.ood.combined_with"),
+    (
+        ("thresholds", "ood", "combined_with", 0, "threshold"),
+        DROP,
+        "thresholds.ood.combined_with[0].threshold",
+    ),
+    (
+        ("thresholds", "ood", "combined_with", 0, "percentile"),
+        -1,
+        "thresholds.ood.combined_with[0].percentile",
+    ),
+    (("thresholds", "ood", "combined_with", 0, "shrinkage"), 2, "thresholds.ood.combined_with[0].shrinkage"),
+    (
+        ("thresholds", "ood", "combined_with", 0, "false_flag_rate"),
+        "1%",
+        "thresholds.ood.combined_with[0].false_flag_rate",
+    ),
+    (
+        ("thresholds", "ood", "combined_with", 0, "parameters"),
+        DROP,
+        "thresholds.ood.combined_with[0].parameters",
+    ),
+    (
+        ("thresholds", "ood", "combined_with", 0, "parameters", "file"),
+        "../ood.npz",
+        "thresholds.ood.combined_with[0].parameters.file",
+    ),
+    (
+        ("thresholds", "ood", "combined_with", 0, "parameters", "sha256"),
+        "7cba",
+        "thresholds.ood.combined_with[0].parameters.sha256",
+    ),
     (("provenance",), None, "provenance"),
     (("provenance", "synthetic"), "yes", "provenance.synthetic"),
     (("metrics",), [], "metrics"),
@@ -124,13 +167,15 @@ def onnx_copy(tmp_path_factory: pytest.TempPathFactory, demo_card: dict[str, Any
 
 
 def model_dir_with(tmp_path: Path, onnx: Path, card: object) -> Path:
-    """A model directory: the card as given, beside a copy of the demo model.onnx."""
+    """A model directory: the card as given, beside a copy of the demo model.onnx (and ood.npz)."""
     directory = tmp_path / "model"
     directory.mkdir()
     try:
         os.link(onnx, directory / "model.onnx")  # same bytes, without copying 5 MB per case
     except OSError:
         shutil.copyfile(onnx, directory / "model.onnx")
+    if (DEMO_MODEL_DIR / "ood.npz").is_file():
+        shutil.copyfile(DEMO_MODEL_DIR / "ood.npz", directory / "ood.npz")
     (directory / "model.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
     return directory
 
@@ -160,6 +205,7 @@ def test_a_corrupted_field_fails_at_load_naming_the_field(
 
 def test_every_validated_field_has_a_corruption_case() -> None:
     named = {field.split("[")[0] for _, _, field in CORRUPTIONS}
+    named |= {field for _, _, field in CORRUPTIONS if field.startswith("thresholds.ood.combined_with")}
     inputs = {
         "size",
         "mean",
@@ -172,7 +218,10 @@ def test_every_validated_field_has_a_corruption_case() -> None:
         "dtype",
         "name",
     }
-    ood = {"method", "threshold", "percentile", "calibrated_on"}
+    ood = {"method", "threshold", "percentile", "calibrated_on", "false_flag_rate", "rule"}
+    ood |= {"expected_false_flag_rate", "calibration", "calibration.patients", "calibration.images"}
+    signal = {"method", "threshold", "percentile", "shrinkage", "false_flag_rate", "parameters"}
+    signal |= {"parameters.file", "parameters.sha256"}
     expected = (
         {"classes", "normal_class", "aggregation", "schema_version", "name", "version", "architecture"}
         | {"intended_use", "clinical_use", "clinical_use_reason", "provenance.synthetic", "metrics"}
@@ -180,6 +229,8 @@ def test_every_validated_field_has_a_corruption_case() -> None:
         | {"outputs.cam.target", "thresholds.abnormal", "onnx.sha256", "onnx.file"}
         | {"thresholds.ood." + key for key in ood}
         | {"verdict.min_usable_images", "verdict.max_excluded_fraction"}
+        | {"thresholds.ood.combined_with"}
+        | {"thresholds.ood.combined_with[0]." + key for key in signal}
     )
     assert expected <= named, expected - named
 
@@ -218,7 +269,8 @@ def test_the_bundled_card_loads_with_its_sha256(demo_card: dict[str, Any]) -> No
     card = load_model_card(DEMO_MODEL_DIR, verify_sha=True)
     assert sha256_of(card.onnx_path) == card.sha256 == demo_card["onnx"]["sha256"]
     assert card.aggregation in AGGREGATIONS and card.cam_target in CAM_TARGETS
-    assert card.ood_rule == OodRule("energy", demo_card["thresholds"]["ood"]["threshold"])
+    assert card.ood_rule.method == "energy"
+    assert card.ood_rule.threshold == demo_card["thresholds"]["ood"]["threshold"]
 
 
 def test_the_verdict_rule_is_optional_with_defaults(
@@ -233,13 +285,14 @@ def test_the_verdict_rule_is_optional_with_defaults(
 
 
 def test_ood_rule_flags_scores_above_the_threshold_and_nan() -> None:
-    rule = OodRule("energy", -4.3)
+    rule = OodRule.single("energy", -4.3)
     assert rule.flags(-4.0) and not rule.flags(-4.3) and not rule.flags(-9.0)
     assert rule.flags(math.nan)
 
 
 def test_every_ood_method_has_a_score() -> None:
-    assert set(OOD_SCORES) == set(OOD_METHODS)
+    # Logit scores live in OOD_SCORES; feature signals read the features output and a parameters file.
+    assert set(OOD_SCORES) | set(OOD_FEATURE_METHODS) == set(OOD_METHODS)
     logits = np.array([[2.0, -1.0, 0.5]])
     # Energy by hand: -log(sum(exp(logits))).
     assert OOD_SCORES["energy"](logits)[0] == pytest.approx(-math.log(sum(math.exp(v) for v in logits[0])))
@@ -257,3 +310,57 @@ def test_every_preprocessing_word_names_working_code() -> None:
         PreprocessSpec(crop="centre")
     with pytest.raises(ValueError, match="interpolation"):
         PreprocessSpec(interpolation="nearest")
+
+
+def test_a_card_with_only_the_energy_signal_still_loads(
+    demo_card: dict[str, Any], onnx_copy: Path, tmp_path: Path
+) -> None:
+    legacy = {"method": "energy", "threshold": -4.3, "percentile": 99.0, "calibrated_on": "238 images"}
+    card = corrupted(demo_card, ("thresholds", "ood"), legacy)
+    loaded = load_model_card(model_dir_with(tmp_path, onnx_copy, card))
+    assert loaded.ood_rule == OodRule.single("energy", -4.3)
+    assert loaded.ood_rule.methods == ("energy",)
+    engine = InferenceEngine(loaded.directory, device="cpu")
+    assert engine.ood_rule.methods == ("energy",)
+
+
+def test_the_demo_card_combines_energy_and_mahalanobis(demo_card: dict[str, Any]) -> None:
+    card = load_model_card(DEMO_MODEL_DIR)
+    rule = card.ood_rule
+    assert rule.methods == ("energy", "mahalanobis") and rule.combine == "any"
+    ood = demo_card["thresholds"]["ood"]
+    assert ood["expected_false_flag_rate"] <= 0.03
+    # Calibrated on a generator seed that neither trained (1) nor evaluated (2) the model.
+    assert ood["calibration"]["generator"]["seed"] not in (
+        demo_card["provenance"]["generator"]["seed"],
+        demo_card["metrics"]["evaluated_on"]["generator"]["seed"],
+    )
+    assert card.ood_parameters_path("mahalanobis") == DEMO_MODEL_DIR / "ood.npz"
+    with pytest.raises(ModelCardError, match="no parameters file"):
+        card.ood_parameters_path("energy")
+
+
+def test_ood_rule_flags_when_any_signal_exceeds_its_threshold() -> None:
+    rule = OodRule((OodSignal("energy", -4.0), OodSignal("mahalanobis", 10.0, "ood.npz")))
+    assert rule.fired({"energy": -5.0, "mahalanobis": 3.0}) == ()
+    assert rule.fired({"energy": -3.0, "mahalanobis": 3.0}) == ("energy",)
+    assert rule.fired({"energy": -5.0, "mahalanobis": 11.0}) == ("mahalanobis",)
+    assert rule.flags({"energy": -3.0, "mahalanobis": 11.0})
+    # A missing or NaN score counts as flagged; a bare number is the primary (energy) score.
+    assert rule.fired({"energy": -5.0}) == ("mahalanobis",)
+    assert rule.flags({"energy": math.nan, "mahalanobis": 3.0})
+    assert rule.flags(-3.0) and not rule.flags(-5.0)
+    assert (rule.method, rule.threshold) == ("energy", -4.0)
+
+
+def test_ood_parameters_must_exist_and_match_their_sha256(
+    demo_card: dict[str, Any], onnx_copy: Path, tmp_path: Path
+) -> None:
+    directory = model_dir_with(tmp_path, onnx_copy, demo_card)
+    with (directory / "ood.npz").open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelCardError, match=r"ood\.npz does not match the sha256"):
+        load_model_card(directory)
+    (directory / "ood.npz").unlink()
+    with pytest.raises(ModelCardError, match=r"OOD parameters file .* is missing"):
+        load_model_card(directory)

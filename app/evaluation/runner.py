@@ -43,6 +43,7 @@ class ImageRecord:
     probabilities: np.ndarray
     ood: bool
     exclusion: str | None = None  # why serving would leave the image out of the verdict
+    ood_signals: tuple[str, ...] = ()
     pointing_true: bool | None = None
     pointing_predicted: bool | None = None
     iou_true: float | None = None
@@ -87,7 +88,13 @@ def score_images(
             for s in batch
         ]
         for sample, image, prediction in zip(batch, images, engine.predict(images), strict=True):
-            record = ImageRecord(sample, prediction.probabilities, prediction.ood, exclusion_key(prediction))
+            record = ImageRecord(
+                sample,
+                prediction.probabilities,
+                prediction.ood,
+                exclusion_key(prediction),
+                prediction.ood_signals,
+            )
             mask = read_mask(sample.mask, image.pixels.shape[:2]) if sample.mask else None
             if sample.label != normal and mask is not None and mask.any():
                 true_cam = prediction.cam_for(sample.label)
@@ -325,6 +332,11 @@ def evaluate_model(
             "flagged_images": int(sum(r.ood for r in records)),
             "images": len(records),
             "threshold": engine.ood_rule.threshold,
+            "signals": {signal.method: signal.threshold for signal in engine.ood_rule.signals},
+            "flagged_by": {
+                method: int(sum(method in r.ood_signals for r in records))
+                for method in engine.ood_rule.methods
+            },
         },
         "verdict_rule": {
             "min_usable_images": engine.card.verdict_rule.min_usable_images,

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from app.inference.cam import cam_to_image
+from app.inference.mahalanobis import ClassGaussians, load_class_gaussians, mahalanobis_score
 from app.inference.runtime import (
     CPU,
     EngineError,
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 
 LOGITS_OUTPUT = "logits"
 CAM_OUTPUT = "cam"
+FEATURES_OUTPUT = "features"
+
+# What the exclusion reason calls each OOD signal.
+SIGNAL_WORDS = {"energy": "energy score", "mahalanobis": "feature distance"}
 
 
 @dataclass
@@ -55,6 +60,10 @@ class ImagePrediction:
     ood: bool
     ood_score: float
     quality_issue: str | None
+    # Every OOD signal's score by method (``ood_score`` is the card's primary signal's) and the
+    # signals that flagged the image.
+    ood_scores: dict[str, float] = field(default_factory=dict)
+    ood_signals: tuple[str, ...] = ()
 
     @property
     def excluded(self) -> bool:
@@ -65,7 +74,9 @@ class ImagePrediction:
         if self.quality_issue is not None:
             return self.quality_issue
         if self.ood:
-            return "unlike the images the model was trained on (out of distribution)"
+            fired = ", ".join(SIGNAL_WORDS.get(m, m) for m in self.ood_signals)
+            detail = f": {fired}" if fired else ""
+            return f"unlike the images the model was trained on (out of distribution{detail})"
         return None
 
     def probability_dict(self) -> dict[str, float]:
@@ -97,7 +108,16 @@ class InferenceEngine:
         self.spec = self.card.preprocess
         # The card decides what "out of distribution" means; the engine only computes the score.
         self.ood_rule: OodRule = self.card.ood_rule
-        self._ood_score = OOD_SCORES[self.ood_rule.method]
+        self._gaussians: ClassGaussians | None = None
+        if "mahalanobis" in self.ood_rule.methods:
+            path = self.card.ood_parameters_path("mahalanobis")
+            try:
+                self._gaussians = load_class_gaussians(path)
+            except (OSError, ValueError) as exc:
+                raise EngineError(f"cannot load the OOD parameters {path}: {exc}") from exc
+        self._outputs = [LOGITS_OUTPUT, CAM_OUTPUT]
+        if self._gaussians is not None:
+            self._outputs.append(FEATURES_OUTPUT)
         key = SessionKey(
             onnx_path=str(self.card.onnx_path.resolve()),
             sha256=self.card.sha256,
@@ -115,13 +135,25 @@ class InferenceEngine:
         outputs = [o.name for o in self._session.get_outputs()]
         if self.card.input_name not in inputs:
             raise EngineError(f"the model has no input named {self.card.input_name!r} (it has {inputs})")
-        missing = [name for name in (LOGITS_OUTPUT, CAM_OUTPUT) if name not in outputs]
+        missing = [name for name in self._outputs if name not in outputs]
         if missing:
             raise EngineError(f"the model lacks the output(s) {', '.join(missing)}")
+        if self._gaussians is not None:
+            shape = next(o.shape for o in self._session.get_outputs() if o.name == FEATURES_OUTPUT)
+            width = shape[-1] if shape else None
+            if isinstance(width, int) and width != self._gaussians.width:
+                raise EngineError(
+                    f"the OOD parameters are for {self._gaussians.width} features, the model has {width}"
+                )
 
     @property
     def classes(self) -> tuple[str, ...]:
         return self.card.classes
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Every output of the ONNX graph (``features`` only on models that export it)."""
+        return tuple(o.name for o in self._session.get_outputs())
 
     def model_box(self, image: IngestedImage) -> Box:
         """The region the model sees: the DICOM tissue region, else the detected scan area."""
@@ -132,12 +164,26 @@ class InferenceEngine:
         box = self.model_box(image)
         return to_model_input(image.pixels, self.spec, box), box
 
+    def run_outputs(self, batch: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Raw model outputs by name for preprocessed inputs (default: what this engine needs)."""
+        names = list(names or self._outputs)
+        values = self._session.run(names, {self.card.input_name: np.ascontiguousarray(batch, np.float32)})
+        return {name: np.asarray(value) for name, value in zip(names, values, strict=True)}
+
     def run_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw model outputs (logits [N, C], cam [N, C, h, w]) for preprocessed inputs."""
-        logits, cams = self._session.run(
-            [LOGITS_OUTPUT, CAM_OUTPUT], {self.card.input_name: np.ascontiguousarray(batch, np.float32)}
-        )
-        return np.asarray(logits), np.asarray(cams)
+        outputs = self.run_outputs(batch, [LOGITS_OUTPUT, CAM_OUTPUT])
+        return outputs[LOGITS_OUTPUT], outputs[CAM_OUTPUT]
+
+    def ood_scores(self, logits: np.ndarray, features: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Every OOD signal of the card's rule, per row of logits [N, C] (and features [N, K])."""
+        scores: dict[str, np.ndarray] = {}
+        for method in self.ood_rule.methods:
+            if method in OOD_SCORES:
+                scores[method] = np.asarray(OOD_SCORES[method](logits), np.float64)
+            elif method == "mahalanobis" and self._gaussians is not None and features is not None:
+                scores[method] = mahalanobis_score(self._gaussians, features)
+        return scores
 
     def predict(self, images: Sequence[IngestedImage]) -> list[ImagePrediction]:
         """Score images in batches of ``batch_size``; order is preserved."""
@@ -145,17 +191,25 @@ class InferenceEngine:
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             prepared = [self.preprocess(image) for image in chunk]
-            logits, cams = self.run_batch(np.stack([x for x, _ in prepared]))
-            for image, (_, box), row_logits, row_cams in zip(chunk, prepared, logits, cams, strict=True):
-                predictions.append(self._interpret(image, box, row_logits, row_cams))
+            outputs = self.run_outputs(np.stack([x for x, _ in prepared]))
+            logits, cams = outputs[LOGITS_OUTPUT], outputs[CAM_OUTPUT]
+            scores = self.ood_scores(logits, outputs.get(FEATURES_OUTPUT))
+            for row, (image, (_, box)) in enumerate(zip(chunk, prepared, strict=True)):
+                row_scores = {method: float(values[row]) for method, values in scores.items()}
+                predictions.append(self._interpret(image, box, logits[row], cams[row], row_scores))
         return predictions
 
     def _interpret(
-        self, image: IngestedImage, box: Box, logits: np.ndarray, class_cams: np.ndarray
+        self,
+        image: IngestedImage,
+        box: Box,
+        logits: np.ndarray,
+        class_cams: np.ndarray,
+        ood_scores: dict[str, float],
     ) -> ImagePrediction:
         probabilities = softmax(logits)
         index = int(np.argmax(probabilities))
-        ood_score = float(self._ood_score(logits))
+        fired = self.ood_rule.fired(ood_scores)
         shape = (image.height, image.width)
         return ImagePrediction(
             classes=self.classes,
@@ -167,7 +221,9 @@ class InferenceEngine:
             class_cams=np.asarray(class_cams, np.float32),
             scan_box=box,
             image_shape=shape,
-            ood=self.ood_rule.flags(ood_score),
-            ood_score=ood_score,
+            ood=bool(fired),
+            ood_score=float(ood_scores.get(self.ood_rule.method, np.nan)),
             quality_issue=blank_frame_issue(ensure_rgb_uint8(image.pixels), box),
+            ood_scores=ood_scores,
+            ood_signals=fired,
         )

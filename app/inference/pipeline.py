@@ -118,7 +118,18 @@ def _image_json(
 ) -> dict[str, Any]:
     where = {"source": image.source, "frame": image.frame}
     if prediction is None:
-        failed = dict.fromkeys(("label", "probabilities", "ood", "ood_score", "quality_issue", "overlay"))
+        failed = dict.fromkeys(
+            (
+                "label",
+                "probabilities",
+                "ood",
+                "ood_score",
+                "ood_scores",
+                "ood_signals",
+                "quality_issue",
+                "overlay",
+            )
+        )
         return {**where, **failed, "excluded": True, "error": error}
     return {
         **where,
@@ -126,6 +137,8 @@ def _image_json(
         "probabilities": prediction.probability_dict(),
         "ood": prediction.ood,
         "ood_score": prediction.ood_score,
+        "ood_scores": dict(prediction.ood_scores),
+        "ood_signals": list(prediction.ood_signals),
         "quality_issue": prediction.quality_issue,
         "excluded": prediction.excluded,
         "overlay": overlay_path,

@@ -26,12 +26,13 @@ from app.training.model import (
     cell_centre,
     model_config,
 )
+from app.training.surgery import features_output_card
 
 OPSET = 17
 # onnxruntime 1.31 refuses IR versions above 10.
 MAX_IR_VERSION = 10
 INPUT_NAME = "image"
-OUTPUT_NAMES = ("logits", "cam")
+OUTPUT_NAMES = ("logits", "cam", "features")
 
 INTENDED_USE = (
     "Research and software demonstration of decision support for fetal CNS anomaly screening on "
@@ -117,6 +118,7 @@ def default_card(
                 "meaning": CAM_MEANINGS[cam_target],
                 "alignment": _alignment(model),
             },
+            "features": features_output_card(model.fc.in_features, config.get("pooling", "avg")),
         },
         "aggregation": "mean",
         "thresholds": default_card_thresholds(),
@@ -136,7 +138,7 @@ def write_onnx(
     cam_target: str = DEFAULT_CAM_TARGET,
     normal_index: int | None = None,
 ) -> Path:
-    """Trace (logits, cam) to ONNX with a dynamic batch axis."""
+    """Trace (logits, cam, features) to ONNX with a dynamic batch axis."""
     wrapper = CamHead(model, cam_target, normal_index).eval()
     example = torch.zeros(2, 3, *image_size, dtype=torch.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +155,7 @@ def write_onnx(
             str(raw),
             input_names=[INPUT_NAME],
             output_names=list(OUTPUT_NAMES),
-            dynamic_axes={INPUT_NAME: {0: "N"}, "logits": {0: "N"}, "cam": {0: "N"}},
+            dynamic_axes={INPUT_NAME: {0: "N"}, **{name: {0: "N"} for name in OUTPUT_NAMES}},
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,

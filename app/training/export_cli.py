@@ -15,10 +15,21 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "export",
         help="export a checkpoint to ONNX with its model card",
-        description="Write OUT/model.onnx (outputs logits and Grad-CAM) and OUT/model.json.",
+        description=(
+            "Write OUT/model.onnx (outputs logits, Grad-CAM and pooled features) and OUT/model.json; "
+            "or, with --add-features-output, add the features output to an older exported model."
+        ),
     )
-    parser.add_argument("--checkpoint", type=Path, required=True, help="e.g. runs/NAME/final/best.pt")
-    parser.add_argument("--out", type=Path, required=True, help="model directory, e.g. models/NAME/")
+    parser.add_argument("--checkpoint", type=Path, help="e.g. runs/NAME/final/best.pt")
+    parser.add_argument("--out", type=Path, help="model directory, e.g. models/NAME/")
+    parser.add_argument(
+        "--add-features-output",
+        type=Path,
+        metavar="MODEL_DIR",
+        default=None,
+        help="graph surgery on an exported model without a checkpoint: expose its pooled features "
+        "as the output 'features' (logits and cam unchanged) and update its card",
+    )
     parser.add_argument("--name", default=None, help="model name (default: the output folder name)")
     parser.add_argument("--version", default="0.1.0")
     parser.add_argument("--metrics", type=Path, default=None, help="metrics.json from `fetalcns evaluate`")
@@ -31,7 +42,28 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run_export)
 
 
+def run_add_features(model_dir: Path) -> int:
+    from app.modelcard import ModelCardError
+    from app.training.surgery import SurgeryError, add_features_output_to_model_dir
+
+    try:
+        entry = add_features_output_to_model_dir(model_dir)
+    except (ModelCardError, SurgeryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"added output 'features' {entry['shape']} to {model_dir / 'model.onnx'}; card updated")
+    return 0
+
+
 def run_export(args: argparse.Namespace) -> int:
+    if args.add_features_output is not None:
+        if args.checkpoint is not None or args.out is not None:
+            print("error: --add-features-output takes no --checkpoint or --out", file=sys.stderr)
+            return 2
+        return run_add_features(args.add_features_output)
+    if args.checkpoint is None or args.out is None:
+        print("error: --checkpoint and --out are required", file=sys.stderr)
+        return 2
     from app.training.export import card_from_checkpoint, export_onnx
     from app.training.trainer import load_checkpoint
 

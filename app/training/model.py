@@ -200,7 +200,10 @@ def cam_score_weights(fc: nn.Linear, target: str, normal_index: int | None) -> t
 
 
 class CamHead(nn.Module):
-    """Wraps a ResNet to output (logits, cam) in one pass: the exported graph.
+    """Wraps a ResNet to output (logits, cam, features) in one pass: the exported graph.
+
+    ``features`` is the pooled layer4 vector [N, K] that the classifier reads (average or
+    log-sum-exp pooling, whichever the model uses): the space of the Mahalanobis OOD signal.
 
     For a score s = sum_c u_c y_c of logits y_c = sum_k w_ck * pool_k(A) + b_c, the Grad-CAM
     channel weight mean_ij ds/dA_k(i,j) equals (sum_c u_c w_ck) / (h*w) whenever the pooling's
@@ -217,15 +220,16 @@ class CamHead(nn.Module):
         self.normal_index = normal_index
         cam_score_weights(model.fc, target, normal_index)  # validate now, not at export
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         activations = self.model.features(image)
-        logits = self.model.classify(activations)
+        pooled = self.model.pool(activations)
+        logits = self.model.fc(pooled)
         h, w = activations.shape[2], activations.shape[3]
         # A 1×1 convolution with the score weights is sum_k v_ck A_k; it maps onto a plain
         # Conv node, which every ONNX Runtime provider supports.
         weight = cam_score_weights(self.model.fc, self.target, self.normal_index)[:, :, None, None]
         cam = torch.relu(nn.functional.conv2d(activations, weight)) / (h * w)
-        return logits, cam
+        return logits, cam, pooled
 
 
 def build_resnet(

@@ -1,0 +1,219 @@
+"""Calibrate a model's OOD rule on held-out in-distribution images (`fetalcns calibrate-ood`).
+
+Runs the exported ONNX model (no torch) over a labelled calibration set in the training layout,
+DIR/<class>/<patient>/<image>, and writes into the model directory:
+
+- ood.npz: the class means and shrunk tied covariance of the pooled features (Mahalanobis);
+- model.json thresholds.ood: the energy signal (primary) and the Mahalanobis signal combined
+  with rule "any", each threshold the same percentile of its calibration scores, the percentile
+  raised from ``percentile`` in steps of 0.1 until the combined false-flag rate on the
+  calibration images is at most ``max_false_flag_rate``; what the calibration data was.
+
+The calibration patients must be unseen by training and epoch selection. The Mahalanobis
+threshold comes from out-of-fold scores (patient-grouped folds: each image scored by Gaussians
+fitted without its patient), because scores of the very images a Gaussian was fitted on are
+biased low; the shipped parameters are then fitted on all calibration images.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.inference.engine import FEATURES_OUTPUT, LOGITS_OUTPUT, InferenceEngine
+from app.inference.mahalanobis import fit_class_gaussians, mahalanobis_score, save_class_gaussians
+from app.inference.ood_cli import DEFAULT_FOLDS, DEFAULT_MAX_FALSE_FLAG_RATE, DEFAULT_PERCENTILE
+from app.inference.runtime import EngineError
+from app.inference.scores import energy_score
+from app.ingest.types import IngestedImage
+from app.modelcard import load_model_card, sha256_of, validate_card, write_model_card
+from app.training.data import Sample, describe_dataset, discover_samples, read_rgb
+
+log = logging.getLogger(__name__)
+
+PARAMETERS_FILE = "ood.npz"
+PERCENTILE_STEP = 0.1
+RULE_MEANING = "flag an image when any signal's score is above its threshold (or is not a number)"
+MAHALANOBIS_MEANING = (
+    "min over classes of the Mahalanobis distance of the pooled features (output 'features') to the "
+    "class mean, under one shared covariance shrunk towards a multiple of the identity (Lee et al. 2018)"
+)
+
+
+class CalibrationError(ValueError):
+    """The calibration cannot be done as asked; the message says why."""
+
+
+def model_outputs(
+    engine: InferenceEngine, samples: Sequence[Sample], batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits [N, C] and features [N, K] of labelled image files, preprocessed as serving does."""
+    logits: list[np.ndarray] = []
+    features: list[np.ndarray] = []
+    for start in range(0, len(samples), batch_size):
+        batch = []
+        for sample in samples[start : start + batch_size]:
+            image = IngestedImage(
+                source=sample.path.name, frame=None, pixels=read_rgb(sample.path), scan_box=None, sha256=""
+            )
+            batch.append(engine.preprocess(image)[0])
+        outputs = engine.run_outputs(np.stack(batch), [LOGITS_OUTPUT, FEATURES_OUTPUT])
+        logits.append(outputs[LOGITS_OUTPUT])
+        features.append(outputs[FEATURES_OUTPUT])
+        log.info("ran %d/%d calibration images", min(start + batch_size, len(samples)), len(samples))
+    return np.concatenate(logits).astype(np.float64), np.concatenate(features).astype(np.float64)
+
+
+def patient_folds(patients: Sequence[str], labels: Sequence[int], folds: int, seed: int = 0) -> np.ndarray:
+    """A fold index per image; all images of a patient share one, classes spread over folds."""
+    rng = np.random.default_rng(seed)
+    first_label: dict[str, int] = {}
+    for patient, label in zip(patients, labels, strict=True):
+        first_label.setdefault(patient, int(label))
+    fold_of: dict[str, int] = {}
+    for label in sorted(set(first_label.values())):
+        members = sorted(p for p, c in first_label.items() if c == label)
+        rng.shuffle(members)
+        for i, patient in enumerate(members):
+            fold_of[patient] = i % folds
+    return np.array([fold_of[p] for p in patients], dtype=np.int64)
+
+
+def out_of_fold_mahalanobis(
+    features: np.ndarray,
+    labels: np.ndarray,
+    fold: np.ndarray,
+    n_classes: int,
+    shrinkage: float | None = None,
+) -> np.ndarray:
+    """Each image's Mahalanobis score under Gaussians fitted on the other folds' patients."""
+    scores = np.full(len(features), np.nan)
+    for k in np.unique(fold):
+        held = fold == k
+        params = fit_class_gaussians(features[~held], labels[~held], n_classes, shrinkage)
+        scores[held] = mahalanobis_score(params, features[held])
+    return scores
+
+
+def choose_thresholds(
+    scores: dict[str, np.ndarray], percentile: float, max_false_flag_rate: float
+) -> tuple[float, dict[str, float], dict[str, float], float]:
+    """The lowest percentile from ``percentile`` up (steps of 0.1) whose per-signal thresholds flag
+    at most ``max_false_flag_rate`` of the calibration images with rule "any".
+
+    Returns (percentile, threshold per signal, false-flag rate per signal, combined rate)."""
+    if not 0.0 < max_false_flag_rate < 1.0:
+        raise CalibrationError(f"the false-flag rate must be between 0 and 1, got {max_false_flag_rate}")
+    p = float(percentile)
+    while True:
+        thresholds = {m: float(np.percentile(s, p)) for m, s in scores.items()}
+        flagged = {m: s > thresholds[m] for m, s in scores.items()}
+        combined = float(np.mean(np.any(np.stack(list(flagged.values())), axis=0)))
+        if combined <= max_false_flag_rate or p >= 100.0:
+            rates = {m: float(np.mean(f)) for m, f in flagged.items()}
+            return p, thresholds, rates, combined
+        p = min(100.0, round(p + PERCENTILE_STEP, 6))
+
+
+def _check_unseen(card_raw: dict[str, Any], described: dict[str, Any]) -> None:
+    """Refuse synthetic calibration data from the generator seed that made the training data."""
+    seed = (described.get("generator") or {}).get("seed")
+    trained = ((card_raw.get("provenance") or {}).get("generator") or {}).get("seed")
+    if seed is not None and trained is not None and seed == trained:
+        raise CalibrationError(
+            f"the calibration images come from generator seed {seed}, the seed of the training data: "
+            "their patients trained the weights or chose the epoch; generate held-out data with another seed"
+        )
+
+
+def calibrate_ood(
+    model_dir: Path | str,
+    data_dir: Path | str,
+    percentile: float = DEFAULT_PERCENTILE,
+    max_false_flag_rate: float = DEFAULT_MAX_FALSE_FLAG_RATE,
+    folds: int = DEFAULT_FOLDS,
+    shrinkage: float | None = None,
+    batch_size: int = 32,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Fit and calibrate; write ood.npz and the card's thresholds.ood. Returns the new OOD entry."""
+    model_dir, data_dir = Path(model_dir), Path(data_dir)
+    card = load_model_card(model_dir)
+    engine = InferenceEngine(model_dir, device="cpu", batch_size=batch_size, threads=threads)
+    if FEATURES_OUTPUT not in engine.output_names:
+        raise CalibrationError(
+            f"{card.onnx_path} has no 'features' output; add it first with "
+            f"`fetalcns export --add-features-output {model_dir}`"
+        )
+    samples = discover_samples(data_dir, card.classes)
+    described = describe_dataset(data_dir, samples)
+    _check_unseen(card.raw, described)
+    labels = np.array([s.label for s in samples], np.int64)
+    patients = [s.patient for s in samples]
+    if len(set(patients)) < folds:
+        raise CalibrationError(f"{len(set(patients))} calibration patients are fewer than {folds} folds")
+    logits, features = model_outputs(engine, samples, batch_size)
+    n_classes = len(card.classes)
+    fold = patient_folds(patients, labels, folds)
+    scores = {
+        "energy": energy_score(logits),
+        "mahalanobis": out_of_fold_mahalanobis(features, labels, fold, n_classes, shrinkage),
+    }
+    chosen, thresholds, rates, combined = choose_thresholds(scores, percentile, max_false_flag_rate)
+    params = fit_class_gaussians(features, labels, n_classes, shrinkage)
+    # Written beside the final name first: the card and its parameters file change together.
+    pending = save_class_gaussians(model_dir / (PARAMETERS_FILE + ".tmp"), params)
+    generator = described.get("generator") or {}
+    where = f"generator seed {generator['seed']}, " if "seed" in generator else ""
+    calibrated_on = (
+        f"{len(samples)} images of {len(set(patients))} held-out patients ({where}{data_dir.name}), "
+        "unseen by training and epoch selection"
+    )
+    ood = {
+        "method": "energy",
+        "threshold": thresholds["energy"],
+        "percentile": chosen,
+        "false_flag_rate": rates["energy"],
+        "calibrated_on": calibrated_on,
+        "combined_with": [
+            {
+                "method": "mahalanobis",
+                "threshold": thresholds["mahalanobis"],
+                "percentile": chosen,
+                "false_flag_rate": rates["mahalanobis"],
+                "score": MAHALANOBIS_MEANING,
+                "features_output": FEATURES_OUTPUT,
+                "feature_width": params.width,
+                "shrinkage": params.shrinkage,
+                "shrinkage_method": "Ledoit-Wolf" if shrinkage is None else "given",
+                "threshold_from": (
+                    f"out-of-fold scores ({folds} patient-grouped folds); the parameters file is "
+                    "fitted on all calibration images"
+                ),
+                "parameters": {"file": PARAMETERS_FILE, "sha256": ""},  # set from the file below
+            }
+        ],
+        "rule": "any",
+        "rule_meaning": RULE_MEANING,
+        "expected_false_flag_rate": combined,
+        "max_false_flag_rate": float(max_false_flag_rate),
+        "calibration": {**described, "data": str(data_dir), "folds": int(folds)},
+    }
+    raw = dict(card.raw)
+    raw["thresholds"] = {**raw["thresholds"], "ood": ood}
+    try:
+        ood["combined_with"][0]["parameters"]["sha256"] = sha256_of(pending)
+        validate_card(raw)
+        pending.replace(model_dir / PARAMETERS_FILE)
+    finally:
+        pending.unlink(missing_ok=True)
+    write_model_card(model_dir, raw)
+    try:
+        load_model_card(model_dir)  # what serving will read: parameters file and digests agree
+    except Exception as exc:  # pragma: no cover - write_model_card validated the card already
+        raise EngineError(f"the calibrated card does not load: {exc}") from exc
+    return ood
