@@ -9,18 +9,23 @@ rotated and narrowed sectors, and the DICOM Sequence of Ultrasound Regions on ve
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from scipy import ndimage
 from synth_support import render
+from training_support import tiny_synth_dir
 
 from app.evaluation import perturb
 from app.ingest import IngestOptions, ingest_paths
 from app.preprocess import Box, find_scan_area
 from app.synth.geometry import sector_maps
+from app.training.data import discover_samples, read_rgb
 from tests.ingest_support import vendor_file
+
+__all__ = ["tiny_synth_dir"]
 
 PHANTOMS = [
     ("normal", "transthalamic", 1),
@@ -82,6 +87,15 @@ def test_standard_phantoms_get_the_same_box_as_the_fixed_threshold(
     new, old = find_scan_area(image), legacy_find_scan_area(image)
     assert max(abs(a - b) for a, b in zip(new, old, strict=True)) <= 2, (new, old)
     assert iou(new, bounding_box(sector)) >= 0.97
+
+
+def test_written_data_sets_get_the_same_boxes_as_the_fixed_threshold(tiny_synth_dir: Path) -> None:
+    """Every PNG of a `fetalcns synth` data set, as training and evaluation read it."""
+    samples = discover_samples(tiny_synth_dir)
+    assert len(samples) == 20
+    for sample in samples:
+        image = read_rgb(sample.path)
+        assert find_scan_area(image) == legacy_find_scan_area(image), sample.path.name
 
 
 CHANGES = {
