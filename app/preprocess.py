@@ -95,30 +95,87 @@ def ensure_rgb_uint8(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported image shape {image.shape}")
 
 
-def find_scan_area(image: np.ndarray, threshold: int = 12, min_fraction: float = 0.05) -> Box:
-    """Locate the ultrasound field of view: the largest bright blob after opening.
+def _background_level(smooth: np.ndarray) -> tuple[int, int]:
+    """(level, spread) of the frame's own background, the darkest sizeable population of greys.
 
-    Burned-in annotations and depth rulers are thin strokes, so a morphological
-    opening removes them before the largest connected component is taken.
-    Falls back to the whole image when nothing plausible is found.
+    The level is the histogram's peak among the 16 greys from the 2nd percentile up; the spread
+    is how far that peak reaches upwards (noise, compression ringing): the first level above it
+    holding under 1/20 of the peak's count.
+    """
+    hist = cv2.calcHist([smooth], [0], None, [256], [0, 256]).ravel()
+    low = int(np.searchsorted(np.cumsum(hist), 0.02 * smooth.size))
+    level = low + int(np.argmax(hist[low : low + 16]))
+    above = np.nonzero(hist[level + 1 :] < hist[level] / 20.0)[0]
+    spread = int(above[0]) + 1 if above.size else 1
+    return level, spread
+
+
+# Bumped whenever find_scan_area's boxes can change, so that caches of cropped images
+# (app.training.trainer.RegionCache) made by an earlier algorithm are not reused.
+# 2: the threshold is relative to the frame's own background (no fixed grey level).
+SCAN_AREA_VERSION = 2
+
+
+def find_scan_area(image: np.ndarray, min_fraction: float = 0.05, min_step: int = 2) -> Box:
+    """Locate the ultrasound field of view: the largest blob brighter than the frame's background.
+
+    The threshold is relative to the frame itself, not a fixed grey: the background level is the
+    darkest sizeable population of greys of a 5×5 median-filtered image (the median also removes
+    JPEG ringing, speckle outliers and 1-2 px text strokes), and the scan area is everything at
+    least `min_step` greys (or the background's own noise spread, if wider) above it. So a
+    darker, brighter, gamma-mapped, tinted (the brightest channel is used) or low-contrast frame
+    gives the same box. Burned-in annotations, rulers and colour bars are thin or small, so a
+    morphological opening removes them before the largest connected component is taken; a
+    closing joins the scan area across dark fluid. Falls back to the whole image when nothing
+    plausible is found. On the synthetic phantoms (black background, sector ≥ grey 16) this is
+    the same box as the former fixed threshold at grey 12 (tests/test_scan_area.py).
     """
     rgb = ensure_rgb_uint8(image)
-    grey = rgb.max(axis=2)
+    grey = cv2.max(cv2.max(rgb[:, :, 0], rgb[:, :, 1]), rgb[:, :, 2])
     h, w = grey.shape
-    mask = (grey > threshold).astype(np.uint8)
+    smooth = cv2.medianBlur(grey, 5) if min(h, w) >= 5 else grey
+    background, spread = _background_level(smooth)
+    mask = (smooth > background + max(min_step, spread)).astype(np.uint8)
     k = max(3, (min(h, w) // 60) | 1)
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
-    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((k * 3, k * 3), np.uint8))
-    count, _labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    # Strokes up to k px wide go (text, ruler ticks); what is left keeps its exact outline.
+    opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
+    core = _core(opened, k, min_fraction)
+    if core is None:
+        return (0, h, 0, w)
+    # The box: every piece of the (narrowly) opened mask that touches the core, so the wide
+    # opening's rounded corners come back but nothing merely near the scan area is added.
+    n_pieces, pieces = cv2.connectedComponents(opened, connectivity=8)
+    keep = np.bincount(pieces[core > 0], minlength=n_pieces) > 0
+    keep[0] = False
+    left, top, width, height = cv2.boundingRect(
+        np.where(keep, 255, 0).astype(np.uint8)[pieces] if keep.any() else core
+    )
+    return (top, top + height, left, left + width)
+
+
+def _core(opened: np.ndarray, k: int, min_fraction: float) -> np.ndarray | None:
+    """The scan area's core (uint8 0/255 at full size), or None when there is no plausible one.
+
+    A wider opening also drops blurred or bold annotations, then a closing joins the scan area
+    across dark fluid and shadows; the core is the largest component. The core is coarse, so it
+    is found at half resolution on frames over 400 px (a few times faster).
+    """
+    h, w = opened.shape
+    scale = 2 if min(h, w) > 400 else 1
+    small = opened if scale == 1 else cv2.resize(opened, (w // 2, h // 2), interpolation=cv2.INTER_NEAREST)
+    wide, join = (2 * k + 1) // scale | 1, max(3, 3 * k // scale)
+    small = cv2.morphologyEx(small, cv2.MORPH_OPEN, np.ones((wide, wide), np.uint8))
+    small = cv2.morphologyEx(small, cv2.MORPH_CLOSE, np.ones((join, join), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(small, connectivity=8)
     if count <= 1:
-        return (0, h, 0, w)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    best = 1 + int(np.argmax(areas))
-    if stats[best, cv2.CC_STAT_AREA] < min_fraction * h * w:
-        return (0, h, 0, w)
-    x, y = int(stats[best, cv2.CC_STAT_LEFT]), int(stats[best, cv2.CC_STAT_TOP])
-    bw, bh = int(stats[best, cv2.CC_STAT_WIDTH]), int(stats[best, cv2.CC_STAT_HEIGHT])
-    return (y, y + bh, x, x + bw)
+        return None
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[best, cv2.CC_STAT_AREA] * scale * scale < min_fraction * h * w:
+        return None
+    chosen = np.where(labels == best, 255, 0).astype(np.uint8)
+    if scale == 1:
+        return chosen
+    return cv2.resize(chosen, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def crop(image: np.ndarray, box: Box) -> np.ndarray:

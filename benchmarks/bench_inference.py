@@ -22,6 +22,7 @@ import numpy as np
 from app.inference.engine import InferenceEngine
 from app.inference.render import encode_png, heatmap_rgba, overlay, thumbnail
 from app.ingest import IngestedImage, IngestOptions, ingest_paths
+from app.preprocess import find_scan_area
 
 REPO = Path(__file__).resolve().parent.parent
 VENDOR_FILES = ("US1_UNCR.dcm", "US1_J2KR.dcm", "OBXXXX1A.dcm", "color3d_jpeg_baseline.dcm")
@@ -93,6 +94,7 @@ def main() -> None:
         decode = median_seconds(lambda: ingest_paths(inputs, options), args.repeat)
         prepared = [engine.preprocess(image) for image in images]
         preprocess = median_seconds(lambda: [engine.preprocess(image) for image in images], args.repeat)
+        detect = median_seconds(lambda: [find_scan_area(image.pixels) for image in images], args.repeat)
         batch = np.stack([x for x, _ in prepared])
 
         def run_batches() -> None:
@@ -110,6 +112,7 @@ def main() -> None:
         rows = [
             ("decode (ingest_paths: read, decode, convert to display RGB)", decode),
             ("preprocessing (scan area, crop, resize, normalise)", preprocess),
+            ("scan-area detection alone (find_scan_area on every image, DICOM region or not)", detect),
             (f"inference (ONNX Runtime, batch {args.batch_size})", inference),
             ("inference (ONNX Runtime, batch 1)", single),
             ("predict() total (preprocessing + inference + CAM upsampling + flags)", full),

@@ -6,11 +6,16 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from training_support import tiny_synth_dir
 
 from app.cli import main
+from app.evaluation.perturb import ROBUSTNESS_SET
+from app.inference.engine import InferenceEngine
+from app.ingest.types import IngestedImage
 from app.modelcard import load_model_card
+from app.training.data import discover_samples, read_rgb
 
 __all__ = ["tiny_synth_dir"]
 
@@ -92,3 +97,51 @@ def test_patients_without_a_verdict_count_as_not_correct(
     assert metrics["verdict_rule"] == {"min_usable_images": 3, "max_excluded_fraction": 0.5}
     # The images themselves are still scored: image-level accuracy is not affected by the gate.
     assert metrics["image"]["accuracy"] == metrics["summary"]["image_accuracy"]
+
+
+def test_default_evaluation_has_no_robustness_section(evaluated: tuple[Path, Path]) -> None:
+    metrics = json.loads((evaluated[1] / "metrics.json").read_text())
+    assert "robustness" not in metrics
+    assert "<h2>Robustness</h2>" not in (evaluated[1] / "report.html").read_text()
+
+
+def test_robustness_flag_scores_each_change(
+    tiny_model_dir: Path, tiny_synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "report"
+    command = ["evaluate", "--model", str(tiny_model_dir), "--data", str(tiny_synth_dir), "--out", str(out)]
+    assert main([*command, "--bootstrap", "5", "--robustness"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    block = metrics["robustness"]
+    names = [row["name"] for row in block["rows"]]
+    assert names == ["none", *(p.name for p in ROBUSTNESS_SET)]
+    assert block["patients"] == 10 and block["images"] == 20
+    none = block["rows"][0]
+    assert none["image_accuracy"] == pytest.approx(metrics["summary"]["image_accuracy"])
+    assert none["patient_accuracy_mean"] == pytest.approx(metrics["summary"]["patient_accuracy_mean"])
+    assert none["patient_accuracy_vote"] == pytest.approx(metrics["summary"]["patient_accuracy_vote"])
+
+    # The mirrored row, recomputed independently: numpy's mirror through the serving engine, and
+    # the patient verdict as the mean of each patient's probability vectors.
+    engine = InferenceEngine(tiny_model_dir)
+    samples = discover_samples(tiny_synth_dir, engine.classes)
+    images = [
+        IngestedImage(
+            source="x", frame=None, pixels=np.fliplr(read_rgb(s.path)).copy(), scan_box=None, sha256=""
+        )
+        for s in samples
+    ]
+    probabilities = np.stack([p.probabilities for p in engine.predict(images)])
+    labels = np.array([s.label for s in samples])
+    flip = next(row for row in block["rows"] if row["name"] == "flip")
+    assert flip["image_accuracy"] == pytest.approx(float((probabilities.argmax(1) == labels).mean()))
+    patients = sorted({s.patient for s in samples})
+    right = []
+    for patient in patients:
+        rows = [i for i, s in enumerate(samples) if s.patient == patient]
+        right.append(probabilities[rows].mean(axis=0).argmax() == labels[rows[0]])
+    assert flip["patient_accuracy_mean"] == pytest.approx(float(np.mean(right)))
+
+    html = (out / "report.html").read_text()
+    assert "<h2>Robustness</h2>" in html and "JPEG round trip, quality 30" in html
+    assert "robustness (image accuracy, patient accuracy):" in capsys.readouterr().out

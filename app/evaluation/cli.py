@@ -25,6 +25,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--tolerance", type=int, default=5, help="pointing-game mask dilation, pixels")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also score every image under 9 changes (gain, gamma, blur, JPEG, rotation, sector, mirror); "
+        "about 10 times the scoring time",
+    )
+    parser.add_argument(
         "--update-card", action="store_true", help="copy the metrics into the model card's 'metrics'"
     )
     parser.set_defaults(handler=run_evaluate)
@@ -44,6 +50,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             n_bootstrap=args.bootstrap,
             tolerance_px=args.tolerance,
             threads=args.threads,
+            robustness=args.robustness,
         )
     except (DatasetError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -53,6 +60,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"report: {report}")
     for key, value in summary.items():
         print(f"  {key}: {'–' if value is None else f'{value:.3f}'}")
+    if "robustness" in evaluation.metrics:
+        print("  robustness (image accuracy, patient accuracy):")
+        for row in evaluation.metrics["robustness"]["rows"]:
+            print(f"    {row['name']}: {row['image_accuracy']:.3f}, {row['patient_accuracy_mean']:.3f}")
     if args.update_card:
         card = load_model_card(args.model)
         write_model_card(args.model, {**card.raw, "metrics": card_metrics(evaluation.metrics)})

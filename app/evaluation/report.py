@@ -146,6 +146,26 @@ SUMMARY_ROWS = (
 )
 
 
+def _robustness_section(block: dict[str, Any] | None) -> str:
+    if not block:
+        return ""
+    rows = [
+        (
+            row["description"],
+            row["image_accuracy"],
+            row["patient_accuracy_mean"],
+            row["patient_accuracy_vote"],
+            row["ood_flagged_fraction"],
+        )
+        for row in block["rows"]
+    ]
+    header = ["change", "image accuracy", "patient accuracy (mean)", "patient accuracy (vote)", "flagged OOD"]
+    return f"""<h2>Robustness</h2>
+<p>Each change is applied {html.escape(block["applied"])}; {block["patients"]} patients,
+{block["images"]} images. Patient verdicts: {html.escape(block["aggregation"])}.</p>
+{_table(header, rows)}"""
+
+
 def render_html(metrics: dict[str, Any], figures: dict[str, str]) -> str:
     summary = metrics["summary"]
     data = metrics["data"]
@@ -168,6 +188,7 @@ def render_html(metrics: dict[str, Any], figures: dict[str, str]) -> str:
         (_human(name), c["images"], c["pointing_game_true_class"], c["iou_true_class"])
         for name, c in loc.get("per_class", {}).items()
     ]
+    robustness = _robustness_section(metrics.get("robustness"))
     banner = (
         "<p class='warn'>Evaluated on synthetic phantom images: these numbers say nothing about "
         "performance on patients.</p>"
@@ -208,6 +229,7 @@ back to the original image through the scan box, lies inside the lesion mask dil
 {loc["tolerance_px"]} pixels. IoU: CAM thresholded at half its maximum vs the lesion mask.
 The heatmaps explain {_CAM_TARGET_WORDS.get(loc.get("cam_target", "logit"), "the class logit")}.</p>
 {_table(["class", "images", "pointing game (true class)", "IoU (true class)"], loc_rows)}
+{robustness}
 <h2>Figures</h2>
 {images}
 </body></html>

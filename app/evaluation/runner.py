@@ -7,7 +7,7 @@ exactly what a radiologist would get: same ONNX file, same preprocessing, same C
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from app.evaluation.metrics import (
     per_class_metrics,
     reliability_bins,
 )
+from app.evaluation.perturb import ROBUSTNESS_SET, Perturbation
 from app.inference.aggregate import Verdict, aggregate
 from app.inference.analysis import exclusion_key
 from app.inference.engine import InferenceEngine
@@ -159,6 +160,92 @@ def indeterminate_block(
     }
 
 
+def predict_perturbed(
+    engine: InferenceEngine,
+    samples: Sequence[Sample],
+    transform: Callable[[np.ndarray], np.ndarray],
+    chunk: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N×C probabilities, N OOD flags) with `transform` applied to each image's pixels first.
+
+    The change happens before the serving path sees the image (no scan box is given), so the
+    scan-area detection, preprocessing and model all meet the changed image, as from a scanner.
+    """
+    probabilities, ood = [], []
+    for start in range(0, len(samples), chunk):
+        batch = samples[start : start + chunk]
+        images = [
+            IngestedImage(
+                source=s.path.name, frame=None, pixels=transform(read_rgb(s.path)), scan_box=None, sha256=""
+            )
+            for s in batch
+        ]
+        for prediction in engine.predict(images):
+            probabilities.append(prediction.probabilities)
+            ood.append(prediction.ood)
+    return np.stack(probabilities), np.asarray(ood, bool)
+
+
+def patient_accuracy(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    patients: Sequence[str],
+    classes: Sequence[str],
+    normal_class: str,
+    method: str = "mean",
+) -> float:
+    """Accuracy of the serving verdict (`aggregate`, every image used) over patients."""
+    rows_of: dict[str, list[int]] = {}
+    for row, patient in enumerate(patients):
+        rows_of.setdefault(patient, []).append(row)
+    right = [
+        aggregate(probabilities[rows], classes, normal_class, method).label == classes[int(y_true[rows[0]])]
+        for rows in rows_of.values()
+    ]
+    return float(np.mean(right))
+
+
+def robustness_block(
+    engine: InferenceEngine,
+    samples: Sequence[Sample],
+    baseline: np.ndarray | None = None,
+    perturbations: Sequence[Perturbation] = ROBUSTNESS_SET,
+) -> dict[str, Any]:
+    """Image and patient accuracy on the unchanged images and under each perturbation."""
+    classes, normal_class = engine.classes, engine.card.normal_class
+    y_true = np.array([s.label for s in samples])
+    patients = [s.patient for s in samples]
+
+    def row(name: str, description: str, probabilities: np.ndarray, ood: np.ndarray) -> dict[str, Any]:
+        return {
+            "name": name,
+            "description": description,
+            "image_accuracy": accuracy(y_true, probabilities.argmax(axis=1)),
+            "patient_accuracy_mean": patient_accuracy(y_true, probabilities, patients, classes, normal_class),
+            "patient_accuracy_vote": patient_accuracy(
+                y_true, probabilities, patients, classes, normal_class, "vote"
+            ),
+            "ood_flagged_fraction": float(ood.mean()),
+        }
+
+    if baseline is None:
+        baseline_probs, baseline_ood = predict_perturbed(engine, samples, lambda image: image)
+    else:
+        baseline_probs, baseline_ood = baseline[0], baseline[1]
+    rows = [row("none", "unchanged images", baseline_probs, baseline_ood)]
+    for item in perturbations:
+        probabilities, ood = predict_perturbed(engine, samples, item.apply)
+        rows.append(row(item.name, item.description, probabilities, ood))
+        log.info("robustness: %s done", item.name)
+    return {
+        "images": len(samples),
+        "patients": len(set(patients)),
+        "applied": "to each image's display pixels before scan-area detection and preprocessing",
+        "aggregation": "the served patient verdict (mean probability; majority vote too), every image used",
+        "rows": rows,
+    }
+
+
 def _rate(values: Sequence[bool | float | None]) -> float | None:
     kept = [float(v) for v in values if v is not None]
     return float(np.mean(kept)) if kept else None
@@ -197,6 +284,7 @@ def evaluate_model(
     batch_size: int = 16,
     threads: int | None = None,
     seed: int = 0,
+    robustness: bool = False,
 ) -> Evaluation:
     engine = InferenceEngine(model_dir, device="auto", batch_size=batch_size, threads=threads)
     classes = engine.classes
@@ -343,6 +431,9 @@ def evaluate_model(
             "max_excluded_fraction": engine.card.verdict_rule.max_excluded_fraction,
         },
     }
+    if robustness:
+        ood_flags = np.array([r.ood for r in records], bool)
+        metrics["robustness"] = robustness_block(engine, [r.sample for r in records], (probs, ood_flags))
     return Evaluation(
         metrics=metrics,
         classes=classes,

@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from app.labels import PAPER_CLASSES
-from app.preprocess import PreprocessSpec
+from app.preprocess import SCAN_AREA_VERSION, PreprocessSpec
 from app.training.augment import AugmentConfig, augment
 from app.training.data import Sample, eval_input, load_region
 from app.training.model import DEFAULT_LSE_SHARPNESS, ResNet, build_resnet, model_config
@@ -85,7 +85,7 @@ def _cache_dir() -> Path:
 
 
 def _cache_key(samples: Sequence[Sample], spec: PreprocessSpec) -> str:
-    digest = hashlib.sha256(repr(spec).encode())
+    digest = hashlib.sha256(f"{spec!r}|scan-area-v{SCAN_AREA_VERSION}".encode())
     for sample in samples:
         stat = sample.path.stat()
         digest.update(f"{sample.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
@@ -96,7 +96,7 @@ class RegionCache:
     """Every sample's cropped, resized uint8 image, computed once: [N, H, W, 3].
 
     Finding the scan area costs ~0.1 s per image on this CPU, so the result is also kept on disk
-    (keyed by file paths, sizes, mtimes and the preprocessing spec) for the next run on the same data.
+    (keyed by file paths, sizes, mtimes, the preprocessing spec and the scan-area version) for the next run on the same data.
     """
 
     def __init__(
