@@ -96,7 +96,8 @@ class RegionCache:
     """Every sample's cropped, resized uint8 image, computed once: [N, H, W, 3].
 
     Finding the scan area costs ~0.1 s per image on this CPU, so the result is also kept on disk
-    (keyed by file paths, sizes, mtimes, the preprocessing spec and the scan-area version) for the next run on the same data.
+    (keyed by file paths, sizes, mtimes, the preprocessing spec and the scan-area version) for
+    the next run on the same data.
     """
 
     def __init__(
