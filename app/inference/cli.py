@@ -114,6 +114,7 @@ def print_summary(document: dict[str, Any]) -> None:
     if document["rejected"]:
         print(f"{len(document['rejected'])} file(s) not used:")
         for rejection in document["rejected"]:
-            print(f"  {rejection['source']}: {rejection['reason']}")
+            # The name only: the folders above it are often named after the patient.
+            print(f"  {Path(rejection['source']).name}: {rejection['reason']}")
     if not document["patients"]:
         print("no usable images were found")
