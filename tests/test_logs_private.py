@@ -145,8 +145,10 @@ def test_server_log_has_no_patient_data_after_errors(
         auth = {"Authorization": f"Bearer {token}"}
 
         statuses = []
-        # A NUL inside the name (PostgreSQL cannot store it), and an id no database integer
-        # holds: each fails inside the database layer with the request's values at hand.
+        # A NUL inside the name (PostgreSQL cannot store it) and an id no database integer
+        # holds: before app.web.core.input_guard both failed inside the database layer with the
+        # request's values at hand; now they are refused with a 422. Either way, nothing of the
+        # patient may reach the log.
         body, content_type = _multipart(
             {"patient_name": SECRET_NAME + "\x00", "patient_id": SECRET_ID}, "scan.png", _png()
         )

@@ -24,6 +24,7 @@ from app.web.api.docs import router as docs_router
 from app.web.core.auth import LoginRequired, NotAuthenticated
 from app.web.core.csrf import CSRFCookieMiddleware, CSRFRejected
 from app.web.core.headers import SecurityHeadersMiddleware
+from app.web.core.input_guard import ControlCharacterGuard
 from app.web.core.limits import RequestSizeLimitMiddleware
 from app.web.core.paths import project_dir
 from app.web.errors import ServiceError
@@ -170,6 +171,7 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     _install_error_handlers(app)
     app.add_middleware(CSRFCookieMiddleware, secure_always=settings.secure_cookies)
     app.add_middleware(RequestSizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ControlCharacterGuard, respond=_error_response)
     app.add_middleware(UnexpectedErrorMiddleware)
     # Outermost, so that error answers carry the headers too.
     app.add_middleware(SecurityHeadersMiddleware, https_always=settings.secure_cookies)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from app.web.core.input_guard import RowId
 from app.web.deps import ApiUser, DbSession, RuntimeDep
 from app.web.services.images import ImageKind, image_png
 
@@ -14,7 +15,7 @@ router = APIRouter(tags=["images"])
 
 
 def _route(kind: ImageKind) -> Callable[..., Response]:
-    def endpoint(image_id: int, user: ApiUser, db: DbSession, runtime: RuntimeDep) -> Response:
+    def endpoint(image_id: RowId, user: ApiUser, db: DbSession, runtime: RuntimeDep) -> Response:
         data = image_png(db, runtime, image_id, kind, user)
         return Response(data, media_type="image/png")
 

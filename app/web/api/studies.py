@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
 
+from app.web.core.input_guard import IsoDate, RowId
 from app.web.core.models import ANALYSIS_STATUSES, Study
 from app.web.deps import ApiAdmin, ApiUser, DbSession, RuntimeDep
 from app.web.errors import InvalidInput, NotFound
@@ -61,8 +61,8 @@ def worklist(
         Query(description="AI verdict label, or 'indeterminate' for studies the model did not judge"),
     ] = None,
     review: Annotated[str | None, Query(description="reviewed | unreviewed")] = None,
-    date_from: date | None = None,
-    date_to: date | None = None,
+    date_from: IsoDate | None = None,
+    date_to: IsoDate | None = None,
     sort: Annotated[
         str, Query(description="p_abnormal (most suspicious first) | date | status")
     ] = "p_abnormal",
@@ -92,13 +92,13 @@ def worklist(
 
 
 @router.get("/studies/{study_id}", response_model=StudyOut)
-def study(study_id: int, user: ApiUser, db: DbSession, runtime: RuntimeDep) -> StudyOut:
+def study(study_id: RowId, user: ApiUser, db: DbSession, runtime: RuntimeDep) -> StudyOut:
     return get_study(db, study_id, user, runtime.settings.assistance_mode)
 
 
 @router.post("/studies/{study_id}/diagnosis", status_code=201, response_model=DiagnosisOut)
 def diagnose(
-    study_id: int, body: DiagnosisIn, user: ApiUser, db: DbSession, runtime: RuntimeDep
+    study_id: RowId, body: DiagnosisIn, user: ApiUser, db: DbSession, runtime: RuntimeDep
 ) -> DiagnosisOut:
     return record_diagnosis(
         db,
@@ -115,7 +115,7 @@ def diagnose(
 
 
 @router.get("/studies/{study_id}/audit", response_model=list[AuditOut])
-def audit_trail(study_id: int, admin: ApiAdmin, db: DbSession) -> list[AuditOut]:
+def audit_trail(study_id: RowId, admin: ApiAdmin, db: DbSession) -> list[AuditOut]:
     if db.get(Study, study_id) is None:
         raise NotFound(f"study {study_id} does not exist")
     return list_audit(db, study_id=study_id)

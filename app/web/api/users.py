@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.web.core.input_guard import RowId
 from app.web.deps import ApiAdmin, DbSession
 from app.web.schemas import UserCreateIn, UserOut, UserUpdateIn
 from app.web.services.users import create_user, list_users, update_user
@@ -22,5 +23,5 @@ def new_user(body: UserCreateIn, admin: ApiAdmin, db: DbSession) -> UserOut:
 
 
 @router.patch("/users/{user_id}", response_model=UserOut)
-def change_user(user_id: int, body: UserUpdateIn, admin: ApiAdmin, db: DbSession) -> UserOut:
+def change_user(user_id: RowId, body: UserUpdateIn, admin: ApiAdmin, db: DbSession) -> UserOut:
     return update_user(db, user_id, admin, role=body.role, active=body.active, password=body.password)

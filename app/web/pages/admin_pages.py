@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from sqlalchemy.orm import Session
 from starlette.responses import RedirectResponse, Response
 
+from app.web.core.input_guard import RowId
 from app.web.core.models import User
 from app.web.core.security import MIN_PASSWORD_LENGTH
 from app.web.deps import DbSession, PageAdmin
@@ -97,12 +98,12 @@ def _set_active(request: Request, user_id: int, active: bool, admin: User, db: S
 
 
 @router.post("/users/{user_id}/deactivate", include_in_schema=False)
-def users_deactivate(request: Request, user_id: int, admin: PageAdmin, db: DbSession) -> Response:
+def users_deactivate(request: Request, user_id: RowId, admin: PageAdmin, db: DbSession) -> Response:
     return _set_active(request, user_id, False, admin, db)
 
 
 @router.post("/users/{user_id}/activate", include_in_schema=False)
-def users_activate(request: Request, user_id: int, admin: PageAdmin, db: DbSession) -> Response:
+def users_activate(request: Request, user_id: RowId, admin: PageAdmin, db: DbSession) -> Response:
     return _set_active(request, user_id, True, admin, db)
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from app.web.core.input_guard import RowId
 from app.web.core.models import User
 from app.web.core.templating import human_label
 from app.web.deps import DbSession, PageUser, RuntimeDep
@@ -88,7 +89,7 @@ def _case_response(
 @router.get("/cases/{case_id}", include_in_schema=False)
 def case(
     request: Request,
-    case_id: int,
+    case_id: RowId,
     user: PageUser,
     db: DbSession,
     runtime: RuntimeDep,
@@ -103,7 +104,7 @@ def case(
 
 
 @router.get("/cases/{case_id}/status", include_in_schema=False)
-def case_status(case_id: int, user: PageUser, db: DbSession, runtime: RuntimeDep) -> Response:
+def case_status(case_id: RowId, user: PageUser, db: DbSession, runtime: RuntimeDep) -> Response:
     """What the upload and case pages poll while analysis runs.
 
     Not audited: GET /api/v1/studies/{id} records a case view per call, and a
@@ -126,7 +127,7 @@ def _parse_confidence(text: str) -> int | None:
 @router.post("/cases/{case_id}/diagnosis", include_in_schema=False)
 def submit_diagnosis(
     request: Request,
-    case_id: int,
+    case_id: RowId,
     user: PageUser,
     db: DbSession,
     runtime: RuntimeDep,

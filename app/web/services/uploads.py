@@ -24,6 +24,7 @@ from fastapi import UploadFile
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.web.core.input_guard import EARLIEST_YEAR, LATEST_YEAR, control_character_message
 from app.web.core.models import Analysis, Image, ImagePredictionRow, Patient, Study, User
 from app.web.core.storage import ContentStore
 from app.web.errors import InvalidInput, TooLarge
@@ -57,11 +58,23 @@ class UploadOverrides:
         gestational_age_weeks: str | None,
     ) -> UploadOverrides:
         """Parse raw form strings; raises InvalidInput with a readable message."""
+        fields = {
+            "the patient name": patient_name,
+            "the patient ID": patient_id,
+            "the study date": study_date,
+            "the gestational age": gestational_age_weeks,
+        }
+        for what, text in fields.items():
+            problem = control_character_message(what, text or "")
+            if problem:
+                raise InvalidInput(problem)
         parsed_date = None
         if study_date and study_date.strip():
             parsed_date = parse_study_date(study_date.strip())
             if parsed_date is None:
                 raise InvalidInput("the study date must look like 2025-03-14")
+            if not EARLIEST_YEAR <= parsed_date.year <= LATEST_YEAR:
+                raise InvalidInput(f"the study date must lie between {EARLIEST_YEAR} and {LATEST_YEAR}")
         ga = None
         if gestational_age_weeks and gestational_age_weeks.strip():
             try:
