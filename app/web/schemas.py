@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 
 class TokenOut(BaseModel):
@@ -109,6 +109,16 @@ class StudyOut(StudySummaryOut):
     images: list[ImageOut]
     diagnoses: list[DiagnosisOut]
 
+    @computed_field(  # type: ignore[prop-decorator]
+        description="the case's version: id of the current final diagnosis or amendment (null before "
+        "sign-off). Send it back as `based_on` when signing, so that a read made on an older "
+        "version is refused with 409 instead of silently amending a diagnosis its author never saw."
+    )
+    @property
+    def current_diagnosis_id(self) -> int | None:
+        signed = [d.id for d in self.diagnoses if d.kind in ("final", "amendment")]
+        return max(signed) if signed else None
+
 
 class UploadedStudyOut(BaseModel):
     study_id: int
@@ -135,6 +145,12 @@ class DiagnosisIn(BaseModel):
     notes: str = Field("", max_length=10_000)
     kind: str = Field("final", description="preliminary | final | amendment")
     reason: str | None = Field(None, description="required for an amendment")
+    based_on: int | None = Field(
+        None,
+        ge=0,
+        description="the case's current_diagnosis_id as the reader saw it (0: none yet); "
+        "when it is no longer current the answer is 409",
+    )
 
 
 class AuditOut(BaseModel):

@@ -111,6 +111,7 @@ def diagnose(
         notes=body.notes,
         kind=body.kind,
         reason=body.reason,
+        based_on=body.based_on,
     )
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -188,6 +189,10 @@ class VerdictRow(Base):
     analysis: Mapped[Analysis] = relationship(back_populates="verdict")
 
 
+ONE_FINAL_INDEX = "uq_diagnoses_one_final_per_study"
+ONE_SUCCESSOR_INDEX = "uq_diagnoses_amends_id"
+
+
 class Diagnosis(Base):
     """A radiologist's read. Rows are never updated: an amendment is a new row pointing at the old."""
 
@@ -195,6 +200,17 @@ class Diagnosis(Base):
     __table_args__ = (
         CheckConstraint(_in("kind", DIAGNOSIS_KINDS), name="kind"),
         CheckConstraint("confidence IS NULL OR (confidence BETWEEN 1 AND 5)", name="confidence"),
+        # Sign-off integrity, enforced by the database so that two radiologists signing at the
+        # same instant cannot both succeed: one "final" per study, and each final or amendment
+        # amended at most once (the current diagnosis is the head of one chain).
+        Index(
+            ONE_FINAL_INDEX,
+            "study_id",
+            unique=True,
+            sqlite_where=text("kind = 'final'"),
+            postgresql_where=text("kind = 'final'"),
+        ),
+        Index(ONE_SUCCESSOR_INDEX, "amends_id", unique=True),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -79,6 +79,7 @@ def _case_response(
             **form.__dict__,
             "action": f"/cases/{case_id}/diagnosis",
             "analysis_id": detail.analysis.id if detail.analysis else None,
+            "based_on": detail.current_diagnosis_id or 0,
             "error": form_error,
             "notice": form_notice,
             "values": form_values or {},
@@ -137,6 +138,7 @@ def submit_diagnosis(
     confidence: Annotated[str, Form()] = "",
     notes: Annotated[str, Form()] = "",
     amendment_reason: Annotated[str, Form()] = "",
+    based_on: Annotated[str, Form()] = "",
 ) -> Response:
     values = {
         "label": label,
@@ -146,6 +148,7 @@ def submit_diagnosis(
         "amendment_reason": amendment_reason,
     }
     error: str | None = None
+    status_code = 422
     recorded_kind = kind
     if not label:
         error = "Choose a diagnosis."
@@ -164,14 +167,17 @@ def submit_diagnosis(
                 notes=notes,
                 kind=kind,
                 reason=amendment_reason,
+                # The version of the case the form was rendered from (see StudyOut.current_diagnosis_id).
+                based_on=int(based_on) if based_on.isdigit() else None,
             )
             recorded_kind = recorded.kind
         except NotFound:
             raise
         except ServiceError as exc:
             error = exc.message[:1].upper() + exc.message[1:] + "."
+            status_code = exc.status_code
     if error is not None:
         return _case_response(
-            request, user, db, runtime, case_id, form_error=error, form_values=values, status_code=422
+            request, user, db, runtime, case_id, form_error=error, form_values=values, status_code=status_code
         )
     return RedirectResponse(f"/cases/{case_id}?saved={recorded_kind}", status_code=303)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.web.core.db import utcnow
@@ -35,6 +36,27 @@ def _first_view_at(db: Session, study_id: int, user: User) -> datetime | None:
     )
 
 
+def _current(db: Session, study_id: int) -> Diagnosis | None:
+    """The study's current final diagnosis or amendment: the head of its chain."""
+    return db.scalar(
+        select(Diagnosis)
+        .where(Diagnosis.study_id == study_id, Diagnosis.kind.in_(("final", "amendment")))
+        .order_by(Diagnosis.id.desc())
+        .limit(1)
+    )
+
+
+def _signed_meanwhile(current: Diagnosis | None) -> Conflict:
+    if current is None:
+        return Conflict("someone else recorded a read at the same moment; reload the case and try again")
+    when = current.signed_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    what = "signed" if current.kind == "final" else "amended"
+    return Conflict(
+        f"{current.signed_by.username} {what} this case at {when} ({current.label}) while you were "
+        "reading it; your read was not recorded. Reload the case and, if you disagree, record an amendment"
+    )
+
+
 def record_diagnosis(
     db: Session,
     study_id: int,
@@ -47,12 +69,17 @@ def record_diagnosis(
     notes: str = "",
     kind: str = "final",
     reason: str | None = None,
+    based_on: int | None = None,
 ) -> DiagnosisOut:
     """Validate and add one diagnosis row (committed, audited as "diagnosis.record").
 
     ``allowed_labels`` are the model card's class names. ``agrees_with_ai``
     defaults to whether ``label`` equals the AI verdict of the latest analysis.
     ``time_to_decision_s`` runs from this user's first view of the study.
+    ``based_on`` is the current diagnosis id the reader saw (0: none); when another read
+    became current since, nothing is recorded. Two signers at the same instant are told apart
+    by the database's unique indexes (one final per study, one amendment per diagnosis): the
+    second gets a Conflict naming who signed first.
     Raises NotFound, InvalidInput (bad label/confidence/missing reason) or Conflict.
     """
     study = db.get(Study, study_id)
@@ -69,12 +96,13 @@ def record_diagnosis(
     if len(notes) > 10_000:
         raise InvalidInput("the notes are too long (at most 10,000 characters)")
 
-    current = db.scalar(
-        select(Diagnosis)
-        .where(Diagnosis.study_id == study_id, Diagnosis.kind.in_(("final", "amendment")))
-        .order_by(Diagnosis.id.desc())
-        .limit(1)
-    )
+    current = _current(db, study_id)
+    if based_on is not None and based_on != (current.id if current is not None else 0):
+        raise (
+            _signed_meanwhile(current)
+            if current is not None
+            else Conflict("the diagnosis you were reading was withdrawn; reload the case")
+        )
     amends_id: int | None = None
     if kind == "preliminary":
         if current is not None:
@@ -109,7 +137,12 @@ def record_diagnosis(
         amendment_reason=reason if kind == "amendment" else None,
     )
     db.add(row)
-    db.flush()
+    try:
+        db.flush()
+    except IntegrityError:
+        # Another signer's row was committed between our read and this insert.
+        db.rollback()
+        raise _signed_meanwhile(_current(db, study_id)) from None
     record_event(
         db,
         user,
