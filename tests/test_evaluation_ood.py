@@ -24,7 +24,7 @@ from training_support import tiny_synth_dir
 
 from app.cli import main
 from app.evaluation.metrics import binary_auroc
-from app.evaluation.ood import combined_scores
+from app.evaluation.ood import ScoredGroup, combined_scores, ood_block
 from app.inference.engine import InferenceEngine
 from app.ingest import ingest_paths
 from app.ingest.types import IngestedImage
@@ -239,3 +239,44 @@ def test_ood_groups_must_exist_and_have_distinct_names(
     (tmp_path / "b" / "blank").mkdir(parents=True)
     assert main([*base, "--ood", str(tmp_path / "a" / "blank"), str(tmp_path / "b" / "blank")]) == 2
     assert "two OOD groups are named 'blank'" in capsys.readouterr().err
+
+
+def test_ood_block_on_hand_worked_numbers() -> None:
+    rule = OodRule((OodSignal("energy", 0.0), OodSignal("mahalanobis", 10.0)))
+    id_scores = {"energy": np.array([-4.0, -2.0, 1.0]), "mahalanobis": np.array([2.0, 4.0, 6.0])}
+    group = ScoredGroup(
+        name="g",
+        scores={"energy": np.array([-3.0, 2.0]), "mahalanobis": np.array([12.0, 3.0])},
+        flagged=np.array([True, True]),
+        signals=[("mahalanobis",), ("energy",)],
+        exclusions=["ood", "quality"],
+        verdicts=[False, True],
+        failed=1,
+    )
+    empty = ScoredGroup(
+        "empty", {"energy": np.zeros(0), "mahalanobis": np.zeros(0)}, np.zeros(0, bool), [], [], []
+    )
+    check = ood_block(
+        rule, id_scores, np.array([False, False, True]), [(), (), ("energy",)], [True], [group, empty]
+    )
+    inside = check["in_distribution"]
+    assert inside["false_flag_rate"] == pytest.approx(1 / 3) and inside["flagged_by"] == {
+        "energy": 1,
+        "mahalanobis": 0,
+    }
+    # units: energy 0 - (-2) = 2, Mahalanobis 10 - 4 = 6
+    assert check["combined_scale"] == {"energy": 2.0, "mahalanobis": 6.0}
+    g = check["groups"][0]
+    assert g["flag_rate"] == 1.0 and g["flagged_by"] == {"energy": 1, "mahalanobis": 1}
+    assert g["excluded_rate"] == 1.0 and g["quality_flagged"] == 1 and g["failed_images"] == 1
+    assert g["studies_with_verdict"] == 1 and g["verdict_fraction"] == 0.5
+    # energy: -3 beats -4 only; 2 beats all three -> (1 + 3) / 6
+    assert g["auroc"]["energy"] == pytest.approx(4 / 6)
+    assert g["auroc"]["mahalanobis"] == pytest.approx(4 / 6)  # 12 beats 3; 3 beats 2
+    # combined: in-distribution max(-2, -4/3), max(-1, -1), max(0.5, -2/3) = -4/3, -1, 0.5;
+    # group max(-1.5, 1/3), max(1, -7/6) = 1/3, 1 -> both beat -4/3 and -1, 1/3 loses to 0.5
+    assert g["auroc"]["combined"] == pytest.approx(5 / 6)
+    e = check["groups"][1]
+    assert e["images"] == 0 and e["flag_rate"] is None and e["auroc"]["energy"] is None
+    assert e["verdict_fraction"] is None
+    assert check["pooled"]["images"] == 2 and check["pooled"]["auroc"] == g["auroc"]
