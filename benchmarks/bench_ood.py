@@ -1,9 +1,9 @@
 """The offline OOD corpus for `fetalcns evaluate --ood`, and which of its images the rule misses.
 
-    python benchmarks/bench_ood.py --write-corpus DIR
+    PYTHONPATH=. python benchmarks/bench_ood.py --write-corpus DIR
     fetalcns evaluate --model models/fetal-cns-demo --data HELD_OUT --out REPORT \\
         --ood DIR/vendor_us DIR/ct_mr DIR/blank DIR/noise DIR/photos [more groups...]
-    python benchmarks/bench_ood.py --id HELD_OUT --ood DIR/vendor_us ... [--json OUT]
+    PYTHONPATH=. python benchmarks/bench_ood.py --id HELD_OUT --ood DIR/vendor_us ... [--json OUT]
 
 --write-corpus writes one folder per group, all from files already on this machine:
 
