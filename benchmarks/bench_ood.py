@@ -1,23 +1,24 @@
-"""How well the OOD signals separate held-out phantoms from images the model was never meant for.
+"""The offline OOD corpus for `fetalcns evaluate --ood`, and which of its images the rule misses.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_ood.py --id DIR --calib DIR [--model DIR] [--json OUT]
+    PYTHONPATH=. python benchmarks/bench_ood.py --write-corpus DIR
+    fetalcns evaluate --model models/fetal-cns-demo --data HELD_OUT --out REPORT \\
+        --ood DIR/vendor_us DIR/ct_mr DIR/blank DIR/noise DIR/photos [more groups...]
+    PYTHONPATH=. python benchmarks/bench_ood.py --id HELD_OUT --ood DIR/vendor_us ... [--json OUT]
 
-In distribution: the images of DIR (--id; the layout `fetalcns synth` writes, e.g. generator seed
-2, held out). Out of distribution, all offline:
+--write-corpus writes one folder per group, all from files already on this machine:
 
-- vendor ultrasound: pydicom's and pydicom-data's US test files, ingested through app.ingest
-  (cine loops sampled to 8 frames);
-- CT / MR / CR / NM: pydicom's other test images;
-- blank frames: uniform black, grey and white frames of a few sizes;
-- noise: uniform, Gaussian and Rayleigh (speckle-like) noise frames;
-- photographs: matplotlib's sample images (grace_hopper.jpg, Minduka_Present_Blue_Pack.png,
-  logo2.png).
+- vendor_us/: pydicom's and pydicom-data's ultrasound test files (cine loops are sampled as
+  ingestion samples them, 8 frames);
+- ct_mr/: pydicom's CT, MR, CR and NM test images;
+- blank/: uniform black, grey and white frames (PNG), one study folder per size (4 sizes);
+- noise/: uniform, Gaussian and Rayleigh noise frames, grey and colour (PNG), one study folder
+  per size;
+- photos/: matplotlib's sample photographs.
 
-Reports per signal (energy, mahalanobis, combined) the AUROC of in-distribution vs each group
-(sklearn.metrics.roc_auc_score, OOD as the positive class), and the rate at which the card's
-rule flags each group. The combined score is max over signals of (score - threshold) /
-(threshold - median of the calibration scores), which is above 0 exactly when the card's rule
-flags; the calibration medians come from running the model over --calib.
+Only ``pydicom.data.get_testdata_file(name, download=False)`` is used: nothing is downloaded.
+
+--id / --ood runs the product's check (app.evaluation.ood, what `fetalcns evaluate --ood`
+reports) and adds, per group, the sources of the images the rule did not flag; it prints JSON.
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
+from app.evaluation.ood import evaluate_ood_dirs, ood_block
 from app.inference.engine import InferenceEngine
-from app.ingest import IngestedImage, IngestOptions, ingest_paths
+from app.ingest import IngestedImage
 from app.training.data import discover_samples, read_rgb
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,150 +61,125 @@ PHOTOS = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png")
 SIZES = ((480, 640), (600, 800), (224, 224), (768, 1024))
 
 
-def dicom_images(names: tuple[str, ...]) -> tuple[list[IngestedImage], list[str]]:
+def copy_dicom(names: tuple[str, ...], out: Path) -> list[str]:
     from pydicom.data import get_testdata_file
 
-    paths = [get_testdata_file(name, download=False) for name in names]
-    found = [Path(str(p)) for p in paths if p is not None]
-    result = ingest_paths(found, IngestOptions(max_frames_per_cine=8))
-    images = [image for study in result.studies for image in study.images]
-    return images, [p.name for p in found]
+    out.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for name in names:
+        found = get_testdata_file(name, download=False)
+        if found is not None:
+            shutil.copy(str(found), out / name)
+            copied.append(name)
+    return copied
 
 
-def synthetic_frames(kind: str) -> list[IngestedImage]:
+def synthetic_frames(kind: str) -> dict[tuple[int, int], dict[str, np.ndarray]]:
+    """Frames by size and name: blank (0, 128, 255) or noise (5 kinds), as in the earlier benchmark."""
     rng = np.random.default_rng(0)
-    frames = []
+    frames: dict[tuple[int, int], dict[str, np.ndarray]] = {}
     for h, w in SIZES:
         if kind == "blank":
-            for level in (0, 128, 255):
-                frames.append(np.full((h, w, 3), level, np.uint8))
-        else:
-            grey = [
-                rng.integers(0, 256, (h, w)),
-                np.clip(rng.normal(128, 40, (h, w)), 0, 255),
-                np.clip(rng.rayleigh(40, (h, w)), 0, 255),
-                np.clip(rng.normal(128, 40, (h, w, 3)), 0, 255),
-                rng.integers(0, 256, (h, w, 3)),
-            ]
-            for g in grey:
-                g = g.astype(np.uint8)
-                frames.append(g if g.ndim == 3 else np.repeat(g[:, :, None], 3, axis=2))
-    return [
-        IngestedImage(source=f"{kind}-{i}", frame=None, pixels=f, scan_box=None, sha256="")
-        for i, f in enumerate(frames)
-    ]
+            frames[(h, w)] = {
+                name: np.full((h, w, 3), level, np.uint8)
+                for name, level in (("black", 0), ("grey", 128), ("white", 255))
+            }
+            continue
+        grey = {
+            "uniform": rng.integers(0, 256, (h, w)),
+            "gaussian": np.clip(rng.normal(128, 40, (h, w)), 0, 255),
+            "rayleigh": np.clip(rng.rayleigh(40, (h, w)), 0, 255),
+            "gaussian_rgb": np.clip(rng.normal(128, 40, (h, w, 3)), 0, 255),
+            "uniform_rgb": rng.integers(0, 256, (h, w, 3)),
+        }
+        frames[(h, w)] = {}
+        for name, values in grey.items():
+            g = values.astype(np.uint8)
+            frames[(h, w)][name] = g if g.ndim == 3 else np.repeat(g[:, :, None], 3, axis=2)
+    return frames
 
 
-def photos() -> tuple[list[IngestedImage], list[str]]:
+def write_frames(kind: str, out: Path) -> int:
+    count = 0
+    for (h, w), named in synthetic_frames(kind).items():
+        folder = out / f"{kind}-{h}x{w}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, rgb in named.items():
+            cv2.imwrite(str(folder / f"{name}.png"), np.ascontiguousarray(rgb[:, :, ::-1]))
+            count += 1
+    return count
+
+
+def copy_photos(out: Path) -> list[str]:
     import matplotlib.cbook as cbook
 
-    images, names = [], []
+    out.mkdir(parents=True, exist_ok=True)
+    copied = []
     for name in PHOTOS:
         try:
             path = Path(str(cbook.get_sample_data(name, asfileobj=False)))
         except (OSError, ValueError):
             continue
-        images.append(IngestedImage(source=name, frame=None, pixels=read_rgb(path), scan_box=None, sha256=""))
-        names.append(name)
-    return images, names
+        shutil.copy(path, out / name)
+        copied.append(name)
+    return copied
 
 
-def folder_images(data_dir: Path) -> list[IngestedImage]:
-    return [
+def write_corpus(out: Path) -> dict[str, Any]:
+    return {
+        "vendor_us": copy_dicom(VENDOR_US, out / "vendor_us"),
+        "ct_mr": copy_dicom(OTHER_MODALITIES, out / "ct_mr"),
+        "blank": write_frames("blank", out / "blank"),
+        "noise": write_frames("noise", out / "noise"),
+        "photos": copy_photos(out / "photos"),
+    }
+
+
+def measure(model: Path, id_dir: Path, ood_dirs: list[Path]) -> dict[str, Any]:
+    engine = InferenceEngine(model, device="cpu", threads=min(2, os.cpu_count() or 1))
+    rule = engine.ood_rule
+    images = [
         IngestedImage(source=s.path.name, frame=None, pixels=read_rgb(s.path), scan_box=None, sha256="")
-        for s in discover_samples(data_dir)
+        for s in discover_samples(id_dir, engine.classes)
     ]
-
-
-def score(engine: InferenceEngine, images: list[IngestedImage]) -> dict[str, np.ndarray]:
-    predictions = [
-        p for start in range(0, len(images), 16) for p in engine.predict(images[start : start + 16])
-    ]
-    methods = engine.ood_rule.methods
-    out = {m: np.array([p.ood_scores[m] for p in predictions]) for m in methods}
-    out["flagged"] = np.array([p.ood for p in predictions])
-    out["quality"] = np.array([p.quality_issue is not None for p in predictions])
-    for m in methods:
-        out[f"flagged_{m}"] = np.array([m in p.ood_signals for p in predictions])
-    return out
+    inside = engine.predict(images)
+    groups = evaluate_ood_dirs(engine, ood_dirs)
+    check = ood_block(
+        rule,
+        {m: np.array([p.ood_scores.get(m, np.nan) for p in inside]) for m in rule.methods},
+        np.array([p.ood for p in inside], bool),
+        [p.ood_signals for p in inside],
+        [],  # per-patient verdicts of the held-out set: see `fetalcns evaluate`
+        groups,
+    )
+    check["missed"] = {
+        g.name: [
+            {"source": Path(src).name, **{m: float(g.scores[m][i]) for m in rule.methods}}
+            for i, src in enumerate(g.sources)
+            if not g.flagged[i]
+        ]
+        for g in groups
+    }
+    return check
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write-corpus", type=Path, default=None, metavar="DIR")
     parser.add_argument("--model", type=Path, default=REPO / "models" / "fetal-cns-demo")
-    parser.add_argument("--id", type=Path, required=True, help="held-out in-distribution images")
-    parser.add_argument("--calib", type=Path, required=True, help="the calibration images (for medians)")
+    parser.add_argument("--id", type=Path, default=None, help="held-out in-distribution images")
+    parser.add_argument("--ood", type=Path, nargs="+", default=[], metavar="DIR")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    engine = InferenceEngine(args.model, device="cpu", threads=min(2, os.cpu_count() or 1))
-    rule = engine.ood_rule
-    calib = score(engine, folder_images(args.calib))
-    medians = {s.method: float(np.median(calib[s.method])) for s in rule.signals}
-
-    def combined(scores: dict[str, np.ndarray]) -> np.ndarray:
-        return np.max(
-            [(scores[s.method] - s.threshold) / (s.threshold - medians[s.method]) for s in rule.signals],
-            axis=0,
-        )
-
-    vendor, vendor_names = dicom_images(VENDOR_US)
-    other, other_names = dicom_images(OTHER_MODALITIES)
-    photo, photo_names = photos()
-    groups: dict[str, tuple[list[IngestedImage], str]] = {
-        "vendor ultrasound (pydicom)": (vendor, ", ".join(vendor_names)),
-        "CT / MR / CR / NM (pydicom)": (other, ", ".join(other_names)),
-        "blank frames": (synthetic_frames("blank"), "uniform 0, 128, 255 at 4 sizes"),
-        "noise frames": (synthetic_frames("noise"), "uniform, Gaussian, Rayleigh; grey and colour; 4 sizes"),
-        "photographs (matplotlib)": (photo, ", ".join(photo_names)),
-    }
-    inside = score(engine, folder_images(args.id))
-    inside["combined"] = combined(inside)
-    calib["combined"] = combined(calib)
-    report: dict[str, Any] = {
-        "model": engine.card.name,
-        "signals": {s.method: s.threshold for s in rule.signals},
-        "calibration": {
-            "images": len(calib["flagged"]),
-            "flag_rate": float(calib["flagged"].mean()),
-            "medians": medians,
-        },
-        "in_distribution": {
-            "data": str(args.id),
-            "images": len(inside["flagged"]),
-            "false_flag_rate": float(inside["flagged"].mean()),
-            **{f"false_flag_rate_{m}": float(inside[f"flagged_{m}"].mean()) for m in rule.methods},
-            "quality_flag_rate": float(inside["quality"].mean()),
-        },
-        "groups": {},
-    }
-    pooled: dict[str, list[np.ndarray]] = {m: [] for m in (*rule.methods, "combined")}
-    for name, (images, what) in groups.items():
-        outside = score(engine, images)
-        outside["combined"] = combined(outside)
-        entry: dict[str, Any] = {"what": what, "images": len(images)}
-        for m in (*rule.methods, "combined"):
-            y = np.r_[np.zeros(len(inside[m])), np.ones(len(outside[m]))]
-            entry[f"auroc_{m}"] = float(roc_auc_score(y, np.r_[inside[m], outside[m]]))
-            pooled[m].append(outside[m])
-        entry["flag_rate"] = float(outside["flagged"].mean())
-        for m in rule.methods:
-            entry[f"flag_rate_{m}"] = float(outside[f"flagged_{m}"].mean())
-        entry["quality_flag_rate"] = float(outside["quality"].mean())
-        entry["excluded_rate"] = float((outside["flagged"] | outside["quality"]).mean())
-        report["groups"][name] = entry
-    report["all_ood_auroc"] = {
-        m: float(
-            roc_auc_score(
-                np.r_[np.zeros(len(inside[m])), np.ones(sum(len(v) for v in values))],
-                np.r_[inside[m], *values],
-            )
-        )
-        for m, values in pooled.items()
-    }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
+    if args.write_corpus is None and args.id is None:
+        parser.error("give --write-corpus DIR, or --id DIR --ood DIR [DIR ...]")
+    if args.write_corpus is not None:
+        print(json.dumps({"corpus": str(args.write_corpus), **write_corpus(args.write_corpus)}, indent=2))
+    if args.id is not None:
+        text = json.dumps(measure(args.model, args.id, args.ood), indent=2)
+        print(text)
+        if args.json:
+            args.json.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -31,12 +31,23 @@ def register(subparsers: Any) -> None:
         "about 10 times the scoring time",
     )
     parser.add_argument(
+        "--ood",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="folders of out-of-distribution inputs, one group each, named by the folder (any files "
+        "the app ingests: DICOM, PNG/JPEG, ZIP); reports each group's flag rate, the AUROC of each OOD "
+        "signal against the --data images, and the fraction of its studies that still get a verdict",
+    )
+    parser.add_argument(
         "--update-card", action="store_true", help="copy the metrics into the model card's 'metrics'"
     )
     parser.set_defaults(handler=run_evaluate)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from app.evaluation.ood import OodDataError
     from app.evaluation.report import write_report
     from app.evaluation.runner import card_metrics, evaluate_model
     from app.inference.runtime import EngineError
@@ -51,8 +62,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
             tolerance_px=args.tolerance,
             threads=args.threads,
             robustness=args.robustness,
+            ood_dirs=args.ood,
         )
-    except (DatasetError, EngineError) as exc:
+    except (DatasetError, EngineError, OodDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = write_report(evaluation, args.out)
@@ -64,8 +76,33 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print("  robustness (image accuracy, patient accuracy):")
         for row in evaluation.metrics["robustness"]["rows"]:
             print(f"    {row['name']}: {row['image_accuracy']:.3f}, {row['patient_accuracy_mean']:.3f}")
+    check = evaluation.metrics["ood"].get("check")
+    if check:
+        print(ood_summary(check))
     if args.update_card:
         card = load_model_card(args.model)
         write_model_card(args.model, {**card.raw, "metrics": card_metrics(evaluation.metrics)})
         print(f"metrics copied into {args.model / 'model.json'}")
     return 0
+
+
+def _f(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def ood_summary(check: dict[str, Any]) -> str:
+    """The OOD check as a few lines of text: false flags, then one line per group and pooled."""
+    inside = check["in_distribution"]
+    methods = [*check["signals"], "combined"]
+    lines = [
+        f"  OOD check: in-distribution false flags {_f(inside['false_flag_rate'])} "
+        f"({inside['flagged']}/{inside['images']} images)",
+        "    group: images, studies, flagged, AUROC (" + ", ".join(methods) + "), studies with a verdict",
+    ]
+    for group in [*check["groups"], check["pooled"]]:
+        aurocs = ", ".join(_f(group["auroc"][m]) for m in methods)
+        lines.append(
+            f"    {group['name']}: {group['images']}, {group['studies']}, {_f(group['flag_rate'])}, "
+            f"({aurocs}), {_f(group['verdict_fraction'])} ({group['studies_with_verdict']})"
+        )
+    return "\n".join(lines)

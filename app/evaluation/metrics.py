@@ -157,3 +157,26 @@ def gestational_age_group(weeks: float | None) -> str | None:
     if weeks <= 28:
         return GA_SUBGROUPS[1]
     return GA_SUBGROUPS[2]
+
+
+def binary_auroc(
+    negatives: Sequence[float] | np.ndarray, positives: Sequence[float] | np.ndarray
+) -> float | None:
+    """AUROC of scores where higher means "positive": P(positive > negative) + ½ P(tie).
+
+    The Mann-Whitney U statistic over mid-ranks, so ties count half, as in
+    sklearn.metrics.roc_auc_score (the tests' reference). A NaN score counts as +inf (the
+    OOD rule flags a NaN score too). None when either side is empty.
+    """
+    neg = np.nan_to_num(np.asarray(negatives, np.float64).ravel(), nan=np.inf)
+    pos = np.nan_to_num(np.asarray(positives, np.float64).ravel(), nan=np.inf)
+    if neg.size == 0 or pos.size == 0:
+        return None
+    values = np.concatenate([neg, pos])
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    # Mid-rank (1-based) of each distinct value: the ranks before it plus the mean of its own run.
+    mid_ranks = np.cumsum(counts) - (counts - 1) / 2.0
+    ranks = mid_ranks[inverse.ravel()]
+    rank_sum = ranks[neg.size :].sum()
+    u = rank_sum - pos.size * (pos.size + 1) / 2.0
+    return float(u / (pos.size * neg.size))

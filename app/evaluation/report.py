@@ -166,6 +166,49 @@ def _robustness_section(block: dict[str, Any] | None) -> str:
 {_table(header, rows)}"""
 
 
+def _ood_section(check: dict[str, Any] | None) -> str:
+    if not check:
+        return ""
+    inside = check["in_distribution"]
+    methods = [*check["signals"], "combined"]
+    rows = [
+        (
+            group["name"],
+            group["images"],
+            group["studies"],
+            group["flag_rate"],
+            *(group["auroc"][m] for m in methods),
+            group["verdict_fraction"],
+        )
+        for group in [*check["groups"], check["pooled"]]
+    ]
+    rows.append(
+        (
+            "in distribution (--data): false flags",
+            inside["images"],
+            inside["patients"],
+            inside["false_flag_rate"],
+            *(None for _ in methods),
+            inside["verdict_fraction"],
+        )
+    )
+    header = [
+        "group",
+        "images",
+        "studies",
+        "flagged OOD",
+        *(f"AUROC {m}" for m in methods),
+        "studies with a verdict",
+    ]
+    return f"""<h2>Out-of-distribution check</h2>
+<p>Each group is a folder of inputs the model is not meant for, ingested and analysed as an upload
+is (studies as ingested; the card's OOD rule, blank-frame check and verdict rule). AUROC: the
+in-distribution images of this evaluation as negatives, the group's images as positives. Combined
+score: {html.escape(check["combined_score"])}. A group of OOD images only should have no study with a
+verdict.</p>
+{_table(header, rows)}"""
+
+
 def render_html(metrics: dict[str, Any], figures: dict[str, str]) -> str:
     summary = metrics["summary"]
     data = metrics["data"]
@@ -189,6 +232,7 @@ def render_html(metrics: dict[str, Any], figures: dict[str, str]) -> str:
         for name, c in loc.get("per_class", {}).items()
     ]
     robustness = _robustness_section(metrics.get("robustness"))
+    ood_check = _ood_section(metrics.get("ood", {}).get("check"))
     banner = (
         "<p class='warn'>Evaluated on synthetic phantom images: these numbers say nothing about "
         "performance on patients.</p>"
@@ -230,6 +274,7 @@ back to the original image through the scan box, lies inside the lesion mask dil
 The heatmaps explain {_CAM_TARGET_WORDS.get(loc.get("cam_target", "logit"), "the class logit")}.</p>
 {_table(["class", "images", "pointing game (true class)", "IoU (true class)"], loc_rows)}
 {robustness}
+{ood_check}
 <h2>Figures</h2>
 {images}
 </body></html>

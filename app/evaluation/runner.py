@@ -26,6 +26,7 @@ from app.evaluation.metrics import (
     per_class_metrics,
     reliability_bins,
 )
+from app.evaluation.ood import check_ood_dirs, evaluate_ood_dirs, ood_block
 from app.evaluation.perturb import ROBUSTNESS_SET, Perturbation
 from app.inference.aggregate import Verdict, aggregate
 from app.inference.analysis import exclusion_key
@@ -45,6 +46,7 @@ class ImageRecord:
     ood: bool
     exclusion: str | None = None  # why serving would leave the image out of the verdict
     ood_signals: tuple[str, ...] = ()
+    ood_scores: dict[str, float] = field(default_factory=dict)
     pointing_true: bool | None = None
     pointing_predicted: bool | None = None
     iou_true: float | None = None
@@ -95,6 +97,7 @@ def score_images(
                 prediction.ood,
                 exclusion_key(prediction),
                 prediction.ood_signals,
+                prediction.ood_scores,
             )
             mask = read_mask(sample.mask, image.pixels.shape[:2]) if sample.mask else None
             if sample.label != normal and mask is not None and mask.any():
@@ -285,7 +288,12 @@ def evaluate_model(
     threads: int | None = None,
     seed: int = 0,
     robustness: bool = False,
+    ood_dirs: Sequence[Path] = (),
 ) -> Evaluation:
+    """Every metric of the model on ``data_dir``; with ``ood_dirs``, the OOD check too
+    (``app.evaluation.ood``: each folder a group of out-of-distribution inputs)."""
+    if ood_dirs:
+        check_ood_dirs(ood_dirs)  # a missing folder fails before the long scoring run
     engine = InferenceEngine(model_dir, device="auto", batch_size=batch_size, threads=threads)
     classes = engine.classes
     normal = engine.card.normal_index
@@ -431,6 +439,18 @@ def evaluate_model(
             "max_excluded_fraction": engine.card.verdict_rule.max_excluded_fraction,
         },
     }
+    if ood_dirs:
+        groups = evaluate_ood_dirs(engine, ood_dirs)
+        rule = engine.ood_rule
+        metrics["ood"]["check"] = ood_block(
+            rule,
+            {m: np.array([r.ood_scores.get(m, np.nan) for r in records]) for m in rule.methods},
+            np.array([r.ood for r in records], bool),
+            [r.ood_signals for r in records],
+            [not v.indeterminate for v in mean_verdicts],
+            groups,
+        )
+        log.info("OOD check: %d group(s) done", len(groups))
     if robustness:
         ood_flags = np.array([r.ood for r in records], bool)
         metrics["robustness"] = robustness_block(engine, [r.sample for r in records], (probs, ood_flags))
