@@ -69,9 +69,13 @@ DEFAULT_MAX_EXCLUDED_FRACTION = 0.5
 # "mahalanobis": distance of the pooled features (the `features` output) to the nearest class
 # mean under a tied covariance (Lee et al. 2018), app.inference.mahalanobis; its fitted means and
 # precision live in a parameters file beside model.onnx whose sha256 the card records.
-OOD_METHODS = ("energy", "mahalanobis")
+# "view_scope": distance to the nearest CNS class mean minus distance to the nearest mean of the
+# non-CNS fetal views (abdomen, femur, heart, face) fitted at calibration, under the same tied
+# precision (app.inference.mahalanobis.view_scope_score): an ultrasound view the model was not
+# trained on. Its means and precision live in their own parameters file.
+OOD_METHODS = ("energy", "mahalanobis", "view_scope")
 # Signals that read the `features` output and need a parameters file.
-OOD_FEATURE_METHODS = ("mahalanobis",)
+OOD_FEATURE_METHODS = ("mahalanobis", "view_scope")
 # How signals combine. "any": flag an image when any signal exceeds its threshold (or is NaN).
 OOD_RULES = ("any",)
 

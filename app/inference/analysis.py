@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from app.inference.aggregate import FAILED, FLAGGED, OOD, QUALITY, Verdict, aggregate
+from app.inference.aggregate import FAILED, FLAGGED, OOD, QUALITY, VIEW, Verdict, aggregate
 from app.inference.engine import ImagePrediction, InferenceEngine
 from app.ingest.types import IngestedImage
 from app.modelcard import AGGREGATIONS, VerdictRule
@@ -97,6 +97,8 @@ def exclusion_key(prediction: ImagePrediction | None) -> str | None:
         return FAILED
     if prediction.quality_issue is not None:
         return QUALITY
+    if prediction.out_of_scope_view:
+        return VIEW
     if prediction.ood:
         return OOD
     # Another engine flag (a newer OOD signal) still keeps the image out, under a generic reason.

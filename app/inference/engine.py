@@ -14,7 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from app.inference.cam import cam_to_image
-from app.inference.mahalanobis import ClassGaussians, load_class_gaussians, mahalanobis_score
+from app.inference.mahalanobis import (
+    ClassGaussians,
+    ViewScope,
+    load_class_gaussians,
+    load_view_scope,
+    mahalanobis_score,
+    view_scope_score,
+)
 from app.inference.runtime import (
     CPU,
     EngineError,
@@ -35,7 +42,11 @@ CAM_OUTPUT = "cam"
 FEATURES_OUTPUT = "features"
 
 # What the exclusion reason calls each OOD signal.
-SIGNAL_WORDS = {"energy": "energy score", "mahalanobis": "feature distance"}
+SIGNAL_WORDS = {"energy": "energy score", "mahalanobis": "feature distance", "view_scope": "view scope"}
+# The OOD signal that says "this is another fetal view" (abdomen, femur, heart, face), and the
+# reason given when it fires: a different thing to tell a reader from "unlike anything seen".
+VIEW_SIGNAL = "view_scope"
+VIEW_REASON = "an ultrasound view this model was not trained on"
 
 
 @dataclass
@@ -70,9 +81,18 @@ class ImagePrediction:
         return self.ood or self.quality_issue is not None
 
     @property
+    def out_of_scope_view(self) -> bool:
+        """Flagged by the view-scope signal (nearer a non-CNS fetal view than any CNS class) and not
+        by the feature distance: an image far from every CNS class (noise, another modality) may lie
+        nearer a non-CNS view too, and is "unlike the images the model was trained on" instead."""
+        return self.ood and VIEW_SIGNAL in self.ood_signals and "mahalanobis" not in self.ood_signals
+
+    @property
     def exclusion_reason(self) -> str | None:
         if self.quality_issue is not None:
             return self.quality_issue
+        if self.out_of_scope_view:
+            return VIEW_REASON
         if self.ood:
             fired = ", ".join(SIGNAL_WORDS.get(m, m) for m in self.ood_signals)
             detail = f": {fired}" if fired else ""
@@ -115,8 +135,15 @@ class InferenceEngine:
                 self._gaussians = load_class_gaussians(path)
             except (OSError, ValueError) as exc:
                 raise EngineError(f"cannot load the OOD parameters {path}: {exc}") from exc
+        self._views: ViewScope | None = None
+        if VIEW_SIGNAL in self.ood_rule.methods:
+            path = self.card.ood_parameters_path(VIEW_SIGNAL)
+            try:
+                self._views = load_view_scope(path)
+            except (OSError, ValueError) as exc:
+                raise EngineError(f"cannot load the OOD parameters {path}: {exc}") from exc
         self._outputs = [LOGITS_OUTPUT, CAM_OUTPUT]
-        if self._gaussians is not None:
+        if self._gaussians is not None or self._views is not None:
             self._outputs.append(FEATURES_OUTPUT)
         key = SessionKey(
             onnx_path=str(self.card.onnx_path.resolve()),
@@ -138,12 +165,14 @@ class InferenceEngine:
         missing = [name for name in self._outputs if name not in outputs]
         if missing:
             raise EngineError(f"the model lacks the output(s) {', '.join(missing)}")
-        if self._gaussians is not None:
+        for params in (self._gaussians, self._views):
+            if params is None:
+                continue
             shape = next(o.shape for o in self._session.get_outputs() if o.name == FEATURES_OUTPUT)
             width = shape[-1] if shape else None
-            if isinstance(width, int) and width != self._gaussians.width:
+            if isinstance(width, int) and width != params.width:
                 raise EngineError(
-                    f"the OOD parameters are for {self._gaussians.width} features, the model has {width}"
+                    f"the OOD parameters are for {params.width} features, the model has {width}"
                 )
 
     @property
@@ -183,6 +212,8 @@ class InferenceEngine:
                 scores[method] = np.asarray(OOD_SCORES[method](logits), np.float64)
             elif method == "mahalanobis" and self._gaussians is not None and features is not None:
                 scores[method] = mahalanobis_score(self._gaussians, features)
+            elif method == VIEW_SIGNAL and self._views is not None and features is not None:
+                scores[method] = view_scope_score(self._views, features)
         return scores
 
     def predict(self, images: Sequence[IngestedImage]) -> list[ImagePrediction]:

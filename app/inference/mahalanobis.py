@@ -139,3 +139,94 @@ def load_class_gaussians(path: Path | str) -> ClassGaussians:
     if not (np.isfinite(means).all() and np.isfinite(precision).all()):
         raise ValueError(f"{Path(path).name}: non-finite parameters")
     return ClassGaussians(means=means, covariance=covariance, precision=precision, shrinkage=shrinkage)
+
+
+# --- View scope: a known-unknown reject class (non-CNS fetal views) in the same feature space ---
+
+# Keys of the view-scope parameters file (ood_views.npz beside model.onnx).
+VIEW_NPZ_KEYS = ("means", "other_means", "precision", "planes")
+
+
+@dataclass(frozen=True)
+class ViewScope:
+    """The CNS class means [C, K], one mean per non-CNS plane [P, K] and the shared precision.
+
+    The score of an image is min_c d(x, mu_c) - min_p d(x, nu_p), Mahalanobis distances d under
+    the CNS tied precision: how much nearer the image lies to a non-CNS view than to any CNS
+    class. Above the threshold, the image is more like an out-of-scope view than a CNS plane."""
+
+    means: np.ndarray
+    other_means: np.ndarray
+    precision: np.ndarray
+    planes: tuple[str, ...]
+
+    @property
+    def width(self) -> int:
+        return int(self.means.shape[1])
+
+
+def fit_view_scope(gaussians: ClassGaussians, other_features: np.ndarray, planes: list[str]) -> ViewScope:
+    """One mean per non-CNS plane (planes sorted by name), reusing the CNS Gaussians' precision."""
+    other = np.asarray(other_features, np.float64)
+    if other.ndim != 2 or len(other) < 1 or other.shape[1] != gaussians.width:
+        raise ValueError(f"other-view features must be a [N, {gaussians.width}] array with N >= 1")
+    if len(planes) != len(other):
+        raise ValueError("one plane name per other-view image")
+    names = sorted(set(planes))
+    plane_of = np.array(planes)
+    other_means = np.stack([other[plane_of == name].mean(axis=0) for name in names])
+    return ViewScope(
+        means=gaussians.means.copy(),
+        other_means=other_means,
+        precision=gaussians.precision.copy(),
+        planes=tuple(names),
+    )
+
+
+def _distances(means: np.ndarray, precision: np.ndarray, features: np.ndarray) -> np.ndarray:
+    diff = features[:, None, :] - means[None, :, :]
+    squared = np.einsum("nck,kl,ncl->nc", diff, precision, diff)
+    return np.sqrt(np.maximum(squared, 0.0))
+
+
+def view_scope_score(params: ViewScope, features: np.ndarray) -> np.ndarray:
+    """Per row: distance to the nearest CNS class minus distance to the nearest non-CNS plane."""
+    features = np.atleast_2d(np.asarray(features, np.float64))
+    if features.shape[1] != params.width:
+        raise ValueError(f"features have width {features.shape[1]}, the view-scope means {params.width}")
+    d_cns = _distances(params.means, params.precision, features).min(axis=1)
+    d_other = _distances(params.other_means, params.precision, features).min(axis=1)
+    return d_cns - d_other
+
+
+def save_view_scope(path: Path | str, params: ViewScope) -> Path:
+    path = Path(path)
+    with path.open("wb") as handle:
+        np.savez(
+            handle,
+            means=params.means,
+            other_means=params.other_means,
+            precision=params.precision,
+            planes=np.array(params.planes, dtype=np.str_),
+        )
+    return path
+
+
+def load_view_scope(path: Path | str) -> ViewScope:
+    """Read a view-scope parameters file; ValueError when it lacks a key or its shapes disagree."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        missing = [key for key in VIEW_NPZ_KEYS if key not in data.files]
+        if missing:
+            raise ValueError(f"{Path(path).name} lacks {', '.join(missing)}")
+        means = np.asarray(data["means"], np.float64)
+        other_means = np.asarray(data["other_means"], np.float64)
+        precision = np.asarray(data["precision"], np.float64)
+        planes = tuple(str(p) for p in data["planes"])
+    k = means.shape[1] if means.ndim == 2 else -1
+    if k < 1 or other_means.ndim != 2 or other_means.shape[1] != k or precision.shape != (k, k):
+        raise ValueError(f"{Path(path).name}: means, other_means and precision shapes disagree")
+    if len(planes) != len(other_means):
+        raise ValueError(f"{Path(path).name}: one plane name per other-view mean")
+    if not (np.isfinite(means).all() and np.isfinite(other_means).all() and np.isfinite(precision).all()):
+        raise ValueError(f"{Path(path).name}: non-finite parameters")
+    return ViewScope(means=means, other_means=other_means, precision=precision, planes=planes)

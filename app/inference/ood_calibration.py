@@ -25,17 +25,40 @@ from typing import Any
 import numpy as np
 
 from app.inference.engine import FEATURES_OUTPUT, LOGITS_OUTPUT, InferenceEngine
-from app.inference.mahalanobis import fit_class_gaussians, mahalanobis_score, save_class_gaussians
+from app.inference.mahalanobis import (
+    fit_class_gaussians,
+    fit_view_scope,
+    mahalanobis_score,
+    save_class_gaussians,
+    save_view_scope,
+    view_scope_score,
+)
 from app.inference.ood_cli import DEFAULT_FOLDS, DEFAULT_MAX_FALSE_FLAG_RATE, DEFAULT_PERCENTILE
 from app.inference.runtime import EngineError
 from app.inference.scores import energy_score
 from app.ingest.types import IngestedImage
 from app.modelcard import load_model_card, sha256_of, validate_card, write_model_card
-from app.training.data import Sample, describe_dataset, discover_samples, read_rgb
+from app.training.data import (
+    IMAGE_SUFFIXES,
+    OUT_OF_SCOPE,
+    SYNTH_PATIENT_ID,
+    Sample,
+    describe_dataset,
+    discover_samples,
+    read_manifest,
+    read_rgb,
+)
 
 log = logging.getLogger(__name__)
 
 PARAMETERS_FILE = "ood.npz"
+VIEWS_PARAMETERS_FILE = "ood_views.npz"
+VIEW_SCOPE_MEANING = (
+    "min over CNS classes of the Mahalanobis distance of the pooled features (output 'features') to the "
+    "class mean, minus the min over non-CNS fetal views (one mean per plane) of the distance to the view's "
+    "mean, both under the CNS tied covariance: positive when the image lies nearer a view the model was "
+    "not trained on (abdomen, femur, four-chamber heart, face profile) than any CNS class"
+)
 PERCENTILE_STEP = 0.1
 RULE_MEANING = "flag an image when any signal's score is above its threshold (or is not a number)"
 MAHALANOBIS_MEANING = (
@@ -99,6 +122,66 @@ def out_of_fold_mahalanobis(
     return scores
 
 
+def discover_other_views(directory: Path | str) -> list[tuple[Path, str, str]]:
+    """(image, plane, patient) of the non-CNS views under ``directory``: a `fetalcns synth` folder
+    (its manifest rows with view_scope "other") or its other_views/ folder. Without a manifest the
+    plane is the file name after the first "_" (01_four_chamber.png: four_chamber), the patient the
+    image's folder."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CalibrationError(f"other-views directory {directory} does not exist")
+    root = directory if (directory / "manifest.csv").is_file() else directory.parent
+    manifest = read_manifest(root)
+    found: list[tuple[Path, str, str]] = []
+    for image in sorted(directory.rglob("*")):
+        if image.suffix.lower() not in IMAGE_SUFFIXES or "dicom" in image.relative_to(directory).parts:
+            continue
+        row = manifest.get(image.resolve())
+        if manifest and row is not None and row.get("view_scope") != OUT_OF_SCOPE:
+            continue
+        plane = (row or {}).get("plane") or (image.stem.split("_", 1)[1] if "_" in image.stem else "other")
+        patient = (row or {}).get("patient_id") or image.parent.name
+        found.append((image, plane, patient))
+    if not found:
+        raise CalibrationError(f"no non-CNS view images found in {directory}")
+    return found
+
+
+def _check_other_views_seed(
+    card_raw: dict[str, Any], calibration: dict[str, Any], patients: Sequence[str]
+) -> int | None:
+    """The other views' generator seed; refuse the training seed and the calibration data's seed."""
+    seeds = {int(m.group(1)) for p in patients if (m := SYNTH_PATIENT_ID.fullmatch(p))}
+    seed = seeds.pop() if len(seeds) == 1 else None
+    trained = ((card_raw.get("provenance") or {}).get("generator") or {}).get("seed")
+    calibrated = (calibration.get("generator") or {}).get("seed")
+    for other, what in ((trained, "training data"), (calibrated, "in-distribution calibration data")):
+        if seed is not None and other is not None and seed == other:
+            raise CalibrationError(
+                f"the other views come from generator seed {seed}, the seed of the {what}; "
+                "generate them with a seed used nowhere else"
+            )
+    return seed
+
+
+def out_of_fold_view_scope(
+    features: np.ndarray,
+    labels: np.ndarray,
+    fold: np.ndarray,
+    n_classes: int,
+    other_features: np.ndarray,
+    planes: list[str],
+    shrinkage: float | None = None,
+) -> np.ndarray:
+    """Each calibration image's view-scope score with the CNS Gaussians fitted on the other folds."""
+    scores = np.full(len(features), np.nan)
+    for k in np.unique(fold):
+        held = fold == k
+        gaussians = fit_class_gaussians(features[~held], labels[~held], n_classes, shrinkage)
+        scores[held] = view_scope_score(fit_view_scope(gaussians, other_features, planes), features[held])
+    return scores
+
+
 def choose_thresholds(
     scores: dict[str, np.ndarray], percentile: float, max_false_flag_rate: float
 ) -> tuple[float, dict[str, float], dict[str, float], float]:
@@ -139,8 +222,12 @@ def calibrate_ood(
     shrinkage: float | None = None,
     batch_size: int = 32,
     threads: int | None = None,
+    other_views: Path | str | None = None,
 ) -> dict[str, Any]:
-    """Fit and calibrate; write ood.npz and the card's thresholds.ood. Returns the new OOD entry."""
+    """Fit and calibrate; write ood.npz and the card's thresholds.ood. Returns the new OOD entry.
+
+    With ``other_views`` (non-CNS fetal views from a generator seed used nowhere else), a third
+    signal, view_scope, is fitted too (ood_views.npz) and calibrated like the others."""
     model_dir, data_dir = Path(model_dir), Path(data_dir)
     card = load_model_card(model_dir)
     engine = InferenceEngine(model_dir, device="cpu", batch_size=batch_size, threads=threads)
@@ -163,10 +250,25 @@ def calibrate_ood(
         "energy": energy_score(logits),
         "mahalanobis": out_of_fold_mahalanobis(features, labels, fold, n_classes, shrinkage),
     }
+    views = None
+    if other_views is not None:
+        found = discover_other_views(other_views)
+        view_seed = _check_other_views_seed(card.raw, described, [p for _, _, p in found])
+        view_samples = [Sample(path=path, label=-1, patient=patient) for path, _, patient in found]
+        view_planes = [plane for _, plane, _ in found]
+        _, view_features = model_outputs(engine, view_samples, batch_size)
+        scores["view_scope"] = out_of_fold_view_scope(
+            features, labels, fold, n_classes, view_features, view_planes, shrinkage
+        )
+        views = (found, view_seed, view_planes, view_features)
     chosen, thresholds, rates, combined = choose_thresholds(scores, percentile, max_false_flag_rate)
     params = fit_class_gaussians(features, labels, n_classes, shrinkage)
     # Written beside the final name first: the card and its parameters file change together.
     pending = save_class_gaussians(model_dir / (PARAMETERS_FILE + ".tmp"), params)
+    pending_views = None
+    if views is not None:
+        view_params = fit_view_scope(params, views[3], views[2])
+        pending_views = save_view_scope(model_dir / (VIEWS_PARAMETERS_FILE + ".tmp"), view_params)
     generator = described.get("generator") or {}
     where = f"generator seed {generator['seed']}, " if "seed" in generator else ""
     calibrated_on = (
@@ -203,14 +305,52 @@ def calibrate_ood(
         "max_false_flag_rate": float(max_false_flag_rate),
         "calibration": {**described, "data": str(data_dir), "folds": int(folds)},
     }
+    if views is not None:
+        found, view_seed, view_planes, _ = views
+        view_patients = {p for _, _, p in found}
+        ood["combined_with"].append(
+            {
+                "method": "view_scope",
+                "threshold": thresholds["view_scope"],
+                "percentile": chosen,
+                "false_flag_rate": rates["view_scope"],
+                "score": VIEW_SCOPE_MEANING,
+                "reason": "an ultrasound view this model was not trained on",
+                "features_output": FEATURES_OUTPUT,
+                "feature_width": params.width,
+                "planes": {name: view_planes.count(name) for name in sorted(set(view_planes))},
+                "fitted_on": {
+                    "data": str(other_views),
+                    "patients": len(view_patients),
+                    "images": len(found),
+                    **(
+                        {"generator": {"tool": "fetalcns synth", "seed": view_seed}}
+                        if view_seed is not None
+                        else {}
+                    ),
+                },
+                "threshold_from": (
+                    f"out-of-fold scores of the in-distribution calibration images ({folds} patient-grouped "
+                    "folds for the CNS means); the parameters file uses the CNS means and covariance "
+                    "of ood.npz"
+                ),
+                "parameters": {"file": VIEWS_PARAMETERS_FILE, "sha256": ""},
+            }
+        )
     raw = dict(card.raw)
     raw["thresholds"] = {**raw["thresholds"], "ood": ood}
     try:
         ood["combined_with"][0]["parameters"]["sha256"] = sha256_of(pending)
+        if pending_views is not None:
+            ood["combined_with"][1]["parameters"]["sha256"] = sha256_of(pending_views)
         validate_card(raw)
         pending.replace(model_dir / PARAMETERS_FILE)
+        if pending_views is not None:
+            pending_views.replace(model_dir / VIEWS_PARAMETERS_FILE)
     finally:
         pending.unlink(missing_ok=True)
+        if pending_views is not None:
+            pending_views.unlink(missing_ok=True)
     write_model_card(model_dir, raw)
     try:
         load_model_card(model_dir)  # what serving will read: parameters file and digests agree
