@@ -20,7 +20,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Run the model over held-out in-distribution images (DIR/<class>/<patient>/<image>, "
             "patients unseen by training and epoch selection); write MODEL/ood.npz and the OOD rule "
-            "of MODEL/model.json (energy and Mahalanobis, flag if either exceeds its threshold)."
+            "of MODEL/model.json (energy and Mahalanobis, flag if either exceeds its threshold; with "
+            "--other-views also view_scope, MODEL/ood_views.npz)."
         ),
     )
     parser.add_argument("--model", type=Path, required=True, help="model directory, e.g. models/NAME")
