@@ -152,6 +152,14 @@ def test_other_views_are_found_with_their_plane(other_dir: Path) -> None:
     assert all(patient.startswith("SYN0008-") for _, _, patient in found)
 
 
+def test_other_views_of_a_mixed_folder_skip_cns_images_and_masks(tmp_path: Path) -> None:
+    out = tmp_path / "mixed"
+    args = ["synth", "--out", str(out), "--patients", "2", "--seed", "8", "--include-other-views"]
+    assert main([*args, "--images-per-patient", "2-2"]) == 0
+    found = discover_other_views(out)
+    assert found and all(path.parent.parent.name == "other_views" for path, _, _ in found)
+
+
 def test_calibration_with_other_views_writes_the_third_signal(
     tiny_model_dir: Path, calib_dir: Path, other_dir: Path, tmp_path: Path
 ) -> None:

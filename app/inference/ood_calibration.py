@@ -134,7 +134,8 @@ def discover_other_views(directory: Path | str) -> list[tuple[Path, str, str]]:
     manifest = read_manifest(root)
     found: list[tuple[Path, str, str]] = []
     for image in sorted(directory.rglob("*")):
-        if image.suffix.lower() not in IMAGE_SUFFIXES or "dicom" in image.relative_to(directory).parts:
+        parts = set(image.relative_to(directory).parts)
+        if image.suffix.lower() not in IMAGE_SUFFIXES or parts & {"dicom", "masks"}:
             continue
         row = manifest.get(image.resolve())
         if manifest and row is not None and row.get("view_scope") != OUT_OF_SCOPE:
