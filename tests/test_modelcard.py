@@ -174,8 +174,9 @@ def model_dir_with(tmp_path: Path, onnx: Path, card: object) -> Path:
         os.link(onnx, directory / "model.onnx")  # same bytes, without copying 5 MB per case
     except OSError:
         shutil.copyfile(onnx, directory / "model.onnx")
-    if (DEMO_MODEL_DIR / "ood.npz").is_file():
-        shutil.copyfile(DEMO_MODEL_DIR / "ood.npz", directory / "ood.npz")
+    for name in ("ood.npz", "ood_views.npz"):
+        if (DEMO_MODEL_DIR / name).is_file():
+            shutil.copyfile(DEMO_MODEL_DIR / name, directory / name)
     (directory / "model.json").write_text(json.dumps(card, indent=2), encoding="utf-8")
     return directory
 
@@ -327,7 +328,7 @@ def test_a_card_with_only_the_energy_signal_still_loads(
 def test_the_demo_card_combines_energy_and_mahalanobis(demo_card: dict[str, Any]) -> None:
     card = load_model_card(DEMO_MODEL_DIR)
     rule = card.ood_rule
-    assert rule.methods == ("energy", "mahalanobis") and rule.combine == "any"
+    assert rule.methods == ("energy", "mahalanobis", "view_scope") and rule.combine == "any"
     ood = demo_card["thresholds"]["ood"]
     assert ood["expected_false_flag_rate"] <= 0.03
     # Calibrated on a generator seed that neither trained (1) nor evaluated (2) the model.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,16 @@ def test_score_is_cns_distance_minus_other_view_distance_as_scipy_computes_them(
 
 def test_parameters_round_trip_and_a_broken_file_is_refused(tmp_path: Path) -> None:
     x, y = clusters()
-    params = fit_view_scope(fit_class_gaussians(x, y, 3), x[:4] + 9.0, ["a", "b", "a", "c"])
+    params = replace(
+        fit_view_scope(fit_class_gaussians(x, y, 3), x[:4] + 9.0, ["a", "b", "a", "c"]), radius=2.5
+    )
     loaded = load_view_scope(save_view_scope(tmp_path / "v.npz", params))
-    assert loaded.planes == ("a", "b", "c")
+    assert loaded.planes == ("a", "b", "c") and loaded.radius == 2.5
+    probe = np.vstack([loaded.other_means[0] + 0.01, loaded.other_means[0] + 100.0])
+    expected = [
+        min(mahalanobis(row, m, loaded.precision) for m in loaded.other_means) <= 2.5 for row in probe
+    ]
+    assert loaded.within_radius(probe).tolist() == expected == [True, False]
     for name in ("means", "other_means", "precision"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(params, name))
     np.savez(tmp_path / "bad.npz", means=params.means, precision=params.precision)
@@ -74,7 +82,7 @@ def test_parameters_round_trip_and_a_broken_file_is_refused(tmp_path: Path) -> N
         load_view_scope(tmp_path / "bad.npz")
 
 
-def _prediction(signals: tuple[str, ...], quality: str | None = None) -> ImagePrediction:
+def _prediction(signals: tuple[str, ...], quality: str | None = None, near: bool = True) -> ImagePrediction:
     return ImagePrediction(
         classes=("a", "normal"),
         probabilities=np.array([0.9, 0.1]),
@@ -89,6 +97,7 @@ def _prediction(signals: tuple[str, ...], quality: str | None = None) -> ImagePr
         ood_score=0.0,
         quality_issue=quality,
         ood_signals=signals,
+        near_other_view=near,
     )
 
 
@@ -100,6 +109,8 @@ def test_reason_and_key_when_the_view_signal_fires() -> None:
     far = _prediction(("mahalanobis", "view_scope"))
     assert "out of distribution" in (far.exclusion_reason or "") and exclusion_key(far) == "ood"
     assert exclusion_key(_prediction(("energy",))) == "ood"
+    # Past the radius of every view mean (a photograph that still lies nearer a view than a CNS class).
+    assert exclusion_key(_prediction(("view_scope",), near=False)) == "ood"
     assert exclusion_key(_prediction(("view_scope",), quality="blank or near-uniform frame")) == "quality"
     assert EXCLUSION_WORDS[VIEW] == VIEW_REASON
     verdict = aggregate([np.array([0.9, 0.1])] * 3, ("a", "normal"), "normal", reasons=[VIEW, VIEW, None])
@@ -174,7 +185,9 @@ def test_calibration_with_other_views_writes_the_third_signal(
     assert signal["parameters"] == {"file": "ood_views.npz", "sha256": sha256_of(model / "ood_views.npz")}
     assert signal["fitted_on"]["generator"]["seed"] == 8 and signal["fitted_on"]["images"] == 16
     assert signal["percentile"] == ood["percentile"] and ood["expected_false_flag_rate"] <= 0.03
+    assert signal["radius"] > 0 and 0.0 <= signal["other_views_flagged"] <= 1.0
     views = load_view_scope(model / "ood_views.npz")
+    assert views.radius == pytest.approx(signal["radius"])
     np.testing.assert_array_equal(views.means, load_class_gaussians(model / "ood.npz").means)
     # The engine computes the score the card defines.
     engine = InferenceEngine(model, device="cpu")

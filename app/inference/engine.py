@@ -75,6 +75,8 @@ class ImagePrediction:
     # signals that flagged the image.
     ood_scores: dict[str, float] = field(default_factory=dict)
     ood_signals: tuple[str, ...] = ()
+    # The features lie within the view-scope radius of a non-CNS view mean (False without the signal).
+    near_other_view: bool = False
 
     @property
     def excluded(self) -> bool:
@@ -82,10 +84,16 @@ class ImagePrediction:
 
     @property
     def out_of_scope_view(self) -> bool:
-        """Flagged by the view-scope signal (nearer a non-CNS fetal view than any CNS class) and not
-        by the feature distance: an image far from every CNS class (noise, another modality) may lie
-        nearer a non-CNS view too, and is "unlike the images the model was trained on" instead."""
-        return self.ood and VIEW_SIGNAL in self.ood_signals and "mahalanobis" not in self.ood_signals
+        """Flagged by the view-scope signal (nearer a non-CNS fetal view than any CNS class), within
+        the radius of a view mean, and not by the feature distance. An image far from every CNS
+        class and every known view (noise, a photograph, another modality) may still lie nearer a
+        view mean than a CNS one; it is "unlike the images the model was trained on" instead."""
+        return (
+            self.ood
+            and VIEW_SIGNAL in self.ood_signals
+            and self.near_other_view
+            and "mahalanobis" not in self.ood_signals
+        )
 
     @property
     def exclusion_reason(self) -> str | None:
@@ -224,10 +232,16 @@ class InferenceEngine:
             prepared = [self.preprocess(image) for image in chunk]
             outputs = self.run_outputs(np.stack([x for x, _ in prepared]))
             logits, cams = outputs[LOGITS_OUTPUT], outputs[CAM_OUTPUT]
-            scores = self.ood_scores(logits, outputs.get(FEATURES_OUTPUT))
+            features = outputs.get(FEATURES_OUTPUT)
+            scores = self.ood_scores(logits, features)
+            near = np.zeros(len(chunk), bool)
+            if self._views is not None and features is not None:
+                near = self._views.within_radius(features)
             for row, (image, (_, box)) in enumerate(zip(chunk, prepared, strict=True)):
                 row_scores = {method: float(values[row]) for method, values in scores.items()}
-                predictions.append(self._interpret(image, box, logits[row], cams[row], row_scores))
+                prediction = self._interpret(image, box, logits[row], cams[row], row_scores)
+                prediction.near_other_view = bool(near[row])
+                predictions.append(prediction)
         return predictions
 
     def _interpret(

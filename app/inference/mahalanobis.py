@@ -159,10 +159,18 @@ class ViewScope:
     other_means: np.ndarray
     precision: np.ndarray
     planes: tuple[str, ...]
+    # How near a non-CNS view mean an image must lie for "another fetal view" to be the reason
+    # given (infinite: always); an image past it is far from every known view as well.
+    radius: float = float("inf")
 
     @property
     def width(self) -> int:
         return int(self.means.shape[1])
+
+    def within_radius(self, features: np.ndarray) -> np.ndarray:
+        """Per row: whether the nearest non-CNS view mean lies within ``radius``."""
+        features = np.atleast_2d(np.asarray(features, np.float64))
+        return distances_to_means(self.other_means, self.precision, features).min(axis=1) <= self.radius
 
 
 def fit_view_scope(gaussians: ClassGaussians, other_features: np.ndarray, planes: list[str]) -> ViewScope:
@@ -183,7 +191,7 @@ def fit_view_scope(gaussians: ClassGaussians, other_features: np.ndarray, planes
     )
 
 
-def _distances(means: np.ndarray, precision: np.ndarray, features: np.ndarray) -> np.ndarray:
+def distances_to_means(means: np.ndarray, precision: np.ndarray, features: np.ndarray) -> np.ndarray:
     diff = features[:, None, :] - means[None, :, :]
     squared = np.einsum("nck,kl,ncl->nc", diff, precision, diff)
     return np.sqrt(np.maximum(squared, 0.0))
@@ -194,8 +202,8 @@ def view_scope_score(params: ViewScope, features: np.ndarray) -> np.ndarray:
     features = np.atleast_2d(np.asarray(features, np.float64))
     if features.shape[1] != params.width:
         raise ValueError(f"features have width {features.shape[1]}, the view-scope means {params.width}")
-    d_cns = _distances(params.means, params.precision, features).min(axis=1)
-    d_other = _distances(params.other_means, params.precision, features).min(axis=1)
+    d_cns = distances_to_means(params.means, params.precision, features).min(axis=1)
+    d_other = distances_to_means(params.other_means, params.precision, features).min(axis=1)
     return d_cns - d_other
 
 
@@ -208,6 +216,7 @@ def save_view_scope(path: Path | str, params: ViewScope) -> Path:
             other_means=params.other_means,
             precision=params.precision,
             planes=np.array(params.planes, dtype=np.str_),
+            radius=np.float64(params.radius),
         )
     return path
 
@@ -222,6 +231,7 @@ def load_view_scope(path: Path | str) -> ViewScope:
         other_means = np.asarray(data["other_means"], np.float64)
         precision = np.asarray(data["precision"], np.float64)
         planes = tuple(str(p) for p in data["planes"])
+        radius = float(data["radius"]) if "radius" in data.files else float("inf")
     k = means.shape[1] if means.ndim == 2 else -1
     if k < 1 or other_means.ndim != 2 or other_means.shape[1] != k or precision.shape != (k, k):
         raise ValueError(f"{Path(path).name}: means, other_means and precision shapes disagree")
@@ -229,4 +239,6 @@ def load_view_scope(path: Path | str) -> ViewScope:
         raise ValueError(f"{Path(path).name}: one plane name per other-view mean")
     if not (np.isfinite(means).all() and np.isfinite(other_means).all() and np.isfinite(precision).all()):
         raise ValueError(f"{Path(path).name}: non-finite parameters")
-    return ViewScope(means=means, other_means=other_means, precision=precision, planes=planes)
+    if not radius > 0:
+        raise ValueError(f"{Path(path).name}: the radius must be positive")
+    return ViewScope(means=means, other_means=other_means, precision=precision, planes=planes, radius=radius)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ import numpy as np
 
 from app.inference.engine import FEATURES_OUTPUT, LOGITS_OUTPUT, InferenceEngine
 from app.inference.mahalanobis import (
+    ClassGaussians,
+    distances_to_means,
     fit_class_gaussians,
     fit_view_scope,
     mahalanobis_score,
@@ -53,6 +56,11 @@ log = logging.getLogger(__name__)
 
 PARAMETERS_FILE = "ood.npz"
 VIEWS_PARAMETERS_FILE = "ood_views.npz"
+# The fraction of the calibration's non-CNS views (out of fold) that the view threshold keeps flagged.
+VIEW_RECALL = 0.99
+# The reason "another fetal view" needs the image within this quantile of the other views' own
+# (out-of-fold) distances to their nearest plane mean; farther, the generic OOD reason is given.
+VIEW_RADIUS_QUANTILE = 0.95
 VIEW_SCOPE_MEANING = (
     "min over CNS classes of the Mahalanobis distance of the pooled features (output 'features') to the "
     "class mean, minus the min over non-CNS fetal views (one mean per plane) of the distance to the view's "
@@ -183,18 +191,45 @@ def out_of_fold_view_scope(
     return scores
 
 
+def out_of_fold_other_view_scores(
+    gaussians: ClassGaussians, other_features: np.ndarray, planes: list[str], patients: list[str], folds: int
+) -> np.ndarray:
+    """Each other view's view-scope score, and its distance to the nearest plane mean, with the plane
+    means fitted without its patient's views: [2, N]."""
+    patient_list = sorted(set(patients))
+    rng = np.random.default_rng(0)
+    rng.shuffle(patient_list)
+    fold_of = {p: i % folds for i, p in enumerate(patient_list)}
+    fold = np.array([fold_of[p] for p in patients])
+    scores = np.full((2, len(other_features)), np.nan)
+    plane_of = np.array(planes)
+    for k in np.unique(fold):
+        held = fold == k
+        fitted = fit_view_scope(gaussians, other_features[~held], list(plane_of[~held]))
+        scores[0, held] = view_scope_score(fitted, other_features[held])
+        nearest = distances_to_means(fitted.other_means, fitted.precision, other_features[held])
+        scores[1, held] = nearest.min(axis=1)
+    return scores
+
+
 def choose_thresholds(
-    scores: dict[str, np.ndarray], percentile: float, max_false_flag_rate: float
+    scores: dict[str, np.ndarray],
+    percentile: float,
+    max_false_flag_rate: float,
+    floors: dict[str, float] | None = None,
 ) -> tuple[float, dict[str, float], dict[str, float], float]:
     """The lowest percentile from ``percentile`` up (steps of 0.1) whose per-signal thresholds flag
-    at most ``max_false_flag_rate`` of the calibration images with rule "any".
+    at most ``max_false_flag_rate`` of the calibration images with rule "any". A signal with a
+    floor gets the larger of its percentile and its floor.
 
     Returns (percentile, threshold per signal, false-flag rate per signal, combined rate)."""
     if not 0.0 < max_false_flag_rate < 1.0:
         raise CalibrationError(f"the false-flag rate must be between 0 and 1, got {max_false_flag_rate}")
     p = float(percentile)
     while True:
-        thresholds = {m: float(np.percentile(s, p)) for m, s in scores.items()}
+        thresholds = {
+            m: max(float(np.percentile(s, p)), (floors or {}).get(m, -np.inf)) for m, s in scores.items()
+        }
         flagged = {m: s > thresholds[m] for m, s in scores.items()}
         combined = float(np.mean(np.any(np.stack(list(flagged.values())), axis=0)))
         if combined <= max_false_flag_rate or p >= 100.0:
@@ -262,13 +297,24 @@ def calibrate_ood(
             features, labels, fold, n_classes, view_features, view_planes, shrinkage
         )
         views = (found, view_seed, view_planes, view_features)
-    chosen, thresholds, rates, combined = choose_thresholds(scores, percentile, max_false_flag_rate)
+        # The view threshold should keep VIEW_RECALL of the other views flagged: scored out of fold
+        # (plane means without the view's patient) against the CNS Gaussians of all calibration
+        # images; its floor is their (1 - VIEW_RECALL) quantile, when that is above the percentile.
+        all_gaussians = fit_class_gaussians(features, labels, n_classes, shrinkage)
+        other_scores, other_distances = out_of_fold_other_view_scores(
+            all_gaussians, view_features, view_planes, [p for _, _, p in found], folds
+        )
+        radius = float(np.quantile(other_distances, VIEW_RADIUS_QUANTILE))
+        floors = {"view_scope": float(np.quantile(other_scores, 1.0 - VIEW_RECALL))}
+    else:
+        floors = {}
+    chosen, thresholds, rates, combined = choose_thresholds(scores, percentile, max_false_flag_rate, floors)
     params = fit_class_gaussians(features, labels, n_classes, shrinkage)
     # Written beside the final name first: the card and its parameters file change together.
     pending = save_class_gaussians(model_dir / (PARAMETERS_FILE + ".tmp"), params)
     pending_views = None
     if views is not None:
-        view_params = fit_view_scope(params, views[3], views[2])
+        view_params = replace(fit_view_scope(params, views[3], views[2]), radius=radius)
         pending_views = save_view_scope(model_dir / (VIEWS_PARAMETERS_FILE + ".tmp"), view_params)
     generator = described.get("generator") or {}
     where = f"generator seed {generator['seed']}, " if "seed" in generator else ""
@@ -308,6 +354,7 @@ def calibrate_ood(
     }
     if views is not None:
         found, view_seed, view_planes, _ = views
+        percentile_value = float(np.percentile(scores["view_scope"], chosen))
         view_patients = {p for _, _, p in found}
         ood["combined_with"].append(
             {
@@ -331,9 +378,19 @@ def calibrate_ood(
                     ),
                 },
                 "threshold_from": (
-                    f"out-of-fold scores of the in-distribution calibration images ({folds} patient-grouped "
-                    "folds for the CNS means); the parameters file uses the CNS means and covariance "
-                    "of ood.npz"
+                    "the larger of the percentile of the in-distribution calibration images' out-of-fold "
+                    f"scores ({folds} patient-grouped folds for the CNS means; {percentile_value:.4f}) and "
+                    f"the {1.0 - VIEW_RECALL:.0%} quantile of the other views' out-of-fold scores ({folds} "
+                    f"patient-grouped folds for the plane means; {floors['view_scope']:.4f}), so that "
+                    f"{VIEW_RECALL:.0%} of them stay flagged; the parameters file uses the CNS means and "
+                    "covariance of ood.npz"
+                ),
+                "other_views_flagged": float(np.mean(other_scores > thresholds["view_scope"])),
+                "radius": radius,
+                "radius_from": (
+                    f"the {VIEW_RADIUS_QUANTILE:.0%} quantile of the other views' out-of-fold distances to "
+                    "their nearest plane mean: the reason 'an ultrasound view this model was not trained "
+                    "on' is given only within it (and when the Mahalanobis signal does not fire)"
                 ),
                 "parameters": {"file": VIEWS_PARAMETERS_FILE, "sha256": ""},
             }

@@ -23,6 +23,7 @@ INDETERMINATE_TEXT = "No verdict — indeterminate"
 # Why images were left out of the verdict (VerdictOut.excluded_by_reason keys), in a reader's words.
 EXCLUSION_TEXT: dict[str, str] = {
     "ood": "unlike the training images (out of distribution)",
+    "view": "an ultrasound view this model was not trained on",
     "quality": "blank or poor quality",
     "failed": "could not be analysed",
     "flagged": "flagged as unusable",
