@@ -271,3 +271,26 @@ def test_heatmap_text_follows_the_cards_cam_target() -> None:
     contrast = heatmap_text("normal-contrast")
     assert contrast.startswith("Where the image looks most like the suggested anomaly rather than normal")
     assert heatmap_text("logit").startswith("Where the image most raised the score")
+
+
+def test_counts_text_names_out_of_scope_views() -> None:
+    from app.inference.aggregate import EXCLUSION_WORDS, VIEW
+    from app.web.pages.views import counts_text
+
+    verdict = VerdictOut(
+        label="indeterminate",
+        probabilities={},
+        p_abnormal=None,
+        aggregation="mean",
+        reason="all 3 image(s) were left out",
+        n_used=0,
+        n_excluded=3,
+        n_total=3,
+        excluded_by_reason={"view": 2, "ood": 1},
+        support=[],
+    )
+    assert counts_text(verdict) == (
+        "Used 0 of 3 images; 3 left out: 1 unlike the training images (out of distribution), "
+        "2 an ultrasound view this model was not trained on"
+    )
+    assert EXCLUSION_WORDS[VIEW] == "an ultrasound view this model was not trained on"
