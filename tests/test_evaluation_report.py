@@ -131,7 +131,9 @@ def test_robustness_flag_scores_each_change(
         )
         for s in samples
     ]
-    probabilities = np.stack([p.probabilities for p in engine.predict(images)])
+    predictions = engine.predict(images)
+    probabilities = np.stack([p.probabilities for p in predictions])
+    flagged = np.array([p.ood for p in predictions])
     labels = np.array([s.label for s in samples])
     flip = next(row for row in block["rows"] if row["name"] == "flip")
     assert flip["image_accuracy"] == pytest.approx(float((probabilities.argmax(1) == labels).mean()))
@@ -141,7 +143,21 @@ def test_robustness_flag_scores_each_change(
         rows = [i for i, s in enumerate(samples) if s.patient == patient]
         right.append(probabilities[rows].mean(axis=0).argmax() == labels[rows[0]])
     assert flip["patient_accuracy_mean"] == pytest.approx(float(np.mean(right)))
+    # The served verdict, written out from the card's rule: the unflagged images' mean, when at
+    # least min_usable_images are left and no more than max_excluded_fraction is flagged.
+    rule = engine.card.verdict_rule
+    served, undecided = [], []
+    for patient in patients:
+        rows = [i for i, s in enumerate(samples) if s.patient == patient]
+        used = [i for i in rows if not flagged[i]]
+        decided = len(used) >= rule.min_usable_images and (
+            len(rows) - len(used) <= rule.max_excluded_fraction * len(rows)
+        )
+        undecided.append(not decided)
+        served.append(decided and probabilities[used].mean(axis=0).argmax() == labels[rows[0]])
+    assert flip["patient_accuracy_served"] == pytest.approx(float(np.mean(served)))
+    assert flip["patient_indeterminate_fraction"] == pytest.approx(float(np.mean(undecided)))
 
     html = (out / "report.html").read_text()
     assert "<h2>Robustness</h2>" in html and "JPEG round trip, quality 30" in html
-    assert "robustness (image accuracy, patient accuracy):" in capsys.readouterr().out
+    assert "robustness (image accuracy, patient accuracy, served patient accuracy" in capsys.readouterr().out

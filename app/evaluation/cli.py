@@ -73,9 +73,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     for key, value in summary.items():
         print(f"  {key}: {'–' if value is None else f'{value:.3f}'}")
     if "robustness" in evaluation.metrics:
-        print("  robustness (image accuracy, patient accuracy):")
+        print("  robustness (image accuracy, patient accuracy, served patient accuracy with the gate):")
         for row in evaluation.metrics["robustness"]["rows"]:
-            print(f"    {row['name']}: {row['image_accuracy']:.3f}, {row['patient_accuracy_mean']:.3f}")
+            print(
+                f"    {row['name']}: {row['image_accuracy']:.3f}, {row['patient_accuracy_mean']:.3f}, "
+                f"{row['patient_accuracy_served']:.3f}"
+            )
     check = evaluation.metrics["ood"].get("check")
     if check:
         print(ood_summary(check))

@@ -156,10 +156,20 @@ def _robustness_section(block: dict[str, Any] | None) -> str:
             row["patient_accuracy_mean"],
             row["patient_accuracy_vote"],
             row["ood_flagged_fraction"],
+            row["patient_accuracy_served"],
+            row["patient_indeterminate_fraction"],
         )
         for row in block["rows"]
     ]
-    header = ["change", "image accuracy", "patient accuracy (mean)", "patient accuracy (vote)", "flagged OOD"]
+    header = [
+        "change",
+        "image accuracy",
+        "patient accuracy (mean)",
+        "patient accuracy (vote)",
+        "flagged OOD",
+        "patient accuracy (served, gated)",
+        "patients indeterminate",
+    ]
     return f"""<h2>Robustness</h2>
 <p>Each change is applied {html.escape(block["applied"])}; {block["patients"]} patients,
 {block["images"]} images. Patient verdicts: {html.escape(block["aggregation"])}.</p>

@@ -28,7 +28,7 @@ from app.evaluation.metrics import (
 )
 from app.evaluation.ood import check_ood_dirs, evaluate_ood_dirs, ood_block
 from app.evaluation.perturb import ROBUSTNESS_SET, Perturbation
-from app.inference.aggregate import Verdict, aggregate
+from app.inference.aggregate import OOD, Verdict, aggregate
 from app.inference.analysis import exclusion_key
 from app.inference.engine import InferenceEngine
 from app.ingest.types import IngestedImage
@@ -208,6 +208,34 @@ def patient_accuracy(
     return float(np.mean(right))
 
 
+def gated_patient_outcomes(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    ood: np.ndarray,
+    patients: Sequence[str],
+    engine: InferenceEngine,
+) -> tuple[float, float]:
+    """(accuracy, indeterminate fraction) of the verdict serving gives: OOD-flagged images left
+    out and the card's verdict rule applied, an indeterminate patient counted as not correct."""
+    classes, card = engine.classes, engine.card
+    rows_of: dict[str, list[int]] = {}
+    for row, patient in enumerate(patients):
+        rows_of.setdefault(patient, []).append(row)
+    right, indeterminate = [], []
+    for rows in rows_of.values():
+        verdict = aggregate(
+            probabilities[rows],
+            classes,
+            card.normal_class,
+            "mean",
+            reasons=[OOD if ood[i] else None for i in rows],
+            rule=card.verdict_rule,
+        )
+        indeterminate.append(verdict.indeterminate)
+        right.append(not verdict.indeterminate and verdict.label == classes[int(y_true[rows[0]])])
+    return float(np.mean(right)), float(np.mean(indeterminate))
+
+
 def robustness_block(
     engine: InferenceEngine,
     samples: Sequence[Sample],
@@ -220,6 +248,7 @@ def robustness_block(
     patients = [s.patient for s in samples]
 
     def row(name: str, description: str, probabilities: np.ndarray, ood: np.ndarray) -> dict[str, Any]:
+        served, indeterminate = gated_patient_outcomes(y_true, probabilities, ood, patients, engine)
         return {
             "name": name,
             "description": description,
@@ -229,6 +258,8 @@ def robustness_block(
                 y_true, probabilities, patients, classes, normal_class, "vote"
             ),
             "ood_flagged_fraction": float(ood.mean()),
+            "patient_accuracy_served": served,
+            "patient_indeterminate_fraction": indeterminate,
         }
 
     if baseline is None:
@@ -244,7 +275,8 @@ def robustness_block(
         "images": len(samples),
         "patients": len(set(patients)),
         "applied": "to each image's display pixels before scan-area detection and preprocessing",
-        "aggregation": "the served patient verdict (mean probability; majority vote too), every image used",
+        "aggregation": "mean probability and majority vote over every image; 'served' leaves out the "
+        "OOD-flagged images and applies the card's verdict rule (an indeterminate patient is not correct)",
         "rows": rows,
     }
 
