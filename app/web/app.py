@@ -27,7 +27,7 @@ from app.web.core.headers import SecurityHeadersMiddleware
 from app.web.core.input_guard import ControlCharacterGuard
 from app.web.core.limits import RequestSizeLimitMiddleware
 from app.web.core.paths import project_dir
-from app.web.errors import ServiceError
+from app.web.errors import ServiceError, TooManyAttempts
 from app.web.pages import csrf_rejected_page
 from app.web.pages import router as pages_router
 from app.web.runtime import Runtime, build_runtime, check_schema, load_inference
@@ -40,8 +40,16 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
-def _error_response(request: Request, status_code: int, message: str) -> Response:
+def _error_response(
+    request: Request, status_code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     """JSON {detail} for the API and scripts; a small HTML page for browsers."""
+    response = _error_body(request, status_code, message)
+    response.headers.update(headers or {})
+    return response
+
+
+def _error_body(request: Request, status_code: int, message: str) -> Response:
     if _wants_html(request):
         from app.web.core.templating import templates
 
@@ -75,7 +83,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def service_error(request: Request, exc: ServiceError) -> Response:
         if isinstance(exc, NotAuthenticated) and _wants_html(request):
             return RedirectResponse(LoginRequired(request.url.path).login_url, status_code=303)
-        return _error_response(request, exc.status_code, exc.message)
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, TooManyAttempts) else None
+        return _error_response(request, exc.status_code, exc.message, headers)
 
     @app.exception_handler(CSRFRejected)
     async def csrf_rejected(request: Request, exc: CSRFRejected) -> Response:
