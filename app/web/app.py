@@ -30,7 +30,7 @@ from app.web.core.paths import project_dir
 from app.web.errors import ServiceError, TooManyAttempts
 from app.web.pages import csrf_rejected_page
 from app.web.pages import router as pages_router
-from app.web.runtime import Runtime, build_runtime, check_schema, load_inference
+from app.web.runtime import Runtime, build_runtime, check_schema, load_inference, sweep_at_start
 from app.web.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,8 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         check_schema(runtime)
+        if settings.sweep_on_start and runtime.schema_error is None:
+            sweep_at_start(runtime)
         if load_model:
             load_inference(runtime)
         if settings.worker_enabled and runtime.inference is not None and runtime.schema_error is None:

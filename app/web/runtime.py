@@ -104,3 +104,15 @@ def check_schema(runtime: Runtime) -> None:
         )
     if runtime.schema_error:
         log.error("%s", runtime.schema_error)
+
+
+def sweep_at_start(runtime: Runtime) -> None:
+    """Remove what a crash left behind (app.web.services.sweep). Runs only on a migrated database:
+    with the rows unreadable every blob would look orphaned. A failure is logged, never fatal."""
+    from app.web.services.sweep import sweep
+
+    settings = runtime.settings
+    try:
+        sweep(runtime.store, runtime.session_factory, settings.upload_tmp_dir, settings.sweep_grace_s)
+    except Exception as exc:
+        log.error("the start-up sweep failed (%s); nothing else is affected", type(exc).__name__)
