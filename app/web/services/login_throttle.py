@@ -114,15 +114,22 @@ class LoginThrottle:
             failures = self._bump(db, scope, key, now, window_start)
             lock_s = self.policy.lock_s(scope, failures)
             if lock_s is not None:
+                until = now + timedelta(seconds=lock_s)
+                # Never shorten a lock: a concurrent failure may have set a longer one already.
+                longest = case(
+                    (LoginThrottleRow.locked_until > until, LoginThrottleRow.locked_until), else_=until
+                )
                 db.execute(
                     update(LoginThrottleRow)
                     .where(LoginThrottleRow.scope == scope, LoginThrottleRow.key == key)
-                    .values(locked_until=now + timedelta(seconds=lock_s))
+                    .values(locked_until=longest)
                     .execution_options(synchronize_session=False)
                 )
                 log.info("sign-in locked for %.0f s (%s, %d failures)", lock_s, scope, failures)
                 if scope == ACCOUNT:
                     account_lock = lock_s
+            # Each count commits alone: a retry in _bump rolls back, and must not undo the other.
+            db.commit()
         # Forget rows nobody has failed on for a window and that are not locked.
         db.execute(
             delete(LoginThrottleRow)
