@@ -27,10 +27,10 @@ from app.web.core.headers import SecurityHeadersMiddleware
 from app.web.core.input_guard import ControlCharacterGuard
 from app.web.core.limits import RequestSizeLimitMiddleware
 from app.web.core.paths import project_dir
-from app.web.errors import ServiceError
+from app.web.errors import ServiceError, TooManyAttempts
 from app.web.pages import csrf_rejected_page
 from app.web.pages import router as pages_router
-from app.web.runtime import Runtime, build_runtime, check_schema, load_inference
+from app.web.runtime import Runtime, build_runtime, check_schema, load_inference, sweep_at_start
 from app.web.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,16 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
-def _error_response(request: Request, status_code: int, message: str) -> Response:
+def _error_response(
+    request: Request, status_code: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
     """JSON {detail} for the API and scripts; a small HTML page for browsers."""
+    response = _error_body(request, status_code, message)
+    response.headers.update(headers or {})
+    return response
+
+
+def _error_body(request: Request, status_code: int, message: str) -> Response:
     if _wants_html(request):
         from app.web.core.templating import templates
 
@@ -75,7 +83,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def service_error(request: Request, exc: ServiceError) -> Response:
         if isinstance(exc, NotAuthenticated) and _wants_html(request):
             return RedirectResponse(LoginRequired(request.url.path).login_url, status_code=303)
-        return _error_response(request, exc.status_code, exc.message)
+        headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, TooManyAttempts) else None
+        return _error_response(request, exc.status_code, exc.message, headers)
 
     @app.exception_handler(CSRFRejected)
     async def csrf_rejected(request: Request, exc: CSRFRejected) -> Response:
@@ -142,6 +151,8 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         check_schema(runtime)
+        if settings.sweep_on_start and runtime.schema_error is None:
+            sweep_at_start(runtime)
         if load_model:
             load_inference(runtime)
         if settings.worker_enabled and runtime.inference is not None and runtime.schema_error is None:

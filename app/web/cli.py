@@ -84,6 +84,37 @@ def _db_current(args: argparse.Namespace) -> int:
     return 0 if current == head else 1
 
 
+def _db_sweep(args: argparse.Namespace) -> int:
+    from app.web.core.db import make_engine, make_session_factory
+    from app.web.core.migrations import current_revision, head_revision
+    from app.web.core.storage import ContentStore
+    from app.web.services.sweep import sweep
+
+    settings = _settings()
+    _say_locations(settings, ("database", "storage"))
+    url = settings.resolved_database_url
+    if current_revision(url) != head_revision(url):
+        # Unmigrated tables would make every blob look orphaned.
+        print("error: the database is not migrated; run `fetalcns db upgrade` first", file=sys.stderr)
+        return 1
+    grace_s = settings.sweep_grace_s if args.grace_s is None else args.grace_s
+    engine = make_engine(url)
+    try:
+        result = sweep(
+            ContentStore(settings.resolved_storage_dir),
+            make_session_factory(engine),
+            settings.upload_tmp_dir,
+            grace_s,
+        )
+    finally:
+        engine.dispose()
+    print(
+        f"removed {result.orphan_blobs} orphan blobs, {result.incoming_files} half-written blobs and "
+        f"{result.upload_folders} abandoned upload folders older than {grace_s} s"
+    )
+    return 0
+
+
 # ---- users ----------------------------------------------------------------------------
 def _session() -> Any:
     from app.web.core.db import make_engine, make_session_factory
@@ -163,6 +194,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     down.add_argument("revision")
     down.set_defaults(handler=_db_downgrade)
     db_sub.add_parser("current", help="show the schema revision").set_defaults(handler=_db_current)
+    sweep = db_sub.add_parser(
+        "sweep", help="remove orphan blobs and abandoned upload folders (as the server does at start)"
+    )
+    sweep.add_argument(
+        "--grace-s",
+        type=float,
+        default=None,
+        help="spare files younger than this many seconds (default FETALCNS_SWEEP_GRACE_S)",
+    )
+    sweep.set_defaults(handler=_db_sweep)
 
     users = subparsers.add_parser("users", help="user accounts")
     users_sub = users.add_subparsers(dest="users_command", metavar="ACTION")

@@ -36,3 +36,13 @@ class TooLarge(ServiceError):
 
 class Unavailable(ServiceError):
     status_code = 503
+
+
+class TooManyAttempts(ServiceError):
+    """Refused for now; the answer carries ``Retry-After: retry_after_s``."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.web.core.db import make_engine, make_session_factory
 from app.web.core.security import Signer
 from app.web.core.storage import ContentStore
+from app.web.services.login_throttle import LoginThrottle, ThrottlePolicy
 from app.web.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class Runtime:
     session_factory: sessionmaker[Session]
     store: ContentStore
     signer: Signer
+    login_throttle: LoginThrottle
     # The InferenceEngine (app.inference), or None when the model could not be loaded.
     inference: Any | None = None
     inference_error: str | None = None
@@ -64,6 +66,7 @@ def build_runtime(settings: Settings) -> Runtime:
         session_factory=make_session_factory(db_engine),
         store=ContentStore(settings.resolved_storage_dir),
         signer=Signer(settings.resolved_secret_key()),
+        login_throttle=LoginThrottle(ThrottlePolicy.from_settings(settings)),
     )
 
 
@@ -101,3 +104,15 @@ def check_schema(runtime: Runtime) -> None:
         )
     if runtime.schema_error:
         log.error("%s", runtime.schema_error)
+
+
+def sweep_at_start(runtime: Runtime) -> None:
+    """Remove what a crash left behind (app.web.services.sweep). Runs only on a migrated database:
+    with the rows unreadable every blob would look orphaned. A failure is logged, never fatal."""
+    from app.web.services.sweep import sweep
+
+    settings = runtime.settings
+    try:
+        sweep(runtime.store, runtime.session_factory, settings.upload_tmp_dir, settings.sweep_grace_s)
+    except Exception as exc:
+        log.error("the start-up sweep failed (%s); nothing else is affected", type(exc).__name__)

@@ -67,6 +67,25 @@ class Settings(BaseSettings):
         5.0, gt=0, description="how often the worker looks for queued analyses in the DB"
     )
     admin_password: str | None = Field(None, description="password for `fetalcns users bootstrap-admin`")
+    login_max_failures_per_account: int = Field(
+        5, ge=1, description="failed sign-ins of one account before each further attempt waits"
+    )
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="failed sign-ins from one client address before each further attempt waits"
+    )
+    login_failure_window_s: int = Field(
+        3600, ge=1, description="failures are forgotten this long after the last one"
+    )
+    login_backoff_base_s: float = Field(
+        1.0, gt=0, description="wait after the first failure over the limit; doubles with each further one"
+    )
+    login_backoff_max_s: float = Field(900.0, gt=0, description="longest wait between sign-in attempts")
+    sweep_on_start: bool = Field(
+        True, description="remove orphan blobs and abandoned upload folders when the server starts"
+    )
+    sweep_grace_s: int = Field(
+        3600, ge=0, description="files younger than this are never swept (an upload may still be writing)"
+    )
 
     @field_validator("data_dir", "storage_dir", "model_dir")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.web.core.auth import NotAuthenticated, issue_access_token
@@ -17,9 +17,14 @@ router = APIRouter(tags=["auth"])
 
 @router.post("/auth/token", response_model=TokenOut)
 def login_for_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()], db: DbSession, runtime: RuntimeDep
+    request: Request,
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    db: DbSession,
+    runtime: RuntimeDep,
 ) -> TokenOut:
-    user = authenticate(db, form.username, form.password)
+    """A bearer token; 429 with Retry-After while the account or the client address is locked."""
+    address = request.client.host if request.client else None
+    user = authenticate(db, runtime.login_throttle, form.username, form.password, address)
     if user is None:
         raise NotAuthenticated("wrong username or password, or the account is disabled")
     return TokenOut(access_token=issue_access_token(runtime, user))

@@ -244,3 +244,37 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64), index=True)
     study_id: Mapped[int | None] = mapped_column(ForeignKey("studies.id"))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# Every column that names a blob of the content store (app.web.core.storage). The startup sweep
+# (app.web.services.sweep) deletes blobs that none of them names, so a new blob column must be
+# added here or its blobs would be swept.
+BLOB_KEY_COLUMNS = (
+    Image.storage_key,
+    Image.thumbnail_key,
+    Image.source_key,
+    ImagePredictionRow.heatmap_key,
+)
+
+THROTTLE_SCOPES = ("account", "address")
+
+
+class LoginThrottleRow(Base):
+    """Recent failed sign-ins of one account (lower-cased user name) or one client address.
+
+    Kept in the database so that every server process sees the same counts. A row is forgotten
+    once its last failure is older than the window and it is not locked.
+    """
+
+    __tablename__ = "login_throttle"
+    __table_args__ = (
+        CheckConstraint(_in("scope", THROTTLE_SCOPES), name="scope"),
+        UniqueConstraint("scope", "key", name="uq_login_throttle_scope_key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(128))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

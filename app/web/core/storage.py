@@ -2,6 +2,10 @@
 
 Identical images uploaded twice are stored once. Writes are atomic (temp file
 then rename), so a crash never leaves a truncated blob under a valid key.
+
+A blob's modification time says when it was last written *or reused*: storing bytes that are
+already there touches the blob, so the startup sweep (app.web.services.sweep), which spares
+blobs younger than a grace period, never removes one that an upload is about to name.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ import os
 import re
 import shutil
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+_INCOMING = ".incoming-"
 _KEY = re.compile(r"^[0-9a-f]{64}\.[a-z0-9]{1,8}$")
 
 
@@ -26,6 +33,15 @@ class ContentStore:
             raise ValueError(f"not a storage key: {key!r}")
         return self.root / key[:2] / key[2:4] / key
 
+    @staticmethod
+    def _reuse(path: Path) -> bool:
+        """True when the blob is stored already; then touched, so the sweep's grace period restarts."""
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return False
+        return True
+
     def exists(self, key: str) -> bool:
         return self.path_for(key).is_file()
 
@@ -33,10 +49,10 @@ class ContentStore:
         """Store ``data``; returns (key, created) where created is False if it was already stored."""
         key = f"{hashlib.sha256(data).hexdigest()}.{suffix}"
         path = self.path_for(key)
-        if path.is_file():
+        if self._reuse(path):
             return key, False
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_INCOMING)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -50,10 +66,10 @@ class ContentStore:
         """Store a copy of ``source`` whose sha256 the caller already knows."""
         key = f"{sha256}.{suffix}"
         path = self.path_for(key)
-        if path.is_file():
+        if self._reuse(path):
             return key, False
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".incoming-")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_INCOMING)
         os.close(fd)
         try:
             shutil.copyfile(source, tmp)
@@ -72,3 +88,42 @@ class ContentStore:
     def all_keys(self) -> set[str]:
         """Every stored key (for tests and maintenance; walks the whole tree)."""
         return {p.name for p in self.root.glob("*/*/*") if _KEY.match(p.name)}
+
+    def _entries(self) -> Iterator[Path]:
+        return self.root.glob("*/*/*")
+
+    def keys_older_than(self, age_s: float) -> set[str]:
+        """Keys of blobs last written or reused more than ``age_s`` seconds ago."""
+        cutoff = time.time() - age_s
+        old = set()
+        for path in self._entries():
+            if _KEY.match(path.name) and _mtime(path) < cutoff:
+                old.add(path.name)
+        return old
+
+    def delete_if_older(self, key: str, age_s: float) -> bool:
+        """Delete the blob unless it was written or reused within ``age_s`` seconds (checked again
+        right before: an upload may have reused it since the sweep listed it)."""
+        path = self.path_for(key)
+        if _mtime(path) >= time.time() - age_s:
+            return False
+        path.unlink(missing_ok=True)
+        return True
+
+    def remove_stale_incoming(self, age_s: float) -> int:
+        """Remove half-written temp files (a crash between write and rename) older than ``age_s``."""
+        cutoff = time.time() - age_s
+        removed = 0
+        for path in self._entries():
+            if path.name.startswith(_INCOMING) and _mtime(path) < cutoff:
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _mtime(path: Path) -> float:
+    """Modification time; +inf when the file is gone, so that it never counts as old."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")

@@ -9,7 +9,8 @@ from starlette.responses import RedirectResponse, Response
 
 from app.web.core.auth import end_session, safe_next_url, start_session
 from app.web.core.csrf import CSRFRejected
-from app.web.deps import DbSession, OptionalUser
+from app.web.deps import DbSession, OptionalUser, RuntimeDep
+from app.web.errors import TooManyAttempts
 from app.web.pages.rendering import render
 from app.web.services.users import authenticate
 
@@ -44,13 +45,28 @@ def login_form_expired(request: Request, rejected: CSRFRejected) -> Response:
 def login_submit(
     request: Request,
     db: DbSession,
+    runtime: RuntimeDep,
     username: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
 ) -> Response:
     # The pages router has already checked the CSRF token (see app.web.pages).
     next_url = safe_next_url(next)
-    user = authenticate(db, username, password)
+    address = request.client.host if request.client else None
+    try:
+        user = authenticate(db, runtime.login_throttle, username, password, address)
+    except TooManyAttempts as exc:
+        page = render(
+            request,
+            "login.html",
+            None,
+            status_code=429,
+            next_url=next_url,
+            username=username,
+            error=exc.message[:1].upper() + exc.message[1:] + ".",
+        )
+        page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
     if user is None:
         return render(
             request,

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.web.core.input_guard import EARLIEST_YEAR, LATEST_YEAR, control_character_message
-from app.web.core.models import Analysis, Image, ImagePredictionRow, Patient, Study, User
+from app.web.core.models import BLOB_KEY_COLUMNS, Analysis, Image, Patient, Study, User
 from app.web.core.storage import ContentStore
 from app.web.errors import InvalidInput, TooLarge
 from app.web.runtime import Runtime
@@ -234,8 +234,7 @@ def _remove_unreferenced(runtime: Runtime, keys: set[str]) -> None:
         return
     with runtime.session_factory() as db:
         referenced: set[str] = set()
-        columns = (Image.storage_key, Image.thumbnail_key, Image.source_key, ImagePredictionRow.heatmap_key)
-        for column in columns:
+        for column in BLOB_KEY_COLUMNS:
             referenced |= {k for k in db.scalars(select(column).where(column.in_(keys))) if k}
     for key in keys - referenced:
         runtime.store.delete(key)

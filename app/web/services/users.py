@@ -19,6 +19,7 @@ from app.web.core.security import MIN_PASSWORD_LENGTH, hash_password, verify_pas
 from app.web.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.web.schemas import UserOut
 from app.web.services.audit import record_event
+from app.web.services.login_throttle import LoginThrottle
 
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 # Verified against when the username is unknown, so both paths take the same time.
@@ -35,14 +36,25 @@ def _check_role(role: str) -> None:
         raise InvalidInput(f"role must be one of: {', '.join(ROLES)}")
 
 
-def authenticate(db: Session, username: str, password: str) -> User | None:
-    """The active user with these credentials, or None. Records the login attempt (committed)."""
-    user = db.scalar(select(User).where(User.username == username.strip()))
+def authenticate(
+    db: Session, throttle: LoginThrottle, username: str, password: str, address: str | None
+) -> User | None:
+    """The active user with these credentials, or None. Records the attempt (committed).
+
+    Raises TooManyAttempts (429) while the account or the client ``address`` is locked by
+    ``throttle``; that check comes first, so a refused attempt costs no password hash.
+    """
+    name = username.strip()
+    throttle.check(db, name, address)
+    user = db.scalar(select(User).where(User.username == name))
     ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not ok or not user.active:
-        record_event(db, None, "auth.login_failed", username=username.strip()[:64])
+        locked_s = throttle.record_failure(db, name, address)
+        detail = {"locked_for_s": round(locked_s)} if locked_s is not None else {}
+        record_event(db, None, "auth.login_failed", username=name[:64], **detail)
         db.commit()
         return None
+    throttle.record_success(db, name)
     user.last_login_at = utcnow()
     record_event(db, user, "auth.login")
     db.commit()
