@@ -110,6 +110,15 @@ def mahalanobis_score(params: ClassGaussians, features: np.ndarray) -> np.ndarra
     return class_distances(params, features).min(axis=1)
 
 
+def _read_npz(path: Path | str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Every array of a parameters file (no pickles); ValueError naming the keys it lacks."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        missing = [key for key in required if key not in data.files]
+        if missing:
+            raise ValueError(f"{Path(path).name} lacks {', '.join(missing)}")
+        return {key: data[key] for key in data.files}
+
+
 def save_class_gaussians(path: Path | str, params: ClassGaussians) -> Path:
     path = Path(path)
     with path.open("wb") as handle:
@@ -125,14 +134,11 @@ def save_class_gaussians(path: Path | str, params: ClassGaussians) -> Path:
 
 def load_class_gaussians(path: Path | str) -> ClassGaussians:
     """Read a parameters file; ValueError when it lacks a key or its shapes disagree."""
-    with np.load(Path(path), allow_pickle=False) as data:
-        missing = [key for key in NPZ_KEYS if key not in data.files]
-        if missing:
-            raise ValueError(f"{Path(path).name} lacks {', '.join(missing)}")
-        means = np.asarray(data["means"], np.float64)
-        covariance = np.asarray(data["covariance"], np.float64)
-        precision = np.asarray(data["precision"], np.float64)
-        shrinkage = float(data["shrinkage"])
+    data = _read_npz(path, NPZ_KEYS)
+    means = np.asarray(data["means"], np.float64)
+    covariance = np.asarray(data["covariance"], np.float64)
+    precision = np.asarray(data["precision"], np.float64)
+    shrinkage = float(data["shrinkage"])
     k = means.shape[1] if means.ndim == 2 else -1
     if k < 1 or covariance.shape != (k, k) or precision.shape != (k, k):
         raise ValueError(f"{Path(path).name}: means, covariance and precision shapes disagree")
@@ -223,15 +229,12 @@ def save_view_scope(path: Path | str, params: ViewScope) -> Path:
 
 def load_view_scope(path: Path | str) -> ViewScope:
     """Read a view-scope parameters file; ValueError when it lacks a key or its shapes disagree."""
-    with np.load(Path(path), allow_pickle=False) as data:
-        missing = [key for key in VIEW_NPZ_KEYS if key not in data.files]
-        if missing:
-            raise ValueError(f"{Path(path).name} lacks {', '.join(missing)}")
-        means = np.asarray(data["means"], np.float64)
-        other_means = np.asarray(data["other_means"], np.float64)
-        precision = np.asarray(data["precision"], np.float64)
-        planes = tuple(str(p) for p in data["planes"])
-        radius = float(data["radius"]) if "radius" in data.files else float("inf")
+    data = _read_npz(path, VIEW_NPZ_KEYS)
+    means = np.asarray(data["means"], np.float64)
+    other_means = np.asarray(data["other_means"], np.float64)
+    precision = np.asarray(data["precision"], np.float64)
+    planes = tuple(str(p) for p in data["planes"])
+    radius = float(data["radius"]) if "radius" in data else float("inf")
     k = means.shape[1] if means.ndim == 2 else -1
     if k < 1 or other_means.ndim != 2 or other_means.shape[1] != k or precision.shape != (k, k):
         raise ValueError(f"{Path(path).name}: means, other_means and precision shapes disagree")
