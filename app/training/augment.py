@@ -4,8 +4,8 @@ Probe angle and zoom vary a little between sonographers (small rotations and sca
 dynamic-range settings vary between machines (gain/contrast jitter), and speckle is multiplicative
 noise. Scanners and exports also differ in their grey map (gamma), their focus (blur) and lossy
 export (JPEG): without those the model learns one machine's look and loses patients under a
-darker grey map or a softer image. Sector images are never flipped vertically: the probe is always at the top. Left-right
-mirroring is allowed because fetal position in the sector is arbitrary.
+darker grey map or a softer image. Sector images are never flipped vertically: the probe is always
+at the top. Left-right mirroring is allowed because fetal position in the sector is arbitrary.
 
 It runs on the resized network input rather than the full-resolution crop: the result is the same
 up to interpolation and it is several times cheaper on a 2-core CPU.
