@@ -7,7 +7,7 @@ app.web.pages.views turns them into what the templates show.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
@@ -55,6 +55,9 @@ class StudySummaryOut(BaseModel):
     final_label: str | None  # the current final diagnosis (the latest amendment wins)
 
 
+ExclusionKey = Literal["not_ultrasound", "quality", "view", "ood", "flagged", "failed"]
+
+
 class ImageOut(BaseModel):
     id: int
     position: int
@@ -70,6 +73,9 @@ class ImageOut(BaseModel):
     ood: bool | None
     ood_score: float | None
     quality_issue: str | None
+    # Why the gate left the image out of the verdict (a key and the words); None when used.
+    exclusion: ExclusionKey | None = None
+    exclusion_reason: str | None = None
     used_in_verdict: bool | None
     heatmap_url: str | None
     error: str | None  # why this image could not be analysed

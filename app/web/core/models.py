@@ -159,6 +159,10 @@ class ImagePredictionRow(Base):
     ood: Mapped[bool] = mapped_column(Boolean, default=False)
     ood_score: Mapped[float | None] = mapped_column(Float)
     quality_issue: Mapped[str | None] = mapped_column(Text)
+    # Why the gate left the image out of the verdict: a key of app.inference.aggregate
+    # (not_ultrasound, quality, view, ood, flagged) and the words; None when it was used.
+    exclusion: Mapped[str | None] = mapped_column(String(32))
+    exclusion_reason: Mapped[str | None] = mapped_column(Text)
     heatmap_key: Mapped[str | None] = mapped_column(String(128))
     used_in_verdict: Mapped[bool] = mapped_column(Boolean, default=False)
 
