@@ -142,3 +142,23 @@ def test_the_api_stores_and_filters_an_indeterminate_study(
     assert listed[0]["verdict"]["n_total"] == 4
     normal = h.client.get("/api/v1/studies?label=normal", headers=h.auth()).json()
     assert [row["id"] for row in normal] == [good.json()["study_id"]]
+
+
+@pytest.mark.slow
+def test_a_ct_upload_is_left_out_as_not_ultrasound(
+    web,  # noqa: F811
+    demo_model_dir: Path,
+) -> None:
+    """The worker reads the stored header: a CT slice is named by its modality, and gets no verdict."""
+    from ingest_support import vendor_file
+
+    h = web(model_dir=demo_model_dir)
+    files = [("slice.dcm", vendor_file("CT_small.dcm").read_bytes())]
+    response = h.upload(files, patient_name="Other^Modality", patient_id="P-CT")
+    assert response.status_code == 202, response.text
+    study = h.wait_for(response.json()["study_id"])
+    (image,) = study["images"]
+    assert image["exclusion"] == "not_ultrasound" and not image["used_in_verdict"]
+    assert image["exclusion_reason"] == "not an ultrasound image (the DICOM header gives modality CT)"
+    verdict = study["verdict"]
+    assert verdict["label"] == "indeterminate" and verdict["excluded_by_reason"] == {"not_ultrasound": 1}
