@@ -15,6 +15,37 @@ from pydantic import BaseModel, Field, computed_field
 class TokenOut(BaseModel):
     access_token: str
     token_type: str = "bearer"
+    token_id: int | None = Field(None, description="the token's id, to list or revoke it (/api/v1/tokens)")
+    expires_at: datetime | None = None
+
+
+class ApiTokenOut(BaseModel):
+    """An API token as listed: never its secret, which is shown once, when it is created."""
+
+    id: int
+    name: str
+    user_id: int
+    username: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiTokenCreateIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64, description="what the token is for, e.g. 'PACS bridge'")
+    expires_in_s: int | None = Field(
+        None,
+        ge=60,
+        le=10 * 365 * 24 * 3600,
+        description="lifetime in seconds; default FETALCNS_TOKEN_MAX_AGE_S, "
+        "at most FETALCNS_TOKEN_MAX_LIFETIME_S",
+    )
+
+
+class NewApiTokenOut(ApiTokenOut):
+    access_token: str = Field(description="the bearer token; shown only now, store it safely")
+    token_type: str = "bearer"
 
 
 class PatientOut(BaseModel):
