@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         1024 * MiB, ge=1, description="largest upload request (all files together)"
     )
     max_files_per_upload: int = Field(2000, ge=1, description="most files (after unzipping) in one upload")
+    max_decode_bytes: int = Field(
+        256 * MiB,
+        ge=1,
+        description="decode budget per file: frames × rows × columns × samples × bytes per sample, "
+        "checked from the header before any pixel is decoded",
+    )
     worker_enabled: bool = Field(True, description="run the background analysis worker inside the server")
     worker_queue_size: int = Field(
         64, ge=1, description="analyses waiting in memory; the rest wait in the DB"
