@@ -18,7 +18,6 @@ PUBLIC = {
     "/health",
     "/login",
     "/docs",
-    "/docs/oauth2-redirect",
     "/openapi.json",
     "/redoc",
     "/api/v1/auth/token",
