@@ -10,6 +10,7 @@ Fixtures, imported by the test modules:
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import time
 import zipfile
@@ -34,6 +35,8 @@ from app.web.services.users import create_user
 from app.web.settings import Settings
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+# Test databases are named <prefix><random>; runs that share one PostgreSQL set their own prefix.
+PG_PREFIX_ENV = "FETALCNS_TEST_PG_PREFIX"
 PASSWORD = "correct-horse-battery"
 
 
@@ -123,7 +126,7 @@ def new_database(backend: str, tmp_path_factory: pytest.TempPathFactory, config:
         pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
     import psycopg
 
-    name = f"fetalcns_test_{secrets.token_hex(6)}"
+    name = f"{os.environ.get(PG_PREFIX_ENV, 'fetalcns_test_')}{secrets.token_hex(6)}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
 
@@ -181,6 +184,22 @@ def row_counts(engine: Engine) -> dict[str, int]:
         }
 
 
+def reset_database(db_url: str) -> None:
+    """Empty the tables (wipe) and make sure the test users exist, with PASSWORD."""
+    engine = make_engine(db_url)
+    try:
+        wipe(engine)
+        with make_session_factory(engine)() as db:
+            existing = set(db.scalars(select(User.username)))
+            for username in TEST_USERS:
+                if username not in existing:
+                    create_user(
+                        db, username, PASSWORD, role="admin" if username == "admin" else "radiologist"
+                    )
+    finally:
+        engine.dispose()
+
+
 # ---- the app -----------------------------------------------------------------------------
 @dataclass
 class WebHarness:
@@ -230,15 +249,7 @@ class WebHarness:
 def web(db_url: str, tiny_model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., WebHarness]]:
     """``web(**settings_overrides)`` → a running app (lifespan started) with users admin, rad, rad2."""
     started: list[TestClient] = []
-    engine = make_engine(db_url)
-    wipe(engine)
-    factory = make_session_factory(engine)
-    with factory() as db:
-        existing = set(db.scalars(select(User.username)))
-        for username in TEST_USERS:
-            if username not in existing:
-                create_user(db, username, PASSWORD, role="admin" if username == "admin" else "radiologist")
-    engine.dispose()
+    reset_database(db_url)
 
     def build(**overrides: Any) -> WebHarness:
         values: dict[str, Any] = {
