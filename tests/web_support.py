@@ -184,6 +184,25 @@ def row_counts(engine: Engine) -> dict[str, int]:
         }
 
 
+def reset_database(db_url: str) -> None:
+    """Empty the tables (wipe) and make sure the test users exist, with PASSWORD."""
+    engine = make_engine(db_url)
+    try:
+        wipe(engine)
+        # The wipe deleted every API token row, so the tokens cached by earlier tests are dead.
+        for key in [key for key in _TOKENS if key[0] == db_url]:
+            del _TOKENS[key]
+        with make_session_factory(engine)() as db:
+            existing = set(db.scalars(select(User.username)))
+            for username in TEST_USERS:
+                if username not in existing:
+                    create_user(
+                        db, username, PASSWORD, role="admin" if username == "admin" else "radiologist"
+                    )
+    finally:
+        engine.dispose()
+
+
 # ---- the app -----------------------------------------------------------------------------
 @dataclass
 class WebHarness:
@@ -233,18 +252,7 @@ class WebHarness:
 def web(db_url: str, tiny_model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., WebHarness]]:
     """``web(**settings_overrides)`` → a running app (lifespan started) with users admin, rad, rad2."""
     started: list[TestClient] = []
-    engine = make_engine(db_url)
-    wipe(engine)
-    # The wipe deleted every API token row, so the tokens cached by earlier tests are dead.
-    for key in [key for key in _TOKENS if key[0] == db_url]:
-        del _TOKENS[key]
-    factory = make_session_factory(engine)
-    with factory() as db:
-        existing = set(db.scalars(select(User.username)))
-        for username in TEST_USERS:
-            if username not in existing:
-                create_user(db, username, PASSWORD, role="admin" if username == "admin" else "radiologist")
-    engine.dispose()
+    reset_database(db_url)
 
     def build(**overrides: Any) -> WebHarness:
         values: dict[str, Any] = {
