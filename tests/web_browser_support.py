@@ -46,9 +46,17 @@ class LiveServer:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free port: any, or the first free one in FETALCNS_TEST_PORTS ("8110-8119"), for machines
+    where parallel checkouts keep to their own ports."""
+    low, _, high = os.environ.get("FETALCNS_TEST_PORTS", "0-0").partition("-")
+    for port in range(int(low), int(high or low) + 1):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError(f"no free port in FETALCNS_TEST_PORTS={os.environ['FETALCNS_TEST_PORTS']}")
 
 
 def server_env(data_dir: Path, model_dir: Path, assistance_mode: str = "concurrent") -> dict[str, str]:
