@@ -48,9 +48,7 @@ class Settings(BaseSettings):
         "concurrent",
         description="concurrent: AI shown at once; second-read: AI hidden until a preliminary read",
     )
-    secret_key: str | None = Field(
-        None, description="signs sessions, tokens and CSRF; default DATA_DIR/secret_key"
-    )
+    secret_key: str | None = Field(None, description="signs CSRF tokens; default DATA_DIR/secret_key")
     secure_cookies: bool = Field(False, description="always mark cookies Secure (set when served over https)")
     session_max_age_s: int = Field(
         8 * 3600, ge=60, description="absolute session lifetime: a session ends this long after sign-in"
