@@ -35,9 +35,9 @@ from app.web.services.users import create_user
 from app.web.settings import Settings
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
-# Test databases are named <prefix><random>; runs that share one PostgreSQL set their own prefix.
-PG_PREFIX_ENV = "FETALCNS_TEST_PG_PREFIX"
 PASSWORD = "correct-horse-battery"
+# Name prefix of the test databases created on the PostgreSQL server (parallel checkouts set their own).
+PG_DB_PREFIX = os.environ.get("FETALCNS_TEST_PG_PREFIX", "fetalcns_test_")
 
 
 # ---- images ------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def new_database(backend: str, tmp_path_factory: pytest.TempPathFactory, config:
         pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
     import psycopg
 
-    name = f"{os.environ.get(PG_PREFIX_ENV, 'fetalcns_test_')}{secrets.token_hex(6)}"
+    name = f"{PG_DB_PREFIX}{secrets.token_hex(6)}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
 
@@ -172,7 +172,7 @@ def wipe(engine: Engine) -> None:
 
 
 TEST_USERS = ("admin", "rad", "rad2")
-# Bearer tokens by (database, username): logging in costs an argon2 verification.
+# Bearer tokens by (database, username) within one test: logging in costs an argon2 verification.
 _TOKENS: dict[tuple[str, str], str] = {}
 
 
@@ -189,6 +189,9 @@ def reset_database(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         wipe(engine)
+        # The wipe deleted every API token row, so the tokens cached by earlier tests are dead.
+        for key in [key for key in _TOKENS if key[0] == db_url]:
+            del _TOKENS[key]
         with make_session_factory(engine)() as db:
             existing = set(db.scalars(select(User.username)))
             for username in TEST_USERS:

@@ -56,11 +56,11 @@ class _Authenticated:
         self.by_cookie = by_cookie
 
 
-def _api_identity(request: Request, db: DbSession, token: BearerToken, runtime: RuntimeDep) -> _Authenticated:
+def _api_identity(request: Request, db: DbSession, token: BearerToken) -> _Authenticated:
     if token:
-        user = token_user(runtime, db, token)
+        user = token_user(db, token)
         if user is None:
-            raise NotAuthenticated("your sign-in has expired or is invalid; sign in again")
+            raise NotAuthenticated("your sign-in has expired, was revoked or is invalid; sign in again")
         return _Authenticated(user, by_cookie=False)
     user = session_user(request, db)
     if user is None:

@@ -257,7 +257,17 @@ class AnalysisWorker:
                 loaded.append(None)
                 continue
             box = tuple(image.scan_box) if image.scan_box else None
-            loaded.append(IngestedImage(image.filename, image.frame, pixels, box, image.source_sha256))  # type: ignore[arg-type]
+            # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
+            loaded.append(
+                IngestedImage(
+                    image.filename,
+                    image.frame,
+                    pixels,
+                    box,  # type: ignore[arg-type]
+                    image.source_sha256,
+                    metadata=dict(image.source_metadata or {}),
+                )
+            )
         return ids, loaded, errors
 
     def _analyse(self, analysis_id: int, timings: dict[str, float]) -> None:
@@ -316,6 +326,8 @@ class AnalysisWorker:
         timings: dict[str, float],
     ) -> None:
         """One transaction with every prediction and the verdict (run again whole on a retry)."""
+        from app.inference.analysis import exclusion_key
+
         with self.runtime.session_factory() as db:
             analysis = db.get(Analysis, analysis_id)
             assert analysis is not None
@@ -332,6 +344,8 @@ class AnalysisWorker:
                         ood=bool(prediction.ood),
                         ood_score=float(prediction.ood_score),
                         quality_issue=prediction.quality_issue,
+                        exclusion=exclusion_key(prediction),
+                        exclusion_reason=prediction.exclusion_reason,
                         heatmap_key=heatmap_key,
                         used_in_verdict=image_id in used,
                     )

@@ -473,7 +473,9 @@ def import_upload(
     """
     from app.ingest import IngestOptions, ingest_paths
 
-    options = IngestOptions(max_file_bytes=runtime.settings.max_file_bytes)
+    options = IngestOptions(
+        max_file_bytes=runtime.settings.max_file_bytes, max_decoded_bytes=runtime.settings.max_decode_bytes
+    )
     result = ingest_paths(received.paths, options)
     rejected = [RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected]
     if not result.studies:
