@@ -34,7 +34,7 @@ def upload(base_url: str, token: str, files: list[tuple[str, bytes]], name: str)
     response = httpx.post(
         f"{base_url}/api/v1/studies",
         files=multipart,
-        data={"patient_name": name},
+        data={"patient_name": name, "patient_id": "P-" + name.upper()},
         headers=headers,
         timeout=60,
     )

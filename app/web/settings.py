@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/fetalcns.db"
     )
+    database_pool_size: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="database connections kept per server process (as many more under load)",
+    )
+    database_pool_timeout_s: float = Field(
+        30.0, gt=0, description="how long a request waits for a free database connection"
+    )
+    database_busy_timeout_s: float = Field(
+        10.0, gt=0, description="SQLite: how long a writer waits for another's transaction to end"
+    )
     storage_dir: Path | None = Field(
         None, description="content-addressed image storage; default DATA_DIR/storage"
     )

@@ -142,6 +142,15 @@ def parse_study_date(text: str | None) -> date | None:
     return None
 
 
+def _plausible(study_date: date | None) -> date | None:
+    """A DICOM StudyDate outside 1900-2100 (a modality's unset clock: 00010101) is no date. The
+    study is kept, with its date unknown (the form's date fills it); the form's own date field
+    is refused instead (UploadOverrides.from_form), since a person can correct it."""
+    if study_date is None or not EARLIEST_YEAR <= study_date.year <= LATEST_YEAR:
+        return None
+    return study_date
+
+
 def _safe_name(name: str | None, index: int) -> str:
     base = Path((name or "").replace("\\", "/")).name
     base = _UNSAFE_NAME.sub("_", base).strip(" .") or f"file{index}"
@@ -309,10 +318,22 @@ def _prepare(
 
     prepared: list[_PreparedStudy] = []
     single = len(result.studies) == 1
+    unnamed = _folders_without_identity(received)
+    anonymous: list[str] = []
+    for ingested in result.studies:
+        if _has_no_identity(ingested, unnamed) and not overrides.patient_id:
+            anonymous.extend(_display_source(image.source, received) for image in ingested.images)
+    if anonymous:
+        shown = ", ".join(anonymous[:5]) + (f" and {len(anonymous) - 5} more" if len(anonymous) > 5 else "")
+        raise InvalidInput(
+            f"no patient ID for {shown}: these images do not carry one (PNG/JPEG exports, DICOM "
+            "without PatientID and StudyInstanceUID). Enter the patient ID, or upload a ZIP with "
+            "one folder per patient, named by the patient ID"
+        )
     for index, ingested in enumerate(result.studies):
-        patient_id = ingested.patient_id
+        patient_id = None if _has_no_identity(ingested, unnamed) else ingested.patient_id
         name = ingested.patient_name
-        study_date = parse_study_date(ingested.study_date)
+        study_date = _plausible(parse_study_date(ingested.study_date))
         ga = ingested.gestational_age_weeks
         if single or not patient_id:
             patient_id = overrides.patient_id or patient_id
@@ -341,6 +362,23 @@ def _prepare(
             _PreparedStudy(index, key, patient_id, name, ingested.study_uid, study_date, ga, images)
         )
     return prepared
+
+
+def _folders_without_identity(received: ReceivedFiles) -> set[str]:
+    """Folder names that ingestion may take for a patient ID but that name no patient.
+
+    Ingestion names a study of PNG/JPEG files after their folder (an export laid out as
+    <patient ID>/<image>). In an upload, files outside any folder sit in this upload's temp
+    folder, and files at the root of a ZIP get the archive's temp name: neither is an ID, and
+    taking it made a new, randomly named patient of every such upload.
+    """
+    return {received.directory.name} | {path.stem for path in received.paths}
+
+
+def _has_no_identity(ingested: Any, unnamed: set[str]) -> bool:
+    """No patient ID, and no Study Instance UID to stand in for one (DICOM without PatientID
+    is keyed by its study UID, which is stable; a folder-named study is keyed by the folder)."""
+    return ingested.study_uid is None and (not ingested.patient_id or ingested.patient_id in unnamed)
 
 
 def _image_row(study_id: int, position: int, stored: _StoredImage, received: ReceivedFiles) -> Image:
