@@ -97,7 +97,8 @@ def test_a_lock_held_past_every_retry_leaves_the_analysis_queued_not_failed(web,
     worker = AnalysisWorker(h.runtime)
     worker.retry_attempts, worker.retry_first_delay_s = 2, 0.05
     with _write_lock(db_url):
-        worker.process(analysis_id)  # never raises
+        assert worker.process(analysis_id) is False  # never raises; says "left queued"
+        assert worker.run_pending() == 0  # and a run stops instead of spinning on it
     assert _status(h, study_id) == "queued"
     assert worker.run_pending() == 1  # the database is free again: analysed
     assert _status(h, study_id) == "done"

@@ -123,17 +123,16 @@ class AnalysisWorker:
             except Exception:
                 log.exception("the worker could not read the queue; retrying")
                 analysis_id = None
-            if analysis_id is None:
+            if analysis_id is None or not self.process(analysis_id):
                 self._wake.wait(self.runtime.settings.worker_poll_s)
                 self._wake.clear()
-                continue
-            self.process(analysis_id)
 
     def run_pending(self) -> int:
         """Analyse every queued analysis in the calling thread (CLI demo data, tests); returns how many."""
         count = 0
         while (analysis_id := self._next_from_db()) is not None:
-            self.process(analysis_id)
+            if not self.process(analysis_id):
+                break  # left queued (the database is busy): a later run takes it
             count += 1
         return count
 
@@ -181,18 +180,22 @@ class AnalysisWorker:
             analysis.study.status = "failed"
             db.commit()
 
-    def process(self, analysis_id: int) -> None:
-        """Claim and run one analysis. Never raises: failures are recorded on the analysis."""
+    def process(self, analysis_id: int) -> bool:
+        """Claim and run one analysis. Never raises: failures are recorded on the analysis.
+
+        Returns False when the analysis is left queued for later (the database was busy past the
+        retries), so that callers wait before they look again instead of spinning on it.
+        """
         if self.runtime.inference is None:
-            return
+            return False
         try:
             claimed = self._claim(analysis_id)
         except Exception as exc:
             # Still "queued" (the claim's transaction was rolled back): a later poll takes it.
             log.warning("analysis %d could not be claimed now: %s", analysis_id, describe(exc))
-            return
+            return False
         if not claimed:
-            return
+            return True  # another worker has it
         started = time.perf_counter()
         timings: dict[str, float] = {}
         try:
@@ -203,12 +206,18 @@ class AnalysisWorker:
                 # study, so it goes back to the queue (and is analysed again) instead of failing.
                 log.warning("analysis %d put back in the queue: %s", analysis_id, describe(exc))
                 self._requeue(analysis_id)
-                return
+                return False
             log.exception("analysis %d failed", analysis_id)
             timings["total_s"] = time.perf_counter() - started
-            self._finish_failed(analysis_id, f"the analysis failed: {exc}", timings)
+            try:
+                self._finish_failed(analysis_id, f"the analysis failed: {exc}", timings)
+            except Exception as db_exc:
+                # Left "running": the next start of the server puts it back in the queue.
+                log.error("analysis %d could not be marked failed: %s", analysis_id, describe(db_exc))
+                return False
         if self.on_done is not None:
             self.on_done(analysis_id)
+        return True
 
     def _requeue(self, analysis_id: int) -> None:
         def requeue() -> None:
