@@ -436,3 +436,38 @@ def test_randomly_damaged_image_exports_never_raise(tmp_path: Path, fmt: str, su
         path.write_bytes(bytes(damaged))
         result = ingest_paths([path])
         assert (result.n_images > 0) != bool(result.rejected)
+
+
+def _damage_member(archive: bytes, name: str, where: str) -> bytes:
+    """``archive`` with one member's local header or compressed data overwritten."""
+    with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+        info = zf.getinfo(name)
+    data = bytearray(archive)
+    header = info.header_offset
+    start = header + 30 + len(info.filename.encode()) + len(info.extra)
+    if where == "header":
+        data[header : header + 4] = b"XXXX"
+    elif where == "stream":
+        data[start : start + 8] = b"\xff" * 8  # an invalid deflate block type
+    else:  # "checksum": flip bits mid-stream; inflating may still succeed, the CRC does not
+        for offset in range(start + 200, start + 260):
+            data[offset] ^= 0x5A
+    return bytes(data)
+
+
+@pytest.mark.parametrize("where", ["header", "stream", "checksum"])
+def test_one_damaged_member_does_not_reject_the_archive(tmp_path: Path, where: str) -> None:
+    members = {f"P4/{index}.png": encode(phantom(seed=index), "PNG") for index in range(3)}
+    good = write_zip(tmp_path / "good.zip", members).read_bytes()
+    archive = tmp_path / "exam.zip"
+    archive.write_bytes(_damage_member(good, "P4/1.png", where))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    result = ingest_paths([archive], IngestOptions(temp_root=str(scratch)))
+    assert sorted(image.source for image in result.studies[0].images) == [
+        f"{archive}!P4/0.png",
+        f"{archive}!P4/2.png",
+    ]
+    assert [r.source for r in result.rejected] == [f"{archive}!P4/1.png"]
+    assert "damaged inside the ZIP archive" in result.rejected[0].reason
+    assert list(scratch.iterdir()) == []

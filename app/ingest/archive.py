@@ -8,11 +8,14 @@ decompressing instead of being taken from the headers.
 
 from __future__ import annotations
 
+import lzma
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from app.ingest.budget import mib
 from app.ingest.errors import RejectedFile
 from app.ingest.types import IngestOptions, Rejection
 
@@ -62,21 +65,43 @@ def _check_archive_limits(infos: list[zipfile.ZipInfo], options: IngestOptions) 
         )
     declared = sum(info.file_size for info in infos)
     if declared > options.max_archive_uncompressed_bytes:
-        raise RejectedFile("the ZIP archive is too large once unpacked")
+        raise RejectedFile(_too_large(declared, options))
     for info in infos:
         if info.file_size > _CHUNK and info.file_size > options.max_compression_ratio * max(
             info.compress_size, 1
         ):
-            raise RejectedFile(
-                "the ZIP archive is compressed suspiciously well (a possible ZIP bomb); refused"
-            )
+            raise RejectedFile(_bomb(info.file_size, info.compress_size, options))
+
+
+def _too_large(size: int, options: IngestOptions) -> str:
+    return (
+        f"the ZIP archive is too large once unpacked ({mib(size)} or more; "
+        f"limit {mib(options.max_archive_uncompressed_bytes)})"
+    )
+
+
+def _bomb(size: int, compressed: int, options: IngestOptions) -> str:
+    return (
+        f"the ZIP archive is compressed suspiciously well (a possible ZIP bomb; a member unpacks to "
+        f"{size / max(compressed, 1):,.0f} times its size, limit {options.max_compression_ratio:g}); refused"
+    )
+
+
+class _DamagedMember(Exception):
+    """One member cannot be unpacked; the others can still be used."""
+
+    def __init__(self, reason: str, written: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.written = written
 
 
 def unpack_zip(archive: Path, label: str, dest: Path, options: IngestOptions) -> Unpacked:
     """Unpack ``archive`` into the existing empty folder ``dest``; the caller removes it.
 
-    Raises RejectedFile when the archive as a whole is unusable; single bad entries are
-    listed in ``Unpacked.rejected`` and skipped.
+    Raises RejectedFile when the archive as a whole is unusable (its directory is damaged, or
+    a limit is exceeded); single bad entries (a damaged member included) are listed in
+    ``Unpacked.rejected`` with their name and skipped, and the others are unpacked.
     """
     result = Unpacked(root=dest)
     try:
@@ -111,7 +136,13 @@ def unpack_zip(archive: Path, label: str, dest: Path, options: IngestOptions) ->
                     continue
                 # Files land under a numbered name, so no archive name ever becomes a disk path.
                 target = dest / f"{index:06d}{_safe_suffix(member)}"
-                written = _extract_member(zf, info, target, min(budget, options.max_file_bytes), options)
+                try:
+                    written = _extract_member(zf, info, target, min(budget, options.max_file_bytes), options)
+                except _DamagedMember as exc:
+                    target.unlink(missing_ok=True)
+                    budget -= exc.written
+                    result.rejected.append(Rejection(source, exc.reason))
+                    continue
                 budget -= written
                 with target.open("rb") as handle:
                     if is_zip(handle.read(4)):
@@ -136,16 +167,40 @@ def _safe_suffix(member: PurePosixPath) -> str:
 def _extract_member(
     zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, limit: int, options: IngestOptions
 ) -> int:
-    """Stream one member to disk, counting real bytes: headers can lie about sizes."""
+    """Stream one member to disk, counting real bytes: headers can lie about sizes.
+
+    Raises _DamagedMember when the member's own data is bad (checksum, deflate stream, local
+    header, compression method), RejectedFile when a limit of the whole archive is exceeded.
+    """
     written = 0
-    with zf.open(info) as source, target.open("wb") as sink:
-        while chunk := source.read(_CHUNK):
+    try:
+        source = zf.open(info)
+    except NotImplementedError as exc:
+        raise _DamagedMember(
+            "the file is compressed inside the ZIP archive with an unsupported method", 0
+        ) from exc
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise _DamagedMember("the file is damaged inside the ZIP archive and cannot be unpacked", 0) from exc
+    with source, target.open("wb") as sink:
+        while chunk := _read_member(source, written):
             written += len(chunk)
             if written > limit:
-                raise RejectedFile("the ZIP archive is too large once unpacked")
+                raise RejectedFile(_too_large(written, options))
             if written > _CHUNK and written > options.max_compression_ratio * max(info.compress_size, 1):
-                raise RejectedFile(
-                    "the ZIP archive is compressed suspiciously well (a possible ZIP bomb); refused"
-                )
+                raise RejectedFile(_bomb(written, info.compress_size, options))
             sink.write(chunk)
     return written
+
+
+def _read_member(source: zipfile.ZipExtFile, written: int) -> bytes:
+    # Only errors of reading the member are its own; a failed write to our disk stays an OSError.
+    try:
+        return source.read(_CHUNK)
+    except zipfile.BadZipFile as exc:  # zipfile's CRC check
+        raise _DamagedMember(
+            "the file is damaged inside the ZIP archive (its data does not match its checksum)", written
+        ) from exc
+    except (zlib.error, lzma.LZMAError, EOFError, OSError) as exc:  # bz2 reports bad data as OSError
+        raise _DamagedMember(
+            "the file is damaged inside the ZIP archive and cannot be unpacked", written
+        ) from exc

@@ -13,6 +13,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
 from pydicom.uid import UID
 
+from app.ingest.budget import check_decode_budget
 from app.ingest.display import (
     first_value,
     grey_to_rgb,
@@ -231,6 +232,28 @@ def _grey_to_display(frame: np.ndarray, ds: Dataset, photometric: str, bits_stor
     return grey
 
 
+def _check_decode_budget(
+    ds: Dataset, n_decoded: int, n_frames: int, rows: int, columns: int, options: IngestOptions
+) -> None:
+    """Refuse, from the header alone, a file whose decoded frames would exceed the budget."""
+    samples = max(1, int(ds.get("SamplesPerPixel") or 1))
+    bytes_per_sample = max(1, -(-int(ds.BitsAllocated) // 8))
+    # Cine loops are sampled: only the frames that will be decoded count.
+    frames = "NumberOfFrames" if n_decoded == n_frames else "frames decoded"
+    note = f" ({n_decoded} of the file's {n_frames} frames are decoded)" if n_decoded < n_frames else ""
+    check_decode_budget(
+        [
+            (frames, n_decoded),
+            ("Rows", rows),
+            ("Columns", columns),
+            ("SamplesPerPixel", samples),
+            ("bytes per sample", bytes_per_sample),
+        ],
+        options.max_decoded_bytes,
+        note,
+    )
+
+
 def _metadata(ds: Dataset, syntax_name: str, n_frames: int) -> dict[str, Any]:
     sop_class = UID(str(ds.get("SOPClassUID", "")))
     return {
@@ -291,16 +314,21 @@ def _read_dicom(
     if rows <= 0 or columns <= 0:
         raise RejectedFile("this DICOM file declares an empty image (0 rows or columns)")
     if rows * columns > options.max_pixels_per_frame:
-        raise RejectedFile(f"the image is too large ({columns}×{rows} pixels)")
+        raise RejectedFile(
+            f"the image is too large: Columns × Rows = {columns} × {rows} pixels per frame, "
+            f"above the limit of {options.max_pixels_per_frame:,} pixels"
+        )
     try:
         n_frames = max(1, int(ds.get("NumberOfFrames") or 1))
     except (TypeError, ValueError):
         n_frames = 1
+    indices = sample_frame_indices(n_frames, options.max_frames_per_cine)
+    _check_decode_budget(ds, len(indices), n_frames, rows, columns, options)
     box = tissue_box(ds.get("SequenceOfUltrasoundRegions") or [], rows, columns)
     base_metadata = _metadata(ds, syntax_name, n_frames)
     base_metadata["scan_box_source"] = "ultrasound_regions" if box is not None else "detected"
     images = []
-    for index in sample_frame_indices(n_frames, options.max_frames_per_cine):
+    for index in indices:
         try:
             frame = pixel_array(ds, index=index, raw=False)
             pixels = _frame_to_display(frame, ds)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from app.ingest.budget import check_decode_budget
 from app.ingest.display import stretch_to_uint8
 from app.ingest.errors import RejectedFile, collected_warnings, reraise_if_fatal
 from app.ingest.types import IngestedImage, IngestOptions
@@ -43,6 +44,25 @@ def _grey(grey: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
 
 
+def _open(data: bytes, fmt: str) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        # Pillow refuses headers above twice its MAX_IMAGE_PIXELS before decoding anything.
+        raise RejectedFile(
+            f"the {fmt} image is too large to decode: its header declares more than "
+            f"{2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels (a possible decompression bomb)"
+        ) from exc
+
+
+def _bytes_per_band(mode: str) -> int:
+    if mode.startswith("I;16"):
+        return 2
+    if mode in ("I", "F") or mode.startswith("I;32"):
+        return 4
+    return 1
+
+
 def read_raster(data: bytes, source: str, sha256: str, options: IngestOptions) -> IngestedImage:
     """Decode an image export. Raises RejectedFile with a readable reason."""
     fmt = sniff_raster(data[:16])
@@ -52,10 +72,23 @@ def read_raster(data: bytes, source: str, sha256: str, options: IngestOptions) -
         # Pillow's warnings (its own decompression-bomb check included; the explicit pixel
         # limit below decides) go into the metadata.
         with collected_warnings() as notes:
-            image = Image.open(io.BytesIO(data))
+            image = _open(data, fmt)
+            # Image.open read the header only: the size is checked before a pixel is decoded.
             width, height = image.size
             if width * height > options.max_pixels_per_frame:
-                raise RejectedFile(f"the image is too large ({width}×{height} pixels)")
+                raise RejectedFile(
+                    f"the image is too large: width × height = {width} × {height} pixels, "
+                    f"above the limit of {options.max_pixels_per_frame:,} pixels"
+                )
+            check_decode_budget(
+                [
+                    ("width", width),
+                    ("height", height),
+                    ("bands", len(image.getbands())),
+                    ("bytes per band", _bytes_per_band(image.mode)),
+                ],
+                options.max_decoded_bytes,
+            )
             n_frames = int(getattr(image, "n_frames", 1))
             image.load()
             # Phone and camera JPEGs may be stored rotated with an EXIF orientation tag.

@@ -23,6 +23,10 @@ class IngestOptions:
     max_file_bytes: int = 512 * 1024 * 1024
     # Per decoded frame; a 4K ultrasound screen capture is ~8.3 Mpx.
     max_pixels_per_frame: int = 40_000_000
+    # Decode budget per file: frames decoded × rows × columns × samples × bytes per sample, checked
+    # from the header before any pixel is decoded. Eight 4K RGB frames are ~200 MB; a hostile
+    # header (8 × 6000 × 6000) is refused in milliseconds instead of costing seconds and GiBs.
+    max_decoded_bytes: int = 256 * 1024 * 1024
     # ZIP archives.
     max_archive_entries: int = 5_000
     max_archive_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
@@ -34,7 +38,13 @@ class IngestOptions:
     key_salt: str = "fetalcns"
 
     def __post_init__(self) -> None:
-        positive = ("max_frames_per_cine", "max_file_bytes", "max_pixels_per_frame", "max_archive_entries")
+        positive = (
+            "max_frames_per_cine",
+            "max_file_bytes",
+            "max_pixels_per_frame",
+            "max_decoded_bytes",
+            "max_archive_entries",
+        )
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"IngestOptions.{name} must be at least 1")

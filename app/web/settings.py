@@ -52,13 +52,29 @@ class Settings(BaseSettings):
         None, description="signs sessions, tokens and CSRF; default DATA_DIR/secret_key"
     )
     secure_cookies: bool = Field(False, description="always mark cookies Secure (set when served over https)")
-    session_max_age_s: int = Field(8 * 3600, ge=60, description="session cookie lifetime")
-    token_max_age_s: int = Field(8 * 3600, ge=60, description="API bearer token lifetime")
+    session_max_age_s: int = Field(
+        8 * 3600, ge=60, description="absolute session lifetime: a session ends this long after sign-in"
+    )
+    session_idle_timeout_s: int = Field(
+        30 * 60, ge=1, description="a session unused for this long ends (idle timeout)"
+    )
+    token_max_age_s: int = Field(
+        8 * 3600, ge=60, description="lifetime of bearer tokens from POST /api/v1/auth/token"
+    )
+    token_max_lifetime_s: int = Field(
+        90 * 24 * 3600, ge=60, description="longest lifetime a named API token (POST /api/v1/tokens) may have"
+    )
     max_file_bytes: int = Field(200 * MiB, ge=1, description="largest single uploaded file")
     max_request_bytes: int = Field(
         1024 * MiB, ge=1, description="largest upload request (all files together)"
     )
     max_files_per_upload: int = Field(2000, ge=1, description="most files (after unzipping) in one upload")
+    max_decode_bytes: int = Field(
+        256 * MiB,
+        ge=1,
+        description="decode budget per file: frames × rows × columns × samples × bytes per sample, "
+        "checked from the header before any pixel is decoded",
+    )
     worker_enabled: bool = Field(True, description="run the background analysis worker inside the server")
     worker_queue_size: int = Field(
         64, ge=1, description="analyses waiting in memory; the rest wait in the DB"

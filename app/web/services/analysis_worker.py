@@ -200,11 +200,21 @@ class AnalysisWorker:
                 loaded.append(None)
                 continue
             box = tuple(image.scan_box) if image.scan_box else None
-            loaded.append(IngestedImage(image.filename, image.frame, pixels, box, image.source_sha256))  # type: ignore[arg-type]
+            # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
+            loaded.append(
+                IngestedImage(
+                    image.filename,
+                    image.frame,
+                    pixels,
+                    box,  # type: ignore[arg-type]
+                    image.source_sha256,
+                    metadata=dict(image.source_metadata or {}),
+                )
+            )
         return ids, loaded, errors
 
     def _analyse(self, analysis_id: int, timings: dict[str, float]) -> None:
-        from app.inference.analysis import analyse_study
+        from app.inference.analysis import analyse_study, exclusion_key
         from app.inference.render import encode_png, heatmap_rgba
 
         engine = self.runtime.inference
@@ -251,6 +261,8 @@ class AnalysisWorker:
                         ood=bool(prediction.ood),
                         ood_score=float(prediction.ood_score),
                         quality_issue=prediction.quality_issue,
+                        exclusion=exclusion_key(prediction),
+                        exclusion_reason=prediction.exclusion_reason,
                         heatmap_key=heatmap_key,
                         used_in_verdict=image_id in used,
                     )
