@@ -60,7 +60,7 @@ class Upload:
     study_uid: str
     n_images: int
     as_zip: bool
-    outcome: str = "pending"  # acknowledged | refused | unanswered
+    outcome: str = "pending"  # acknowledged | refused | unanswered (killed mid-request) | not_sent
     study_ids: list[int] = field(default_factory=list)
     status_code: int | None = None
 
@@ -197,9 +197,9 @@ class Uploader(threading.Thread):
 
         while not self.stop.is_set():
             upload, files = study_payload(len(self.uploads), self.rng)
-            self.uploads.append(upload)
             if self.stop.is_set():
                 return
+            self.uploads.append(upload)
             self.in_flight.set()
             self.sent.set()
             began = time.monotonic()
@@ -210,6 +210,10 @@ class Uploader(threading.Thread):
                     headers={"Authorization": f"Bearer {self.token}"},
                     timeout=120,
                 )
+            except httpx.ConnectError:
+                # The server was already dead: the request never reached it.
+                upload.outcome = "not_sent"
+                return
             except httpx.HTTPError:
                 upload.outcome = "unanswered"
                 return
@@ -350,7 +354,7 @@ def check(server: Server, uploads: list[Upload]) -> dict[str, Any]:
     left = leftovers(server)
     integrity = "; ".join(str(r[0]) for r in _query(db, "PRAGMA integrity_check"))
     return {
-        "uploads": len(uploads),
+        "uploads": sum(u.outcome != "not_sent" for u in uploads),
         "acknowledged": sum(u.outcome == "acknowledged" for u in uploads),
         "refused": sum(u.outcome == "refused" for u in uploads),
         "unanswered": sum(u.outcome == "unanswered" for u in uploads),

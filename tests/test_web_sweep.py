@@ -135,3 +135,22 @@ def test_fetalcns_db_sweep(web: Any, monkeypatch: Any, capsys: Any) -> None:  # 
     out = capsys.readouterr().out
     assert "removed 1 orphan blobs, 1 half-written blobs and 1 abandoned upload folders" in out
     assert harness.runtime.store.all_keys() == {debris["young_orphan"]}
+
+
+def test_zips_are_unpacked_inside_the_upload_folder_that_the_sweep_covers(
+    web: Any,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: Any,
+) -> None:
+    """Not in the system temp folder, which nothing sweeps: pointed at a folder that does not exist,
+    an upload that used it would fail."""
+    import tempfile
+
+    from web_support import zip_bytes
+
+    harness = web(worker_enabled=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-system-temp"))
+    response = harness.upload([("exam.zip", zip_bytes(study_files(2, seed=50)))])
+    assert response.status_code == 202, response.text
+    assert response.json()["studies"][0]["n_images"] == 2
+    assert not list(harness.settings.upload_tmp_dir.iterdir())

@@ -473,8 +473,12 @@ def import_upload(
     """
     from app.ingest import IngestOptions, ingest_paths
 
+    # ZIPs are unpacked inside the upload's own temp folder, not the system's: a crash mid-unpack
+    # then leaves them where the start-up sweep looks (found by benchmarks/crash_harness.py).
     options = IngestOptions(
-        max_file_bytes=runtime.settings.max_file_bytes, max_decoded_bytes=runtime.settings.max_decode_bytes
+        max_file_bytes=runtime.settings.max_file_bytes,
+        max_decoded_bytes=runtime.settings.max_decode_bytes,
+        temp_root=str(received.directory),
     )
     result = ingest_paths(received.paths, options)
     rejected = [RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected]
