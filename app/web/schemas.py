@@ -220,6 +220,11 @@ class UserUpdateIn(BaseModel):
     password: str | None = None
 
 
+class PasswordChangeIn(BaseModel):
+    current_password: str
+    new_password: str = Field(description="8-256 characters, not a common password or the user name")
+
+
 class HealthOut(BaseModel):
     status: str = Field(description="ok, or degraded when the model or database is unavailable")
     model: dict[str, str] | None

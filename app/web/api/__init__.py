@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.web.api import auth, health, images, studies, tokens, users
+from app.web.api import account, auth, health, images, studies, tokens, users
 
 _v1 = APIRouter(prefix="/api/v1")
 _v1.include_router(auth.router)
@@ -12,6 +12,7 @@ _v1.include_router(studies.router)
 _v1.include_router(images.router)
 _v1.include_router(users.router)
 _v1.include_router(tokens.router)
+_v1.include_router(account.router)
 
 router = APIRouter()
 router.include_router(health.router)

@@ -164,3 +164,34 @@ def bootstrap_admin(db: Session, password: str | None) -> tuple[UserOut | None, 
     generated = None if password else generate_password()
     user = create_user(db, "admin", password or str(generated), role="admin")
     return user, generated
+
+
+def change_own_password(
+    db: Session, throttle: LoginThrottle, user: User, current: str, new: str, address: str | None
+) -> dict[str, int]:
+    """A signed-in user sets a new password (committed, audited). Every session and API token of
+    the user ends, the one in use included: whoever knew the old password is out; the caller
+    signs this browser in again.
+
+    The current password is checked like a sign-in: throttled first (429), and a wrong one counts
+    as a failed sign-in, so a forgotten open session is no way to guess it. Raises Forbidden
+    (403) for a wrong current password and InvalidInput (422) for a new one the policy refuses.
+    """
+    if len(current) > MAX_PASSWORD_LENGTH:
+        raise Forbidden("the current password is wrong")
+    throttle.check(db, user.username, address)
+    if not verify_password(user.password_hash, current):
+        locked_s = throttle.record_failure(db, user.username, address)
+        detail = {"locked_for_s": round(locked_s)} if locked_s is not None else {}
+        record_event(db, user, "user.password_change_failed", **detail)
+        db.commit()
+        raise Forbidden("the current password is wrong")
+    check_password(new, user.username)
+    if new == current:
+        raise InvalidInput("the new password is the same as the current one")
+    user = get_user(db, user.id)  # this session's row, whatever object the caller holds
+    user.password_hash = hash_password(new)
+    ended = revoke_user_credentials(db, user.id)
+    record_event(db, user, "user.password_change", target_user_id=user.id, **ended)
+    db.commit()
+    return ended
