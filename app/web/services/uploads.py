@@ -2,8 +2,9 @@
 
 ``receive_files`` streams the request's files into a private temp folder
 (enforcing the per-file limit); ``import_upload`` runs ingestion (app.ingest),
-stores images content-addressed and creates patients, studies, images and
-queued analyses in ONE transaction. If anything fails, the transaction is
+which hands each decoded frame to a sink that stores it content-addressed at once
+(so memory holds one frame, not the upload), then creates patients, studies, images
+and queued analyses in ONE transaction. If anything fails, the transaction is
 rolled back and every blob this upload created (and nothing references) is
 removed. Analysis happens later, in app.web.services.analysis_worker.
 """
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import UploadFile
 from sqlalchemy import select
@@ -31,6 +32,9 @@ from app.web.errors import InvalidInput, TooLarge
 from app.web.runtime import Runtime
 from app.web.services.audit import record_event
 from app.web.settings import Settings
+
+if TYPE_CHECKING:
+    from app.ingest.types import IngestedImage
 
 log = logging.getLogger(__name__)
 
@@ -229,13 +233,19 @@ def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_IN_CHUNK = 500  # keys per IN (...) query: SQLite limits the parameters of one statement
+
+
 def _remove_unreferenced(runtime: Runtime, keys: set[str]) -> None:
     if not keys:
         return
+    ordered = sorted(keys)
+    referenced: set[str] = set()
     with runtime.session_factory() as db:
-        referenced: set[str] = set()
-        for column in BLOB_KEY_COLUMNS:
-            referenced |= {k for k in db.scalars(select(column).where(column.in_(keys))) if k}
+        for start in range(0, len(ordered), _IN_CHUNK):
+            chunk = ordered[start : start + _IN_CHUNK]
+            for column in BLOB_KEY_COLUMNS:
+                referenced |= {k for k in db.scalars(select(column).where(column.in_(chunk))) if k}
     for key in keys - referenced:
         runtime.store.delete(key)
 
@@ -247,30 +257,51 @@ def _store(store: ContentStore, created: set[str], data: bytes, suffix: str) -> 
     return key
 
 
+class _StoringSink:
+    """Stores each image (display PNG and thumbnail) the moment ingestion decodes it, and lets
+    its pixels go: an upload holds about one decoded frame at a time, not every frame of every
+    file until the import ends. Blobs it writes are in ``created`` until rows name them."""
+
+    def __init__(self, store: ContentStore) -> None:
+        self.store = store
+        self.created: set[str] = set()
+        # (file sha256, frame) -> (display key, thumbnail key); ingestion admits each file once.
+        self.keys: dict[tuple[str, int | None], tuple[str, str]] = {}
+
+    def __call__(self, image: IngestedImage) -> IngestedImage:
+        from app.inference.render import encode_png, thumbnail
+
+        display = _store(self.store, self.created, encode_png(image.pixels), "png")
+        small = encode_png(thumbnail(image.pixels, max_side=THUMBNAIL_SIDE))
+        self.keys[(image.sha256, image.frame)] = (display, _store(self.store, self.created, small, "png"))
+        return image.without_pixels()
+
+
 def import_upload(
     runtime: Runtime, received: ReceivedFiles, overrides: UploadOverrides, user: User | None
 ) -> UploadOutcome:
     """Ingest received files and create studies with queued analyses (blocking; run in a thread).
 
     Raises InvalidInput when no file is usable (the message lists each file's reason).
-    Nothing is left behind on failure.
+    Nothing is left behind on failure. Images are stored as they are decoded (``_StoringSink``).
     """
-    from app.inference.render import encode_png, thumbnail
     from app.ingest import IngestOptions, ingest_paths
 
     options = IngestOptions(
         max_file_bytes=runtime.settings.max_file_bytes, max_decoded_bytes=runtime.settings.max_decode_bytes
     )
-    result = ingest_paths(received.paths, options)
-    rejected = [RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected]
-    if not result.studies:
-        reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejected) or "no images found"
-        raise InvalidInput(f"none of the uploaded files could be used ({reasons})")
-
-    created_keys: set[str] = set()
-    outcome = UploadOutcome(rejected=rejected)
-    single = len(result.studies) == 1
+    sink = _StoringSink(runtime.store)
+    created_keys = sink.created
+    used_keys: set[str] = set()
+    outcome = UploadOutcome()
     try:
+        result = ingest_paths(received.paths, options, sink=sink)
+        rejected = [RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected]
+        outcome.rejected = rejected
+        if not result.studies:
+            reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejected) or "no images found"
+            raise InvalidInput(f"none of the uploaded files could be used ({reasons})")
+        single = len(result.studies) == 1
         with runtime.session_factory() as db:
             for ingested in result.studies:
                 patient_id = ingested.patient_id
@@ -306,20 +337,18 @@ def import_upload(
                     source_key = None
                     if "!" not in image.source and source_path.is_file():
                         source_key, new = runtime.store.put_file(source_path, image.sha256, "src")
+                        used_keys.add(source_key)
                         if new:
                             created_keys.add(source_key)
                     meta = image.metadata or {}
+                    display_key, thumbnail_key = sink.keys[(image.sha256, image.frame)]
+                    used_keys.update((display_key, thumbnail_key))
                     db.add(
                         Image(
                             study_id=study.id,
                             position=position,
-                            storage_key=_store(runtime.store, created_keys, encode_png(image.pixels), "png"),
-                            thumbnail_key=_store(
-                                runtime.store,
-                                created_keys,
-                                encode_png(thumbnail(image.pixels, max_side=THUMBNAIL_SIDE)),
-                                "png",
-                            ),
+                            storage_key=display_key,
+                            thumbnail_key=thumbnail_key,
                             source_key=source_key,
                             source_sha256=image.sha256,
                             filename=_display_source(image.source, received)[:255],
@@ -352,6 +381,8 @@ def import_upload(
         outcome.studies.clear()
         _remove_unreferenced(runtime, created_keys)
         raise
+    # Frames stored before a later frame of their file proved corrupt (the file was rejected).
+    _remove_unreferenced(runtime, created_keys - used_keys)
     log.info(
         "upload by user %s: %d studies, %d images, %d files rejected",
         user.id if user else "-",
