@@ -23,6 +23,8 @@ COMMAND_MODULES: dict[str, str] = {
     "db": "app.web.cli",
     "users": "app.web.cli",
     "demo-data": "app.web.cli",
+    "backup": "app.web.backup_cli",
+    "restore": "app.web.backup_cli",
 }
 
 

@@ -275,6 +275,18 @@ def test_zip_of_a_study_folder_is_read_and_cleaned_up(tmp_path: Path) -> None:
     assert list(scratch.iterdir()) == []
 
 
+def test_an_archive_with_nothing_in_it_is_rejected_with_a_reason(tmp_path: Path) -> None:
+    for name, members in {
+        "empty.zip": {},
+        "folders.zip": {"study/": b"", "study/P1/": b""},
+        "junk.zip": {"__MACOSX/study/._a.dcm": b"junk", "study/.DS_Store": b"junk"},
+    }.items():
+        archive = write_zip(tmp_path / name, members)
+        result = ingest_paths([archive])
+        assert not result.studies
+        assert "the ZIP archive is empty" in only_reason(result.rejected)
+
+
 def test_zip_bomb_is_refused(tmp_path: Path) -> None:
     archive = write_zip(tmp_path / "bomb.zip", {"zeros.dcm": bytes(50 * 1024 * 1024)})
     assert "ZIP bomb" in only_reason(ingest_paths([archive]).rejected)

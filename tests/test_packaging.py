@@ -121,6 +121,8 @@ with TestClient(create_app(load_model=True)) as client:
     assert client.get("/static/vendor/swagger-ui/swagger-ui.css").status_code == 200
     assert client.get("/docs").status_code == 200
 assert "torch" not in sys.modules
+from app.web.services.password_policy import common_passwords  # package data, not a resource folder
+assert len(common_passwords()) > 1000
 print(health["model"]["name"])
 """
     served = subprocess.run(

@@ -22,6 +22,7 @@ from app.inference.pipeline import analyse_paths
 from app.ingest import IngestOptions
 
 OOD_WORDS = "unlike the images the model was trained on (out of distribution)"
+NOT_US_WORDS = "not ultrasound (another modality or a colour picture)"
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,9 @@ def test_the_inputs_are_what_the_tests_claim(demo_engine: InferenceEngine, scans
     from tests.ingest_support import as_ingested
 
     photos = demo_engine.predict([as_ingested(photo_like(seed)) for seed in range(14)])
+    # Out of distribution by the model's own signals, and named plainly by the picture rule.
     assert all(p.ood and p.quality_issue is None for p in photos)
+    assert all(p.not_ultrasound is not None and p.excluded for p in photos)
     assert not any(p.excluded for p in demo_engine.predict([as_ingested(s) for s in scans]))
 
 
@@ -59,18 +62,18 @@ def test_a_folder_of_photographs_with_one_scan_gets_no_verdict(
     write_png(folder / "scan.png", scans[0])
     (patient,) = analyse_paths([folder], demo_engine).patients
     verdict = patient.verdict
-    # 12 of 13 out of distribution: the one familiar scan must not decide for the folder.
+    # 12 of 13 not ultrasound: the one familiar scan must not decide for the folder.
     assert verdict.indeterminate and verdict.p_abnormal is None and verdict.probabilities == {}
     assert (verdict.n_used, verdict.n_excluded, verdict.n_total) == (1, 12, 13)
-    assert verdict.excluded_by_reason == {"ood": 12}
+    assert verdict.excluded_by_reason == {"not_ultrasound": 12}
     assert verdict.reason == (
-        f"12 of 13 images were left out (12 {OOD_WORDS}); "
+        f"12 of 13 images were left out (12 {NOT_US_WORDS}); "
         "the model judges a study only when at most 50% of its images are left out"
     )
 
     assert main(["predict", str(folder), "--model", str(demo_engine.card.directory), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert f": indeterminate — 1 of 13 image(s) used, 12 left out (12 {OOD_WORDS})" in out
+    assert f": indeterminate — 1 of 13 image(s) used, 12 left out (12 {NOT_US_WORDS})" in out
 
 
 def cine(frames: list[np.ndarray], path: Path) -> Path:
@@ -121,13 +124,41 @@ def test_the_api_stores_and_filters_an_indeterminate_study(
     verdict = study["verdict"]
     assert study["status"] == "done" and verdict["label"] == "indeterminate"
     assert (verdict["n_used"], verdict["n_excluded"], verdict["n_total"]) == (1, 3, 4)
-    assert verdict["excluded_by_reason"] == {"ood": 3} and verdict["p_abnormal"] is None
+    assert verdict["excluded_by_reason"] == {"not_ultrasound": 3} and verdict["p_abnormal"] is None
     assert verdict["reason"].startswith("3 of 4 images were left out")
     flagged = [image for image in study["images"] if image["ood"]]
     assert len(flagged) == 3 and not any(image["used_in_verdict"] for image in study["images"])
+    # Each left-out image carries the gate's key and words; the scan carries none.
+    by_name = {image["filename"]: image for image in study["images"]}
+    assert by_name["img0.png"]["exclusion"] is None and by_name["img0.png"]["exclusion_reason"] is None
+    for name in ("img1.png", "img2.png", "img3.png"):
+        assert by_name[name]["exclusion"] == "not_ultrasound"
+        assert by_name[name]["exclusion_reason"] == (
+            "not an ultrasound image (a colour picture, not a grey-scale scan)"
+        )
 
     listed = h.client.get("/api/v1/studies?label=indeterminate", headers=h.auth()).json()
     assert [row["id"] for row in listed] == [study["id"]]
     assert listed[0]["verdict"]["n_total"] == 4
     normal = h.client.get("/api/v1/studies?label=normal", headers=h.auth()).json()
     assert [row["id"] for row in normal] == [good.json()["study_id"]]
+
+
+@pytest.mark.slow
+def test_a_ct_upload_is_left_out_as_not_ultrasound(
+    web,  # noqa: F811
+    demo_model_dir: Path,
+) -> None:
+    """The worker reads the stored header: a CT slice is named by its modality, and gets no verdict."""
+    from ingest_support import vendor_file
+
+    h = web(model_dir=demo_model_dir)
+    files = [("slice.dcm", vendor_file("CT_small.dcm").read_bytes())]
+    response = h.upload(files, patient_name="Other^Modality", patient_id="P-CT")
+    assert response.status_code == 202, response.text
+    study = h.wait_for(response.json()["study_id"])
+    (image,) = study["images"]
+    assert image["exclusion"] == "not_ultrasound" and not image["used_in_verdict"]
+    assert image["exclusion_reason"] == "not an ultrasound image (the DICOM header gives modality CT)"
+    verdict = study["verdict"]
+    assert verdict["label"] == "indeterminate" and verdict["excluded_by_reason"] == {"not_ultrasound": 1}

@@ -9,13 +9,15 @@ from fastapi import Depends
 from web_pages_support import all_routes
 from web_support import PASSWORD, db_url, study_files, web  # noqa: F401
 
+from app.web.core.auth import session_policy
 from app.web.core.csrf import CSRF_COOKIE, verify_csrf
+from app.web.core.models import User
+from app.web.services.credentials import start_session
 
 PUBLIC = {
     "/health",
     "/login",
     "/docs",
-    "/docs/oauth2-redirect",
     "/openapi.json",
     "/redoc",
     "/api/v1/auth/token",
@@ -96,7 +98,9 @@ def test_cookie_sessions_need_a_csrf_token_on_changes(web) -> None:  # noqa: F81
         for u in h.client.get("/api/v1/users", headers=h.auth("admin")).json()
         if u["username"] == "rad"
     )
-    h.client.cookies.set("fetalcns_session", runtime.signer.dumps("session", {"uid": rad_id, "n": "x"}))
+    with runtime.session_factory() as db:
+        secret = start_session(db, db.get(User, rad_id), session_policy(runtime))
+    h.client.cookies.set("fetalcns_session", secret)
     h.client.cookies.set(CSRF_COOKIE, "nonce-1")
     good = runtime.signer.digest("csrf", "nonce-1")
 

@@ -23,7 +23,8 @@ if not CHROMIUM.is_file():
         f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)", allow_module_level=True
     )
 
-OOD_REASON = "unlike the images the model was trained on (out of distribution)"
+# Photographs are named plainly by the "not an ultrasound image" gate.
+PICTURE_REASON = "not an ultrasound image (a colour picture, not a grey-scale scan)"
 
 
 def upload(base_url: str, token: str, files: list[tuple[str, bytes]], name: str) -> int:
@@ -33,7 +34,7 @@ def upload(base_url: str, token: str, files: list[tuple[str, bytes]], name: str)
     response = httpx.post(
         f"{base_url}/api/v1/studies",
         files=multipart,
-        data={"patient_name": name},
+        data={"patient_name": name, "patient_id": "P-" + name.upper()},
         headers=headers,
         timeout=60,
     )
@@ -93,7 +94,7 @@ def test_an_indeterminate_study_is_shown_as_such_and_found_by_the_filter(
         assert verdict.locator(".badge-indeterminate").inner_text() == "Indeterminate"
         assert "3 of 4 images were left out" in verdict.locator("[data-verdict-reason]").inner_text()
         assert verdict.locator("[data-verdict-counts]").inner_text() == (
-            "Used 1 of 4 images; 3 left out: 3 unlike the training images (out of distribution)."
+            "Used 1 of 4 images; 3 left out: 3 not ultrasound (another modality or a colour picture)."
         )
         assert page.locator("[data-verdict] .prob-list").count() == 0  # no probabilities to show
 
@@ -102,7 +103,7 @@ def test_an_indeterminate_study_is_shown_as_such_and_found_by_the_filter(
         assert excluded.count() == 3 and page.locator(".thumb").count() == 4
         for index in range(3):
             thumb = excluded.nth(index)
-            assert thumb.get_attribute("title") == f"Left out of the verdict: {OOD_REASON}"
+            assert thumb.get_attribute("title") == f"Left out of the verdict: {PICTURE_REASON}"
             assert "excluded" in thumb.locator(".thumb-tag").inner_text()
             assert "grayscale(1)" in thumb.locator("img").evaluate("el => getComputedStyle(el).filter")
         kept = page.locator(".thumb:not(.excluded)")
@@ -111,7 +112,7 @@ def test_an_indeterminate_study_is_shown_as_such_and_found_by_the_filter(
         )
         excluded.first.click()
         note = page.locator("[data-image-excluded]")
-        assert note.is_visible() and note.inner_text() == f"Left out of the verdict: {OOD_REASON}."
+        assert note.is_visible() and note.inner_text() == f"Left out of the verdict: {PICTURE_REASON}."
         kept.click()
         assert note.is_hidden()
         page.screenshot(path=str(ARTIFACTS / "case-indeterminate.png"), full_page=True)

@@ -46,7 +46,10 @@ with TestClient(app) as client:
     token = client.post("/api/v1/auth/token", data={"username": "rad", "password": "correct horse battery"})
     auth = {"Authorization": "Bearer " + token.json()["access_token"]}
     upload = client.post(
-        "/api/v1/studies", files=[("files", ("scan.png", png.read_bytes(), "image/png"))], headers=auth
+        "/api/v1/studies",
+        files=[("files", ("scan.png", png.read_bytes(), "image/png"))],
+        data={"patient_id": "P-NO-TORCH"},
+        headers=auth,
     )
     assert upload.status_code == 202, upload.text
     study_id = upload.json()["study_id"]

@@ -45,18 +45,40 @@ class LiveServer:
         return "\n".join(lines[-n:])
 
 
+# "8120-8129": take the servers' ports from this range (a machine shared by several test runs).
+PORT_RANGE_ENV = "FETALCNS_TEST_PORTS"
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
+    wanted = os.environ.get(PORT_RANGE_ENV, "")
+    if wanted:
+        first, _, last = wanted.partition("-")
+        for port in range(int(first), int(last or first) + 1):
+            if _port_is_free(port):
+                return port
+        raise RuntimeError(f"no free port in {PORT_RANGE_ENV}={wanted}")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-def server_env(data_dir: Path, model_dir: Path, assistance_mode: str = "concurrent") -> dict[str, str]:
+def server_env(
+    data_dir: Path, model_dir: Path, assistance_mode: str = "concurrent", database_url: str | None = None
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FETALCNS_")}
     env.update(
         {
             "FETALCNS_DATA_DIR": str(data_dir),
-            "FETALCNS_DATABASE_URL": f"sqlite:///{(data_dir / 'fetalcns.db').as_posix()}",
+            "FETALCNS_DATABASE_URL": database_url or f"sqlite:///{(data_dir / 'fetalcns.db').as_posix()}",
             "FETALCNS_STORAGE_DIR": str(data_dir / "storage"),
             "FETALCNS_MODEL_DIR": str(model_dir),
             "FETALCNS_SECRET_KEY": "browser-test-secret",
@@ -108,6 +130,14 @@ def live_server(
     data_dir.mkdir(parents=True, exist_ok=True)
     env = server_env(data_dir, model_dir, assistance_mode)
     prepare_database(env, users or {"rad": "radiologist", "admin": "admin"})
+    with uvicorn_server(env, data_dir) as server:
+        yield server
+
+
+@contextmanager
+def uvicorn_server(env: dict[str, str], data_dir: Path) -> Iterator[LiveServer]:
+    """``fetalcns``'s app in a uvicorn child process with ``env``, on a migrated database."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = data_dir / "server.log"
     with log_path.open("wb") as log:

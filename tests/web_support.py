@@ -10,6 +10,7 @@ Fixtures, imported by the test modules:
 from __future__ import annotations
 
 import io
+import os
 import secrets
 import time
 import zipfile
@@ -35,6 +36,8 @@ from app.web.settings import Settings
 
 PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
 PASSWORD = "correct-horse-battery"
+# Name prefix of the test databases created on the PostgreSQL server (parallel checkouts set their own).
+PG_DB_PREFIX = os.environ.get("FETALCNS_TEST_PG_PREFIX", "fetalcns_test_")
 
 
 # ---- images ------------------------------------------------------------------------------
@@ -123,7 +126,7 @@ def new_database(backend: str, tmp_path_factory: pytest.TempPathFactory, config:
         pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432")
     import psycopg
 
-    name = f"fetalcns_test_{secrets.token_hex(6)}"
+    name = f"{PG_DB_PREFIX}{secrets.token_hex(6)}"
     with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
 
@@ -169,7 +172,7 @@ def wipe(engine: Engine) -> None:
 
 
 TEST_USERS = ("admin", "rad", "rad2")
-# Bearer tokens by (database, username): logging in costs an argon2 verification.
+# Bearer tokens by (database, username) within one test: logging in costs an argon2 verification.
 _TOKENS: dict[tuple[str, str], str] = {}
 
 
@@ -179,6 +182,25 @@ def row_counts(engine: Engine) -> dict[str, int]:
             t.name: int(connection.execute(select(func.count()).select_from(t)).scalar_one())
             for t in Base.metadata.sorted_tables
         }
+
+
+def reset_database(db_url: str) -> None:
+    """Empty the tables (wipe) and make sure the test users exist, with PASSWORD."""
+    engine = make_engine(db_url)
+    try:
+        wipe(engine)
+        # The wipe deleted every API token row, so the tokens cached by earlier tests are dead.
+        for key in [key for key in _TOKENS if key[0] == db_url]:
+            del _TOKENS[key]
+        with make_session_factory(engine)() as db:
+            existing = set(db.scalars(select(User.username)))
+            for username in TEST_USERS:
+                if username not in existing:
+                    create_user(
+                        db, username, PASSWORD, role="admin" if username == "admin" else "radiologist"
+                    )
+    finally:
+        engine.dispose()
 
 
 # ---- the app -----------------------------------------------------------------------------
@@ -230,15 +252,7 @@ class WebHarness:
 def web(db_url: str, tiny_model_dir: Path, tmp_path: Path) -> Iterator[Callable[..., WebHarness]]:
     """``web(**settings_overrides)`` → a running app (lifespan started) with users admin, rad, rad2."""
     started: list[TestClient] = []
-    engine = make_engine(db_url)
-    wipe(engine)
-    factory = make_session_factory(engine)
-    with factory() as db:
-        existing = set(db.scalars(select(User.username)))
-        for username in TEST_USERS:
-            if username not in existing:
-                create_user(db, username, PASSWORD, role="admin" if username == "admin" else "radiologist")
-    engine.dispose()
+    reset_database(db_url)
 
     def build(**overrides: Any) -> WebHarness:
         values: dict[str, Any] = {

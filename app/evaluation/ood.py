@@ -18,6 +18,7 @@ only; ``score_ood_dir`` and ``evaluate_ood_dirs`` run the engine.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -123,6 +124,10 @@ def group_block(
             m: rate(sum(m in fired for fired in group.signals), n) for m in methods if m != COMBINED
         },
         "quality_flagged": int(quality),
+        # Left-out images by reason key (app.inference.aggregate), e.g. not_ultrasound, quality, ood.
+        "excluded_by_reason": dict(
+            sorted(Counter(reason for reason in group.exclusions if reason is not None).items())
+        ),
         # Left out of the verdict for any reason (OOD, blank frame, failed), over all images.
         "excluded_rate": rate(excluded + group.failed, n + group.failed),
         "auroc": {m: binary_auroc(id_scores[m], group.scores[m]) for m in methods},

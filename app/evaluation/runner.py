@@ -185,7 +185,8 @@ def predict_perturbed(
         ]
         for prediction in engine.predict(images):
             probabilities.append(prediction.probabilities)
-            ood.append(prediction.ood)
+            # Left out as serving leaves it out: OOD, blank, or not an ultrasound image at all.
+            ood.append(prediction.excluded)
     return np.stack(probabilities), np.asarray(ood, bool)
 
 

@@ -25,12 +25,14 @@ from app.modelcard import AGGREGATIONS, VerdictRule
 INDETERMINATE = "indeterminate"
 
 # Why an image was left out (the keys of Verdict.excluded_by_reason), in reporting order.
+NOT_ULTRASOUND = "not_ultrasound"  # another modality, or a colour picture (app.inference.image_kind)
 OOD = "ood"
 VIEW = "view"  # flagged by the view-scope signal: a non-CNS fetal view (abdomen, femur, heart, face)
 QUALITY = "quality"
 FAILED = "failed"
 FLAGGED = "flagged"  # excluded without a stated reason (a bare boolean flag)
 EXCLUSION_WORDS: dict[str, str] = {
+    NOT_ULTRASOUND: "not ultrasound (another modality or a colour picture)",
     OOD: "unlike the images the model was trained on (out of distribution)",
     VIEW: "an ultrasound view this model was not trained on",
     QUALITY: "blank or of too poor quality",
@@ -48,7 +50,7 @@ class Verdict:
     ``support`` lists used image indices, the one most in favour of ``label`` first.
     An indeterminate verdict has empty probabilities, ``p_abnormal`` None and a ``reason``.
     Counts: ``n_used`` + ``n_excluded`` = ``n_total``; ``excluded_by_reason`` splits
-    ``n_excluded`` by reason key (``OOD``, ``VIEW``, ``QUALITY``, ``FAILED``).
+    ``n_excluded`` by reason key (``NOT_ULTRASOUND``, ``OOD``, ``VIEW``, ``QUALITY``, ``FAILED``).
     """
 
     label: str

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from app.inference.aggregate import FAILED, FLAGGED, OOD, QUALITY, VIEW, Verdict, aggregate
+from app.inference.aggregate import FAILED, FLAGGED, NOT_ULTRASOUND, OOD, QUALITY, VIEW, Verdict, aggregate
 from app.inference.engine import ImagePrediction, InferenceEngine
 from app.ingest.types import IngestedImage
 from app.modelcard import AGGREGATIONS, VerdictRule
@@ -90,11 +90,14 @@ def _score_chunk(
 def exclusion_key(prediction: ImagePrediction | None) -> str | None:
     """Why an image is left out of the verdict, as a reason key; None when it is usable.
 
-    Quality first, as in ``ImagePrediction.exclusion_reason``: a blank frame is usually
-    also unfamiliar, and "blank" is the more useful thing to tell a reader.
+    The order of ``ImagePrediction.exclusion_reason``: "not an ultrasound image" first (a CT
+    slice or a photograph is also unfamiliar, and the plainer reason helps a reader more), then
+    quality (a blank frame is usually also unfamiliar), then the view and OOD signals.
     """
     if prediction is None:
         return FAILED
+    if prediction.not_ultrasound is not None:
+        return NOT_ULTRASOUND
     if prediction.quality_issue is not None:
         return QUALITY
     if prediction.out_of_scope_view:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from app.inference.cam import cam_to_image
+from app.inference.image_kind import not_ultrasound_reason
 from app.inference.mahalanobis import (
     ClassGaussians,
     ViewScope,
@@ -77,10 +78,13 @@ class ImagePrediction:
     ood_signals: tuple[str, ...] = ()
     # The features lie within the view-scope radius of a non-CNS view mean (False without the signal).
     near_other_view: bool = False
+    # Why this is not an ultrasound image at all (another modality, a colour picture); None when
+    # it may be one (app.inference.image_kind).
+    not_ultrasound: str | None = None
 
     @property
     def excluded(self) -> bool:
-        return self.ood or self.quality_issue is not None
+        return self.ood or self.quality_issue is not None or self.not_ultrasound is not None
 
     @property
     def out_of_scope_view(self) -> bool:
@@ -97,6 +101,8 @@ class ImagePrediction:
 
     @property
     def exclusion_reason(self) -> str | None:
+        if self.not_ultrasound is not None:
+            return self.not_ultrasound
         if self.quality_issue is not None:
             return self.quality_issue
         if self.out_of_scope_view:
@@ -256,6 +262,7 @@ class InferenceEngine:
         index = int(np.argmax(probabilities))
         fired = self.ood_rule.fired(ood_scores)
         shape = (image.height, image.width)
+        rgb = ensure_rgb_uint8(image.pixels)
         return ImagePrediction(
             classes=self.classes,
             probabilities=probabilities,
@@ -268,7 +275,8 @@ class InferenceEngine:
             image_shape=shape,
             ood=bool(fired),
             ood_score=float(ood_scores.get(self.ood_rule.method, np.nan)),
-            quality_issue=blank_frame_issue(ensure_rgb_uint8(image.pixels), box),
+            quality_issue=blank_frame_issue(rgb, box),
             ood_scores=ood_scores,
             ood_signals=fired,
+            not_ultrasound=not_ultrasound_reason(rgb, image.metadata),
         )

@@ -138,6 +138,10 @@ def _ingest_file(candidate: _Candidate, collector: _StudyCollector, options: Ing
 def _ingest_archive(candidate: _Candidate, collector: _StudyCollector, options: IngestOptions) -> None:
     with tempfile.TemporaryDirectory(prefix="fetalcns-zip-", dir=options.temp_root) as tmp:
         unpacked = unpack_zip(candidate.path, candidate.source, Path(tmp), options)
+        if not unpacked.files and not unpacked.rejected:
+            # Otherwise the archive would vanish from the result without a word (found by the fuzz
+            # harness, tests/fuzz_support.py).
+            raise RejectedFile("the ZIP archive is empty (no files, only folders or system files)")
         for rejection in unpacked.rejected:
             collector.reject(rejection.source, rejection.reason)
         archive_stem = PurePosixPath(candidate.path.name).stem

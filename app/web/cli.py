@@ -204,6 +204,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="spare files younger than this many seconds (default FETALCNS_SWEEP_GRACE_S)",
     )
     sweep.set_defaults(handler=_db_sweep)
+    from app.web.backup_cli import register_db
+
+    register_db(db_sub)
 
     users = subparsers.add_parser("users", help="user accounts")
     users_sub = users.add_subparsers(dest="users_command", metavar="ACTION")

@@ -2,7 +2,8 @@
 
 - ``DbSession``, ``RuntimeDep``: a database session per request; the process runtime.
 - ``ApiUser``, ``ApiAdmin``: JSON API auth (bearer token, or session cookie plus CSRF token
-  on unsafe methods); 401/403 JSON when missing.
+  on unsafe methods); 401/403 JSON when missing. ``ApiUserNoDb``: the same, for routes that
+  do long work without the request's session (it is closed; its connection is back in the pool).
 - ``PageUser``, ``PageAdmin``: page auth (session cookie); redirect to /login when signed out.
 - ``OptionalUser``: the session's user, or None (the login page).
 
@@ -55,11 +56,11 @@ class _Authenticated:
         self.by_cookie = by_cookie
 
 
-def _api_identity(request: Request, db: DbSession, token: BearerToken, runtime: RuntimeDep) -> _Authenticated:
+def _api_identity(request: Request, db: DbSession, token: BearerToken) -> _Authenticated:
     if token:
-        user = token_user(runtime, db, token)
+        user = token_user(db, token)
         if user is None:
-            raise NotAuthenticated("your sign-in has expired or is invalid; sign in again")
+            raise NotAuthenticated("your sign-in has expired, was revoked or is invalid; sign in again")
         return _Authenticated(user, by_cookie=False)
     user = session_user(request, db)
     if user is None:
@@ -88,6 +89,21 @@ async def require_api_user(
 
 
 ApiUser = Annotated[User, Depends(require_api_user)]
+
+
+def require_api_user_then_release(user: ApiUser, db: DbSession) -> User:
+    """ApiUser for routes that do long work (an upload): the request's session is closed as soon
+    as the user is known, so its pooled connection goes back to the pool before the work starts.
+
+    Holding it while the upload took a second connection for its own short transaction let 15
+    parallel uploads each hold one of the pool's 15 connections and wait for another: all timed
+    out with a 500. The user stays usable (its columns are loaded; closing does not expire them).
+    """
+    db.close()
+    return user
+
+
+ApiUserNoDb = Annotated[User, Depends(require_api_user_then_release)]
 
 
 def require_api_admin(user: ApiUser) -> User:

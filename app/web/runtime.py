@@ -59,7 +59,12 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    db_engine = make_engine(settings.resolved_database_url)
+    db_engine = make_engine(
+        settings.resolved_database_url,
+        busy_timeout_s=settings.database_busy_timeout_s,
+        pool_size=settings.database_pool_size,
+        pool_timeout_s=settings.database_pool_timeout_s,
+    )
     return Runtime(
         settings=settings,
         db_engine=db_engine,

@@ -7,13 +7,44 @@ app.web.pages.views turns them into what the templates show.
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
 
 class TokenOut(BaseModel):
     access_token: str
+    token_type: str = "bearer"
+    token_id: int | None = Field(None, description="the token's id, to list or revoke it (/api/v1/tokens)")
+    expires_at: datetime | None = None
+
+
+class ApiTokenOut(BaseModel):
+    """An API token as listed: never its secret, which is shown once, when it is created."""
+
+    id: int
+    name: str
+    user_id: int
+    username: str
+    created_at: datetime
+    last_used_at: datetime | None
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+class ApiTokenCreateIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64, description="what the token is for, e.g. 'PACS bridge'")
+    expires_in_s: int | None = Field(
+        None,
+        ge=60,
+        le=10 * 365 * 24 * 3600,
+        description="lifetime in seconds; default FETALCNS_TOKEN_MAX_AGE_S, "
+        "at most FETALCNS_TOKEN_MAX_LIFETIME_S",
+    )
+
+
+class NewApiTokenOut(ApiTokenOut):
+    access_token: str = Field(description="the bearer token; shown only now, store it safely")
     token_type: str = "bearer"
 
 
@@ -55,6 +86,9 @@ class StudySummaryOut(BaseModel):
     final_label: str | None  # the current final diagnosis (the latest amendment wins)
 
 
+ExclusionKey = Literal["not_ultrasound", "quality", "view", "ood", "flagged", "failed"]
+
+
 class ImageOut(BaseModel):
     id: int
     position: int
@@ -70,6 +104,9 @@ class ImageOut(BaseModel):
     ood: bool | None
     ood_score: float | None
     quality_issue: str | None
+    # Why the gate left the image out of the verdict (a key and the words); None when used.
+    exclusion: ExclusionKey | None = None
+    exclusion_reason: str | None = None
     used_in_verdict: bool | None
     heatmap_url: str | None
     error: str | None  # why this image could not be analysed

@@ -32,6 +32,18 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default sqlite:///DATA_DIR/fetalcns.db"
     )
+    database_pool_size: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="database connections kept per server process (as many more under load)",
+    )
+    database_pool_timeout_s: float = Field(
+        30.0, gt=0, description="how long a request waits for a free database connection"
+    )
+    database_busy_timeout_s: float = Field(
+        10.0, gt=0, description="SQLite: how long a writer waits for another's transaction to end"
+    )
     storage_dir: Path | None = Field(
         None, description="content-addressed image storage; default DATA_DIR/storage"
     )
@@ -48,12 +60,20 @@ class Settings(BaseSettings):
         "concurrent",
         description="concurrent: AI shown at once; second-read: AI hidden until a preliminary read",
     )
-    secret_key: str | None = Field(
-        None, description="signs sessions, tokens and CSRF; default DATA_DIR/secret_key"
-    )
+    secret_key: str | None = Field(None, description="signs CSRF tokens; default DATA_DIR/secret_key")
     secure_cookies: bool = Field(False, description="always mark cookies Secure (set when served over https)")
-    session_max_age_s: int = Field(8 * 3600, ge=60, description="session cookie lifetime")
-    token_max_age_s: int = Field(8 * 3600, ge=60, description="API bearer token lifetime")
+    session_max_age_s: int = Field(
+        8 * 3600, ge=60, description="absolute session lifetime: a session ends this long after sign-in"
+    )
+    session_idle_timeout_s: int = Field(
+        30 * 60, ge=1, description="a session unused for this long ends (idle timeout)"
+    )
+    token_max_age_s: int = Field(
+        8 * 3600, ge=60, description="lifetime of bearer tokens from POST /api/v1/auth/token"
+    )
+    token_max_lifetime_s: int = Field(
+        90 * 24 * 3600, ge=60, description="longest lifetime a named API token (POST /api/v1/tokens) may have"
+    )
     max_file_bytes: int = Field(200 * MiB, ge=1, description="largest single uploaded file")
     max_request_bytes: int = Field(
         1024 * MiB, ge=1, description="largest upload request (all files together)"

@@ -40,6 +40,8 @@
       if (value === null || value === undefined || value === false) return;
       if (key === "text") node.textContent = value;
       else if (key === "className") node.className = value;
+      // Through the CSSOM: the Content-Security-Policy refuses style attributes.
+      else if (key === "style") node.style.cssText = value;
       else node.setAttribute(key, value === true ? "" : value);
     });
     (children || []).forEach(function (child) {
@@ -68,7 +70,18 @@
     return given ? parts[0] + ", " + given : parts[0];
   }
 
+  // Bars the server draws carry their width as data-fill (percent): the page may hold no
+  // style attribute, so the width is set here, through the CSSOM.
+  function applyFills(root) {
+    Array.prototype.forEach.call((root || document).querySelectorAll("[data-fill]"), function (node) {
+      node.style.width = Math.max(0, Math.min(100, Number(node.getAttribute("data-fill")) || 0)) + "%";
+    });
+  }
+
+  applyFills(document);
+
   window.Fetal = {
+    applyFills: applyFills,
     personName: personName,
     csrfToken: csrfToken,
     getJSON: getJSON,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.web.api import auth, health, images, studies, users
+from app.web.api import auth, health, images, studies, tokens, users
 
 _v1 = APIRouter(prefix="/api/v1")
 _v1.include_router(auth.router)
 _v1.include_router(studies.router)
 _v1.include_router(images.router)
 _v1.include_router(users.router)
+_v1.include_router(tokens.router)
 
 router = APIRouter()
 router.include_router(health.router)

@@ -27,4 +27,4 @@ def login_for_token(
     user = authenticate(db, runtime.login_throttle, form.username, form.password, address)
     if user is None:
         raise NotAuthenticated("wrong username or password, or the account is disabled")
-    return TokenOut(access_token=issue_access_token(runtime, user))
+    return issue_access_token(runtime, db, user)

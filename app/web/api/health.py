@@ -1,4 +1,8 @@
-"""GET /health (public): model, inference provider, database and worker state."""
+"""GET /health (public): model, inference provider, database and worker state.
+
+Anyone can read it, so it names the model (name and version) but never a file system path or an
+exception's text: why a model failed to load is in the server log, for the operator.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from app.web.runtime import Runtime
 from app.web.schemas import HealthOut
 
 router = APIRouter(tags=["health"])
+MODEL_UNAVAILABLE = "the model could not be loaded; the server log says why"
 
 
 def health_report(runtime: Runtime) -> HealthOut:
@@ -29,7 +34,7 @@ def health_report(runtime: Runtime) -> HealthOut:
         provider=runtime.inference.provider if runtime.inference is not None else None,
         database=database,
         worker=worker,
-        detail=runtime.schema_error or runtime.inference_error,
+        detail=runtime.schema_error or (MODEL_UNAVAILABLE if runtime.inference_error else None),
     )
 
 

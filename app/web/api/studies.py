@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.web.core.input_guard import IsoDate, RowId
 from app.web.core.models import ANALYSIS_STATUSES, Study
-from app.web.deps import ApiAdmin, ApiUser, DbSession, RuntimeDep
+from app.web.deps import ApiAdmin, ApiUser, ApiUserNoDb, DbSession, RuntimeDep
 from app.web.errors import InvalidInput, NotFound
 from app.web.schemas import AuditOut, DiagnosisIn, DiagnosisOut, StudyOut, StudySummaryOut, UploadOut
 from app.web.services.audit import list_audit
@@ -24,7 +24,7 @@ router = APIRouter(tags=["studies"])
 @router.post("/studies", status_code=202, response_model=UploadOut)
 async def upload(
     files: Annotated[list[UploadFile], File(description="DICOM, PNG/JPEG files or ZIP archives")],
-    user: ApiUser,
+    user: ApiUserNoDb,
     runtime: RuntimeDep,
     patient_name: Annotated[str | None, Form()] = None,
     patient_id: Annotated[str | None, Form()] = None,

@@ -1,25 +1,27 @@
 """Who is signed in: session cookies (pages) and bearer tokens (JSON API).
 
-A session cookie is a signed {user id, nonce}; the user is reloaded and must be
-active on every request, so deactivating a user ends their sessions at once.
-The FastAPI dependencies that require a user are in app.web.deps.
+Both are server-side credentials (app.web.services.credentials): the cookie and the token carry a
+random secret whose hash names a row, so sign-out, a password change and deactivation end them at
+once. The user is reloaded on every request and must be active. The FastAPI dependencies that
+require a user are in app.web.deps.
 """
 
 from __future__ import annotations
 
-import secrets
 from urllib.parse import quote
 
 from fastapi import Request, Response
 from sqlalchemy.orm import Session
 
+from app.web.core.csrf import renew_csrf
 from app.web.core.models import User
 from app.web.errors import ServiceError
 from app.web.runtime import Runtime
+from app.web.schemas import TokenOut
+from app.web.services import credentials
 
 SESSION_COOKIE = "fetalcns_session"
-_SESSION = "session"
-_TOKEN = "access-token"
+SIGN_IN_TOKEN_NAME = "sign-in"
 
 
 class NotAuthenticated(ServiceError):
@@ -42,54 +44,62 @@ def cookie_secure(request: Request, runtime: Runtime) -> bool:
     return runtime.settings.secure_cookies or request.url.scheme == "https"
 
 
-def start_session(request: Request, response: Response, user: User) -> None:
-    """Log ``user`` in on this browser: sets the signed HttpOnly session cookie on ``response``."""
+def session_policy(runtime: Runtime) -> credentials.SessionPolicy:
+    settings = runtime.settings
+    return credentials.SessionPolicy(
+        idle_s=settings.session_idle_timeout_s, max_age_s=settings.session_max_age_s
+    )
+
+
+def start_session(request: Request, response: Response, db: Session, user: User) -> None:
+    """Sign ``user`` in on this browser: a new session row, its secret in the HttpOnly cookie on
+    ``response``, and a new CSRF token (one planted before sign-in is worthless after it)."""
     runtime: Runtime = request.app.state.runtime
-    value = runtime.signer.dumps(_SESSION, {"uid": user.id, "n": secrets.token_urlsafe(12)})
+    old = request.cookies.get(SESSION_COOKIE)
+    if old:
+        credentials.end_session(db, old)  # never two sessions in one browser
+    secret = credentials.start_session(db, user, session_policy(runtime))
     response.set_cookie(
         SESSION_COOKIE,
-        value,
+        secret,
         max_age=runtime.settings.session_max_age_s,
         httponly=True,
         samesite="lax",
         secure=cookie_secure(request, runtime),
         path="/",
     )
+    renew_csrf(request)
 
 
-def end_session(request: Request, response: Response) -> None:
-    """Log out: clears the session cookie on ``response``."""
+def end_session(request: Request, response: Response, db: Session) -> None:
+    """Sign out: deletes the session row and clears the cookie on ``response``; a new CSRF token."""
     runtime: Runtime = request.app.state.runtime
+    secret = request.cookies.get(SESSION_COOKIE)
+    if secret:
+        credentials.end_session(db, secret)
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=cookie_secure(request, runtime)
     )
+    renew_csrf(request)
 
 
-def issue_access_token(runtime: Runtime, user: User) -> str:
-    """A bearer token for the JSON API, valid for settings.token_max_age_s."""
-    return runtime.signer.dumps(_TOKEN, {"uid": user.id})
-
-
-def _active_user(db: Session, user_id: object) -> User | None:
-    if not isinstance(user_id, int):
-        return None
-    user = db.get(User, user_id)
-    return user if user is not None and user.active else None
+def issue_access_token(runtime: Runtime, db: Session, user: User) -> TokenOut:
+    """A bearer token for the JSON API, valid for settings.token_max_age_s unless revoked."""
+    token, secret = credentials.issue_token(db, user, SIGN_IN_TOKEN_NAME, runtime.settings.token_max_age_s)
+    return TokenOut(access_token=secret, token_id=token.id, expires_at=token.expires_at)
 
 
 def session_user(request: Request, db: Session) -> User | None:
-    """The user of the session cookie, or None."""
-    runtime: Runtime = request.app.state.runtime
-    cookie = request.cookies.get(SESSION_COOKIE)
-    if not cookie:
+    """The user of the session cookie, or None (no cookie, or the session has ended)."""
+    secret = request.cookies.get(SESSION_COOKIE)
+    if not secret:
         return None
-    payload = runtime.signer.loads(_SESSION, cookie, runtime.settings.session_max_age_s)
-    return _active_user(db, payload.get("uid")) if payload else None
+    return credentials.session_user(db, secret, session_policy(request.app.state.runtime))
 
 
-def token_user(runtime: Runtime, db: Session, token: str) -> User | None:
-    payload = runtime.signer.loads(_TOKEN, token, runtime.settings.token_max_age_s)
-    return _active_user(db, payload.get("uid")) if payload else None
+def token_user(db: Session, token: str) -> User | None:
+    """The owner of a live bearer token, or None."""
+    return credentials.token_user(db, token)
 
 
 def safe_next_url(next_url: str | None, default: str = "/") -> str:

@@ -3,6 +3,7 @@
 A random nonce lives in the ``fetalcns_csrf`` cookie; the token put in forms
 (and sent by scripts as the X-CSRF-Token header) is an HMAC of that nonce, so
 another site can neither read nor forge it. Bearer-token API calls need no CSRF.
+Signing in and out renews the nonce (``renew_csrf``), so the token changes at sign-in.
 
 Where it is checked: every unsafe request to an HTML page (``verify_csrf``, a dependency of
 the whole pages router) and every unsafe cookie-authenticated API call (app.web.deps).
@@ -26,12 +27,19 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def _nonce(request: Request) -> str:
-    nonce = request.cookies.get(CSRF_COOKIE) or getattr(request.state, _NEW_NONCE, None)
+    # A nonce made during this request (first visit, or renewed at sign-in) wins over the cookie.
+    nonce = getattr(request.state, _NEW_NONCE, None) or request.cookies.get(CSRF_COOKIE)
     if not nonce:
         nonce = secrets.token_urlsafe(24)
         # CSRFCookieMiddleware sets the cookie on the way out.
         setattr(request.state, _NEW_NONCE, nonce)
     return nonce
+
+
+def renew_csrf(request: Request) -> None:
+    """A new nonce, so a new token, from this response on: called at sign-in and sign-out, so a
+    token planted or read before sign-in (session fixation) is refused afterwards."""
+    setattr(request.state, _NEW_NONCE, secrets.token_urlsafe(24))
 
 
 def csrf_token(request: Request) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,28 +53,47 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    # WAL lets the page requests read while the worker writes.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_s: float) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # WAL lets the page requests read while the worker or an upload writes.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # A writer waits this long for another's (short) transaction before "database is locked".
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
+
+    return on_connect
 
 
-def make_engine(url: str) -> Engine:
+# Connections kept per server process, and as many more under load. A request holds one at a
+# time, for one short transaction (uploads release theirs before the import: app.web.deps), so
+# 10 + 10 serve the 40 request threads; four processes stay under PostgreSQL's default of 100.
+DEFAULT_POOL_SIZE = 10
+
+
+def make_engine(
+    url: str,
+    *,
+    busy_timeout_s: float = 10.0,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    pool_timeout_s: float = 30.0,
+) -> Engine:
     """An engine for ``url``; creates the parent folder of a SQLite file."""
     parsed = make_url(url)
     # hide_parameters: SQLAlchemy's error texts otherwise quote the statement's values, which
     # include patient names and IDs.
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
+    in_memory = parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+    if not in_memory:
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout_s)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        if not in_memory:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": busy_timeout_s}
     engine = create_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
     return engine
 
 

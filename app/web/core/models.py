@@ -159,6 +159,10 @@ class ImagePredictionRow(Base):
     ood: Mapped[bool] = mapped_column(Boolean, default=False)
     ood_score: Mapped[float | None] = mapped_column(Float)
     quality_issue: Mapped[str | None] = mapped_column(Text)
+    # Why the gate left the image out of the verdict: a key of app.inference.aggregate
+    # (not_ultrasound, quality, view, ood, flagged) and the words; None when it was used.
+    exclusion: Mapped[str | None] = mapped_column(String(32))
+    exclusion_reason: Mapped[str | None] = mapped_column(Text)
     heatmap_key: Mapped[str | None] = mapped_column(String(128))
     used_in_verdict: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -278,3 +282,33 @@ class LoginThrottleRow(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UserSession(Base):
+    """A signed-in browser. The cookie carries a random secret; only its sha256 is stored here, so
+    a copy of the database signs nobody in. Deleting the row ends the session (sign-out, password
+    change, deactivation); it also ends when idle or too old (app.web.services.credentials)."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token of the JSON API, stored as the sha256 of its secret. Revoked tokens keep
+    their row (``revoked_at``) so that the audit trail's token ids stay meaningful."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -16,6 +16,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
 MIN_PASSWORD_LENGTH = 8
+# Longer passwords are refused before hashing (app.web.services.password_policy, and at sign-in).
+MAX_PASSWORD_LENGTH = 256
 
 
 class _Counter:

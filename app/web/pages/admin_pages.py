@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 
 from app.web.core.input_guard import RowId
 from app.web.core.models import User
-from app.web.core.security import MIN_PASSWORD_LENGTH
+from app.web.core.security import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from app.web.deps import DbSession, PageAdmin
 from app.web.errors import ServiceError
 from app.web.pages.rendering import render
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/admin")
 
 NOTICES = {
     "created": "User created.",
-    "deactivated": "User deactivated. Their sessions have ended.",
+    "deactivated": "User deactivated. Their sessions and API tokens have ended.",
     "activated": "User reactivated.",
 }
 
@@ -54,6 +54,7 @@ def _users_page(
         error=error,
         notice=notice,
         min_password_length=MIN_PASSWORD_LENGTH,
+        max_password_length=MAX_PASSWORD_LENGTH,
     )
 
 

@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from app.web.core.auth import end_session, safe_next_url, start_session
 from app.web.core.csrf import CSRFRejected
 from app.web.deps import DbSession, OptionalUser, RuntimeDep
-from app.web.errors import TooManyAttempts
+from app.web.errors import InvalidInput, TooManyAttempts
 from app.web.pages.rendering import render
 from app.web.services.users import authenticate
 
@@ -55,6 +55,16 @@ def login_submit(
     address = request.client.host if request.client else None
     try:
         user = authenticate(db, runtime.login_throttle, username, password, address)
+    except InvalidInput as exc:
+        return render(
+            request,
+            "login.html",
+            None,
+            status_code=exc.status_code,
+            next_url=next_url,
+            username=username,
+            error=exc.message[:1].upper() + exc.message[1:] + ".",
+        )
     except TooManyAttempts as exc:
         page = render(
             request,
@@ -78,12 +88,12 @@ def login_submit(
             error="Wrong user name or password, or the account is deactivated.",
         )
     response = RedirectResponse(next_url, status_code=303)
-    start_session(request, response, user)
+    start_session(request, response, db, user)
     return response
 
 
 @router.post("/logout", include_in_schema=False)
-def logout(request: Request) -> Response:
+def logout(request: Request, db: DbSession) -> Response:
     response = RedirectResponse("/login", status_code=303)
-    end_session(request, response)
+    end_session(request, response, db)
     return response

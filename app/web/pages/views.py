@@ -22,6 +22,7 @@ INDETERMINATE_TEXT = "No verdict — indeterminate"
 
 # Why images were left out of the verdict (VerdictOut.excluded_by_reason keys), in a reader's words.
 EXCLUSION_TEXT: dict[str, str] = {
+    "not_ultrasound": "not ultrasound (another modality or a colour picture)",
     "ood": "unlike the training images (out of distribution)",
     "view": "an ultrasound view this model was not trained on",
     "quality": "blank or poor quality",
@@ -113,10 +114,15 @@ def order_by_support(images: Sequence[ImageOut], verdict: VerdictOut | None) -> 
 def exclusion_text(image: ImageOut) -> str | None:
     """Why the model left this image out of the verdict, in words; None when it took part.
 
-    The same precedence as the verdict's counts: failed, then quality, then out of distribution.
+    The gate's own words when stored (app.inference.analysis.exclusion_key); otherwise the same
+    precedence as the verdict's counts: failed, then quality, then out of distribution.
     """
     if image.error:
         return "could not be analysed"
+    if image.exclusion == "quality" and image.exclusion_reason:
+        return f"blank or too dark: {image.exclusion_reason}"
+    if image.exclusion and image.exclusion_reason:
+        return image.exclusion_reason
     if image.quality_issue:
         return f"poor quality: {image.quality_issue}"
     if image.ood:
@@ -128,6 +134,8 @@ def image_flags(image: ImageOut) -> list[str]:
     flags = []
     if image.error:
         flags.append("could not be analysed")
+    if image.exclusion == "not_ultrasound":
+        flags.append("not an ultrasound image")
     if image.ood:
         flags.append("out of distribution")
     if image.quality_issue:

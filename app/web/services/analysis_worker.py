@@ -7,6 +7,11 @@ a crash) are put back to "queued", and the worker keeps polling the database
 for queued analyses. Claiming is an atomic UPDATE ... WHERE status='queued',
 so several server processes never analyse the same study twice.
 
+Every database step is one short transaction, retried with a bounded backoff when it meets a
+transient error (a locked SQLite, a PostgreSQL deadlock, serialization failure or lost
+connection: app.web.core.db_retry). When the retries run out the analysis goes back to
+"queued" rather than "failed": nothing is wrong with the study. Any other error fails it.
+
 A bad image never stops the study: when a batch fails, its images are retried
 one by one and each failure is recorded on that image with a reason. A study
 whose images all fail is marked failed, with the reason.
@@ -23,17 +28,19 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
 from sqlalchemy import select, update
 
 from app.web.core.db import utcnow
+from app.web.core.db_retry import describe, is_transient, retry_transient
 from app.web.core.models import Analysis, Image, ImagePredictionRow, Study, VerdictRow
 from app.web.runtime import Runtime
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 _NO_CAM = np.zeros((0, 0), np.float32)
@@ -72,6 +79,15 @@ class AnalysisWorker:
         self._thread: threading.Thread | None = None
         # Tests and benchmarks may hook in here to observe progress.
         self.on_done: Callable[[int], None] | None = None
+        # Runs of one database step that meets a transient error (app.web.core.db_retry), and
+        # the first wait between them (doubling, capped at 5 s): about 15 s in all by default.
+        self.retry_attempts = 6
+        self.retry_first_delay_s = 0.2
+
+    def _retry(self, work: Callable[[], T], what: str) -> T:
+        return retry_transient(
+            work, what, attempts=self.retry_attempts, first_delay_s=self.retry_first_delay_s
+        )
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -150,6 +166,9 @@ class AnalysisWorker:
 
     # ---- one analysis ----------------------------------------------------------------
     def _claim(self, analysis_id: int) -> bool:
+        return self._retry(lambda: self._claim_once(analysis_id), f"claiming analysis {analysis_id}")
+
+    def _claim_once(self, analysis_id: int) -> bool:
         inference = self.runtime.inference
         with self.runtime.session_factory() as db:
             result = db.execute(
@@ -173,6 +192,11 @@ class AnalysisWorker:
             return True
 
     def _finish_failed(self, analysis_id: int, reason: str, timings: dict[str, float]) -> None:
+        self._retry(
+            lambda: self._finish_failed_once(analysis_id, reason, timings), f"failing analysis {analysis_id}"
+        )
+
+    def _finish_failed_once(self, analysis_id: int, reason: str, timings: dict[str, float]) -> None:
         with self.runtime.session_factory() as db:
             analysis = db.get(Analysis, analysis_id)
             if analysis is None:
@@ -188,26 +212,60 @@ class AnalysisWorker:
         """Claim and run one analysis. Never raises: failures are recorded on the analysis."""
         if self.runtime.inference is None:
             return
-        if not self._claim(analysis_id):
+        try:
+            claimed = self._claim(analysis_id)
+        except Exception as exc:
+            # Still "queued" (the claim's transaction was rolled back): a later poll takes it.
+            log.warning("analysis %d could not be claimed now: %s", analysis_id, describe(exc))
+            return
+        if not claimed:
             return
         started = time.perf_counter()
         timings: dict[str, float] = {}
         try:
             self._analyse(analysis_id, timings)
         except Exception as exc:
+            if is_transient(exc):
+                # The database was busy or away even after the retries: nothing is wrong with the
+                # study, so it goes back to the queue (and is analysed again) instead of failing.
+                log.warning("analysis %d put back in the queue: %s", analysis_id, describe(exc))
+                self._requeue(analysis_id)
+                return
             log.exception("analysis %d failed", analysis_id)
             timings["total_s"] = time.perf_counter() - started
             self._finish_failed(analysis_id, f"the analysis failed: {exc}", timings)
         if self.on_done is not None:
             self.on_done(analysis_id)
 
+    def _requeue(self, analysis_id: int) -> None:
+        def requeue() -> None:
+            with self.runtime.session_factory() as db:
+                db.execute(
+                    update(Analysis)
+                    .where(Analysis.id == analysis_id, Analysis.status == "running")
+                    .values(status="queued", started_at=None)
+                )
+                study_id = db.scalar(select(Analysis.study_id).where(Analysis.id == analysis_id))
+                db.execute(update(Study).where(Study.id == study_id).values(status="queued"))
+                db.commit()
+
+        try:
+            self._retry(requeue, f"re-queueing analysis {analysis_id}")
+        except Exception as exc:
+            # Left "running": the next start of the server puts it back in the queue.
+            log.error("analysis %d could not be re-queued: %s", analysis_id, describe(exc))
+
     def _image_rows(self, analysis_id: int) -> list[Image]:
         """The study's image rows in study order (metadata only; no pixels are read here)."""
-        with self.runtime.session_factory() as db:
-            study_id = db.scalar(select(Analysis.study_id).where(Analysis.id == analysis_id))
-            rows = list(db.scalars(select(Image).where(Image.study_id == study_id).order_by(Image.position)))
-            db.expunge_all()
-        return rows
+
+        def read_rows() -> list[Image]:
+            with self.runtime.session_factory() as db:
+                study_id = db.scalar(select(Analysis.study_id).where(Analysis.id == analysis_id))
+                return list(
+                    db.scalars(select(Image).where(Image.study_id == study_id).order_by(Image.position))
+                )
+
+        return self._retry(read_rows, f"reading the images of analysis {analysis_id}")
 
     def _load(self, image: Image) -> Any:
         """One stored display image as an IngestedImage; OSError/ValueError when it is unreadable."""
@@ -219,7 +277,15 @@ class AnalysisWorker:
             raise ValueError("the stored image is unreadable")
         pixels = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         box = tuple(image.scan_box) if image.scan_box else None
-        return IngestedImage(image.filename, image.frame, pixels, box, image.source_sha256)  # type: ignore[arg-type]
+        # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
+        return IngestedImage(
+            image.filename,
+            image.frame,
+            pixels,
+            box,  # type: ignore[arg-type]
+            image.source_sha256,
+            metadata=dict(image.source_metadata or {}),
+        )
 
     def _analyse(self, analysis_id: int, timings: dict[str, float]) -> None:
         from app.inference.analysis import conclude_study, score_images
@@ -279,6 +345,32 @@ class AnalysisWorker:
         good: list[tuple[int, Any, str]] = [(ids[i], p, heatmaps[i]) for i, p in result.analysed]
 
         verdict = result.verdict if good else None
+        timings["total_s"] = sum(timings.values())
+        self._retry(
+            lambda: self._save_result(analysis_id, card.classes, good, errors, verdict, ids, timings),
+            f"saving analysis {analysis_id}",
+        )
+        log.info(
+            "analysis %d finished: %d images analysed, %d failed, %.2fs",
+            analysis_id,
+            len(good),
+            len(errors),
+            timings["total_s"],
+        )
+
+    def _save_result(
+        self,
+        analysis_id: int,
+        classes: Any,
+        good: list[tuple[int, Any, str]],
+        errors: dict[int, str],
+        verdict: Any | None,
+        ids: list[int],
+        timings: dict[str, float],
+    ) -> None:
+        """One transaction with every prediction and the verdict (run again whole on a retry)."""
+        from app.inference.analysis import exclusion_key
+
         with self.runtime.session_factory() as db:
             analysis = db.get(Analysis, analysis_id)
             assert analysis is not None
@@ -290,11 +382,13 @@ class AnalysisWorker:
                         image_id=image_id,
                         label=prediction.label,
                         probabilities={
-                            c: float(p) for c, p in zip(card.classes, prediction.probabilities, strict=True)
+                            c: float(p) for c, p in zip(classes, prediction.probabilities, strict=True)
                         },
                         ood=bool(prediction.ood),
                         ood_score=float(prediction.ood_score),
                         quality_issue=prediction.quality_issue,
+                        exclusion=exclusion_key(prediction),
+                        exclusion_reason=prediction.exclusion_reason,
                         heatmap_key=heatmap_key,
                         used_in_verdict=image_id in used,
                     )
@@ -302,7 +396,6 @@ class AnalysisWorker:
             for image_id, reason in errors.items():
                 db.add(ImagePredictionRow(analysis_id=analysis_id, image_id=image_id, error=reason))
             analysis.finished_at = utcnow()
-            timings["total_s"] = sum(timings.values())
             analysis.timings = dict(timings)
             if verdict is None:
                 analysis.status = "failed"
@@ -332,10 +425,3 @@ class AnalysisWorker:
                 analysis.status = "done"
                 analysis.study.status = "done"
             db.commit()
-        log.info(
-            "analysis %d finished: %d images analysed, %d failed, %.2fs",
-            analysis_id,
-            len(good),
-            len(errors),
-            timings["total_s"],
-        )

@@ -199,6 +199,22 @@ def _load_study(db: Session, study_id: int) -> Study:
     return study
 
 
+def stored_exclusion(prediction: ImagePredictionRow) -> tuple[str | None, str | None]:
+    """(reason key, words) of why the gate left the image out; (None, None) when it was used.
+
+    Rows stored before the key was kept (migration 0005) have only the quality and OOD columns.
+    """
+    if prediction.error:
+        return "failed", prediction.error
+    if prediction.exclusion:
+        return prediction.exclusion, prediction.exclusion_reason
+    if prediction.quality_issue:
+        return "quality", prediction.quality_issue
+    if prediction.ood:
+        return "ood", "unlike the images the model was trained on (out of distribution)"
+    return None, None
+
+
 def _image_out(image: Image, prediction: ImagePredictionRow | None, withheld: bool) -> ImageOut:
     """The AI fields stay None while not analysed, when the image failed (then ``error`` says why)
     or when withheld."""
@@ -230,6 +246,8 @@ def _image_out(image: Image, prediction: ImagePredictionRow | None, withheld: bo
             ood_score=prediction.ood_score,
             quality_issue=prediction.quality_issue,
             used_in_verdict=prediction.used_in_verdict,
+            exclusion=stored_exclusion(prediction)[0],
+            exclusion_reason=stored_exclusion(prediction)[1],
             heatmap_url=image_url(image.id, "heatmap") if prediction.heatmap_key else None,
         )
     return ImageOut(**fields)

@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import UploadFile
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app.web.core.db import utcnow
 from app.web.core.input_guard import EARLIEST_YEAR, LATEST_YEAR, control_character_message
 from app.web.core.models import BLOB_KEY_COLUMNS, Analysis, Image, Patient, Study, User
 from app.web.core.storage import ContentStore
@@ -143,6 +146,15 @@ def parse_study_date(text: str | None) -> date | None:
     return None
 
 
+def _plausible(study_date: date | None) -> date | None:
+    """A DICOM StudyDate outside 1900-2100 (a modality's unset clock: 00010101) is no date. The
+    study is kept, with its date unknown (the form's date fills it); the form's own date field
+    is refused instead (UploadOverrides.from_form), since a person can correct it."""
+    if study_date is None or not EARLIEST_YEAR <= study_date.year <= LATEST_YEAR:
+        return None
+    return study_date
+
+
 def _safe_name(name: str | None, index: int) -> str:
     base = Path((name or "").replace("\\", "/")).name
     base = _UNSAFE_NAME.sub("_", base).strip(" .") or f"file{index}"
@@ -200,17 +212,35 @@ def _patient_key_for(patient_id: str, salt: str) -> str:
     return patient_key(patient_id, salt)
 
 
-def _find_or_create_patient(db: Session, key: str, patient_id: str | None, name: str | None) -> Patient:
-    patient = db.scalar(select(Patient).where(Patient.patient_key == key))
-    if patient is None:
-        patient = Patient(patient_key=key, patient_id=patient_id, name=name)
-        db.add(patient)
-        db.flush()
-    else:
-        # Later uploads may carry details the first lacked.
-        patient.patient_id = patient.patient_id or patient_id
-        patient.name = patient.name or name
+def _upsert_patient(db: Session, key: str, patient_id: str | None, name: str | None) -> Patient:
+    """The patient with ``key``, created if new, and locked until the transaction ends.
+
+    INSERT ... ON CONFLICT DO NOTHING then SELECT: the same new patient uploaded by several
+    people at the same instant is created exactly once, and no upload fails on the race
+    (SELECT-then-INSERT gave one of them a unique-constraint 500). The row lock (PostgreSQL;
+    SQLite holds its single write lock from the INSERT on) serialises the study lookup below
+    among concurrent uploads of this patient.
+    """
+    insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
+    db.execute(
+        insert(Patient)
+        .values(patient_key=key, patient_id=patient_id, name=name, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[Patient.patient_key])
+    )
+    patient = db.scalars(select(Patient).where(Patient.patient_key == key).with_for_update()).one()
+    # Later uploads may carry details the first lacked.
+    patient.patient_id = patient.patient_id or patient_id
+    patient.name = patient.name or name
     return patient
+
+
+def _existing_study(db: Session, patient: Patient, study_uid: str | None) -> Study | None:
+    """The study this patient already has under ``study_uid`` (a re-upload adds to it), or None."""
+    if not study_uid:
+        return None
+    return db.scalars(
+        select(Study).where(Study.patient_id == patient.id, Study.study_uid == study_uid).order_by(Study.id)
+    ).first()
 
 
 def _meta(metadata: dict[str, Any], *keys: str) -> str | None:
@@ -277,6 +307,186 @@ class _StoringSink:
         return image.without_pixels()
 
 
+@dataclass
+class _StoredImage:
+    """One ingested image with its blobs already in the content store (no database row yet)."""
+
+    image: Any
+    storage_key: str
+    thumbnail_key: str
+    source_key: str | None
+
+
+@dataclass
+class _PreparedStudy:
+    """What one study's rows will hold, worked out before the transaction opens."""
+
+    index: int
+    key: str
+    patient_id: str | None
+    name: str | None
+    study_uid: str | None
+    study_date: date | None
+    gestational_age_weeks: float | None
+    images: list[_StoredImage]
+
+
+def _prepare(
+    runtime: Runtime,
+    result: Any,
+    overrides: UploadOverrides,
+    received: ReceivedFiles,
+    key_salt: str,
+    sink: _StoringSink,
+) -> list[_PreparedStudy]:
+    """Apply the form's overrides, store each source file and pair every image with its blobs
+    (the display PNG and thumbnail the sink stored while ingesting).
+
+    Done before any database work so that the transaction that creates the rows is short: it
+    never encodes or writes images while holding a connection (and on SQLite the write lock).
+    """
+    created_keys = sink.created
+    prepared: list[_PreparedStudy] = []
+    single = len(result.studies) == 1
+    unnamed = _folders_without_identity(received)
+    anonymous: list[str] = []
+    for ingested in result.studies:
+        if _has_no_identity(ingested, unnamed) and not overrides.patient_id:
+            anonymous.extend(_display_source(image.source, received) for image in ingested.images)
+    if anonymous:
+        shown = ", ".join(anonymous[:5]) + (f" and {len(anonymous) - 5} more" if len(anonymous) > 5 else "")
+        raise InvalidInput(
+            f"no patient ID for {shown}: these images do not carry one (PNG/JPEG exports, DICOM "
+            "without PatientID and StudyInstanceUID). Enter the patient ID, or upload a ZIP with "
+            "one folder per patient, named by the patient ID"
+        )
+    for index, ingested in enumerate(result.studies):
+        patient_id = None if _has_no_identity(ingested, unnamed) else ingested.patient_id
+        name = ingested.patient_name
+        study_date = _plausible(parse_study_date(ingested.study_date))
+        ga = ingested.gestational_age_weeks
+        if single or not patient_id:
+            patient_id = overrides.patient_id or patient_id
+        if single or not name:
+            name = overrides.patient_name or name
+        if single or study_date is None:
+            study_date = overrides.study_date or study_date
+        if single or ga is None:
+            ga = overrides.gestational_age_weeks if overrides.gestational_age_weeks is not None else ga
+        key = ingested.patient_key
+        if patient_id and patient_id != ingested.patient_id:
+            key = _patient_key_for(patient_id, key_salt)
+        images: list[_StoredImage] = []
+        for image in ingested.images:
+            source_path = Path(image.source)
+            source_key = None
+            if "!" not in image.source and source_path.is_file():
+                source_key, new = runtime.store.put_file(source_path, image.sha256, "src")
+                if new:
+                    created_keys.add(source_key)
+            storage_key, thumbnail_key = sink.keys[(image.sha256, image.frame)]
+            images.append(_StoredImage(image, storage_key, thumbnail_key, source_key))
+        prepared.append(
+            _PreparedStudy(index, key, patient_id, name, ingested.study_uid, study_date, ga, images)
+        )
+    return prepared
+
+
+def _folders_without_identity(received: ReceivedFiles) -> set[str]:
+    """Folder names that ingestion may take for a patient ID but that name no patient.
+
+    Ingestion names a study of PNG/JPEG files after their folder (an export laid out as
+    <patient ID>/<image>). In an upload, files outside any folder sit in this upload's temp
+    folder, and files at the root of a ZIP get the archive's temp name: neither is an ID, and
+    taking it made a new, randomly named patient of every such upload.
+    """
+    return {received.directory.name} | {path.stem for path in received.paths}
+
+
+def _has_no_identity(ingested: Any, unnamed: set[str]) -> bool:
+    """No patient ID, and no Study Instance UID to stand in for one (DICOM without PatientID
+    is keyed by its study UID, which is stable; a folder-named study is keyed by the folder)."""
+    return ingested.study_uid is None and (not ingested.patient_id or ingested.patient_id in unnamed)
+
+
+def _image_row(study_id: int, position: int, stored: _StoredImage, received: ReceivedFiles) -> Image:
+    image = stored.image
+    meta = image.metadata or {}
+    return Image(
+        study_id=study_id,
+        position=position,
+        storage_key=stored.storage_key,
+        thumbnail_key=stored.thumbnail_key,
+        source_key=stored.source_key,
+        source_sha256=image.sha256,
+        filename=_display_source(image.source, received)[:255],
+        frame=image.frame,
+        width=image.width,
+        height=image.height,
+        scan_box=list(image.scan_box) if image.scan_box else None,
+        sop_class=_meta(meta, "sop_class", "sop_class_uid"),
+        manufacturer=_meta(meta, "manufacturer"),
+        transfer_syntax=_meta(meta, "transfer_syntax"),
+        photometric=_meta(meta, "photometric_interpretation"),
+        source_metadata=_jsonable(meta),
+    )
+
+
+def _save_study(
+    db: Session, prepared: _PreparedStudy, received: ReceivedFiles, user: User | None, n_rejected: int
+) -> CreatedStudy:
+    """Create (or, for a Study Instance UID the patient already has, extend) one study's rows."""
+    patient = _upsert_patient(db, prepared.key, prepared.patient_id, prepared.name)
+    study = _existing_study(db, patient, prepared.study_uid)
+    if study is None:
+        study = Study(
+            patient_id=patient.id,
+            study_uid=prepared.study_uid,
+            study_date=prepared.study_date,
+            gestational_age_weeks=prepared.gestational_age_weeks,
+            status="queued",
+            uploaded_by_id=user.id if user else None,
+        )
+        db.add(study)
+        db.flush()
+        have: set[tuple[str, int | None]] = set()
+        next_position = 0
+    else:
+        rows = db.execute(
+            select(Image.source_sha256, Image.frame, Image.position).where(Image.study_id == study.id)
+        )
+        existing = list(rows)
+        have = {(sha, frame) for sha, frame, _ in existing}
+        next_position = max((position for _, _, position in existing), default=-1) + 1
+    added = 0
+    for stored in prepared.images:
+        if (stored.image.sha256, stored.image.frame) in have:
+            continue  # already in this study (the same files uploaded again)
+        have.add((stored.image.sha256, stored.image.frame))
+        db.add(_image_row(study.id, next_position + added, stored, received))
+        added += 1
+    analysis_id = db.scalar(select(func.max(Analysis.id)).where(Analysis.study_id == study.id))
+    if added or analysis_id is None:
+        # New images: the study is analysed again, as a whole.
+        analysis = Analysis(study_id=study.id, status="queued")
+        db.add(analysis)
+        study.status = "queued"
+        db.flush()
+        analysis_id = analysis.id
+    record_event(
+        db,
+        user,
+        "study.upload",
+        study_id=study.id,
+        n_images=added,
+        n_already_stored=len(prepared.images) - added,
+        n_rejected=n_rejected,
+        patient_key=prepared.key,
+    )
+    n_images = int(db.scalar(select(func.count(Image.id)).where(Image.study_id == study.id)) or 0)
+    return CreatedStudy(study.id, analysis_id, study.status, n_images)
+
+
 def import_upload(
     runtime: Runtime, received: ReceivedFiles, overrides: UploadOverrides, user: User | None
 ) -> UploadOutcome:
@@ -284,6 +494,10 @@ def import_upload(
 
     Raises InvalidInput when no file is usable (the message lists each file's reason).
     Nothing is left behind on failure. Images are stored as they are decoded (``_StoringSink``).
+
+    The database is touched only at the end, in one short transaction: ingestion and image
+    encoding run without a connection. Studies are saved in patient-key order, so that two
+    uploads naming the same patients lock them in the same order and never deadlock.
     """
     from app.ingest import IngestOptions, ingest_paths
 
@@ -292,7 +506,6 @@ def import_upload(
     )
     sink = _StoringSink(runtime.store)
     created_keys = sink.created
-    used_keys: set[str] = set()
     outcome = UploadOutcome()
     try:
         result = ingest_paths(received.paths, options, sink=sink)
@@ -301,88 +514,25 @@ def import_upload(
         if not result.studies:
             reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejected) or "no images found"
             raise InvalidInput(f"none of the uploaded files could be used ({reasons})")
-        single = len(result.studies) == 1
+        prepared = _prepare(runtime, result, overrides, received, options.key_salt, sink)
+        saved: dict[int, CreatedStudy] = {}
         with runtime.session_factory() as db:
-            for ingested in result.studies:
-                patient_id = ingested.patient_id
-                name = ingested.patient_name
-                study_date = parse_study_date(ingested.study_date)
-                ga = ingested.gestational_age_weeks
-                if single or not patient_id:
-                    patient_id = overrides.patient_id or patient_id
-                if single or not name:
-                    name = overrides.patient_name or name
-                if single or study_date is None:
-                    study_date = overrides.study_date or study_date
-                if single or ga is None:
-                    ga = (
-                        overrides.gestational_age_weeks if overrides.gestational_age_weeks is not None else ga
-                    )
-                key = ingested.patient_key
-                if patient_id and patient_id != ingested.patient_id:
-                    key = _patient_key_for(patient_id, options.key_salt)
-                patient = _find_or_create_patient(db, key, patient_id, name)
-                study = Study(
-                    patient_id=patient.id,
-                    study_uid=ingested.study_uid,
-                    study_date=study_date,
-                    gestational_age_weeks=ga,
-                    status="queued",
-                    uploaded_by_id=user.id if user else None,
-                )
-                db.add(study)
-                db.flush()
-                for position, image in enumerate(ingested.images):
-                    source_path = Path(image.source)
-                    source_key = None
-                    if "!" not in image.source and source_path.is_file():
-                        source_key, new = runtime.store.put_file(source_path, image.sha256, "src")
-                        used_keys.add(source_key)
-                        if new:
-                            created_keys.add(source_key)
-                    meta = image.metadata or {}
-                    display_key, thumbnail_key = sink.keys[(image.sha256, image.frame)]
-                    used_keys.update((display_key, thumbnail_key))
-                    db.add(
-                        Image(
-                            study_id=study.id,
-                            position=position,
-                            storage_key=display_key,
-                            thumbnail_key=thumbnail_key,
-                            source_key=source_key,
-                            source_sha256=image.sha256,
-                            filename=_display_source(image.source, received)[:255],
-                            frame=image.frame,
-                            width=image.width,
-                            height=image.height,
-                            scan_box=list(image.scan_box) if image.scan_box else None,
-                            sop_class=_meta(meta, "sop_class", "sop_class_uid"),
-                            manufacturer=_meta(meta, "manufacturer"),
-                            transfer_syntax=_meta(meta, "transfer_syntax"),
-                            photometric=_meta(meta, "photometric_interpretation"),
-                            source_metadata=_jsonable(meta),
-                        )
-                    )
-                analysis = Analysis(study_id=study.id, status="queued")
-                db.add(analysis)
-                db.flush()
-                record_event(
-                    db,
-                    user,
-                    "study.upload",
-                    study_id=study.id,
-                    n_images=len(ingested.images),
-                    n_rejected=len(rejected),
-                    patient_key=key,
-                )
-                outcome.studies.append(CreatedStudy(study.id, analysis.id, "queued", len(ingested.images)))
+            for study in sorted(prepared, key=lambda p: (p.key, p.index)):
+                saved[study.index] = _save_study(db, study, received, user, len(rejected))
             db.commit()
+        outcome.studies = [saved[index] for index in sorted(saved)]
     except BaseException:
         outcome.studies.clear()
         _remove_unreferenced(runtime, created_keys)
         raise
     # Frames stored before a later frame of their file proved corrupt (the file was rejected).
-    _remove_unreferenced(runtime, created_keys - used_keys)
+    used = {
+        key
+        for study in prepared
+        for s in study.images
+        for key in (s.storage_key, s.thumbnail_key, s.source_key)
+    }
+    _remove_unreferenced(runtime, created_keys - used)
     log.info(
         "upload by user %s: %d studies, %d images, %d files rejected",
         user.id if user else "-",

@@ -15,20 +15,17 @@ from sqlalchemy.orm import Session
 
 from app.web.core.db import utcnow
 from app.web.core.models import ROLES, User
-from app.web.core.security import MIN_PASSWORD_LENGTH, hash_password, verify_password
+from app.web.core.security import MAX_PASSWORD_LENGTH, hash_password, verify_password
 from app.web.errors import Conflict, Forbidden, InvalidInput, NotFound
 from app.web.schemas import UserOut
 from app.web.services.audit import record_event
+from app.web.services.credentials import revoke_user_credentials
 from app.web.services.login_throttle import LoginThrottle
+from app.web.services.password_policy import check_password
 
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")
 # Verified against when the username is unknown, so both paths take the same time.
 _DUMMY_HASH = hash_password("not-a-real-password")
-
-
-def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidInput(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
 
 
 def _check_role(role: str) -> None:
@@ -42,8 +39,12 @@ def authenticate(
     """The active user with these credentials, or None. Records the attempt (committed).
 
     Raises TooManyAttempts (429) while the account or the client ``address`` is locked by
-    ``throttle``; that check comes first, so a refused attempt costs no password hash.
+    ``throttle``; that check comes first, so a refused attempt costs no password hash. A password
+    longer than any that can be set is refused (422) before the throttle and the hash: it cannot
+    be right, and hashing a megabyte on request would be a way to tie up the CPU.
     """
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
     name = username.strip()
     throttle.check(db, name, address)
     user = db.scalar(select(User).where(User.username == name))
@@ -88,7 +89,7 @@ def create_user(
     if not _USERNAME.match(username):
         raise InvalidInput("a username has 2-64 letters, digits or . _ @ -")
     _check_role(role)
-    _check_password(password)
+    check_password(password, username)
     if db.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"the username {username!r} is taken")
     user = User(username=username, password_hash=hash_password(password), role=role, active=True)
@@ -108,7 +109,9 @@ def update_user(
     active: bool | None = None,
     password: str | None = None,
 ) -> UserOut:
-    """Change role, active flag and/or password. Never leaves the system without an active admin."""
+    """Change role, active flag and/or password. Never leaves the system without an active admin.
+
+    A password change and a deactivation end all of the user's sessions and API tokens."""
     user = get_user(db, user_id)
     changes: dict[str, object] = {}
     if role is not None and role != user.role:
@@ -124,14 +127,25 @@ def update_user(
     if losing_admin and count_active_admins(db) <= 1:
         raise Forbidden("this is the last active administrator; create another administrator first")
     if password is not None:
-        _check_password(password)
+        check_password(password, user.username)
         user.password_hash = hash_password(password)
     if "role" in changes:
         user.role = str(changes["role"])
     if "active" in changes:
         user.active = bool(changes["active"])
+    ended: dict[str, int] = {}
+    if password is not None or changes.get("active") is False:
+        # A new password means the old one may be known to someone else, and a deactivated user
+        # must stay out after a reactivation: every session and API token of the user ends.
+        ended = revoke_user_credentials(db, user.id)
     record_event(
-        db, actor, "user.update", target_user_id=user.id, password_changed=password is not None, **changes
+        db,
+        actor,
+        "user.update",
+        target_user_id=user.id,
+        password_changed=password is not None,
+        **changes,
+        **ended,
     )
     db.commit()
     return user_out(user)
