@@ -141,6 +141,40 @@ def _conclude(
     )
 
 
+def score_images(
+    engine: InferenceEngine,
+    images: Sequence[IngestedImage],
+    positions: Sequence[int],
+    errors: dict[int, str],
+) -> list[ImagePrediction | None]:
+    """Score ``images`` (at ``positions`` in their study) in the engine's batches.
+
+    A batch that raises is retried image by image; each image that still fails is None in the
+    answer, with its reason added to ``errors`` under its position. Callers that hold a large
+    study feed it in parts (the web worker) and join the parts with ``conclude_study``.
+    """
+    predictions: list[ImagePrediction | None] = []
+    for start in range(0, len(images), engine.batch_size):
+        chunk = images[start : start + engine.batch_size]
+        chunk_positions = positions[start : start + engine.batch_size]
+        predictions.extend(_score_chunk(engine, chunk, chunk_positions, errors))
+    return predictions
+
+
+def conclude_study(
+    engine: InferenceEngine,
+    predictions: Sequence[ImagePrediction | None],
+    errors: Mapping[int, str],
+    aggregation: str | None = None,
+) -> StudyAnalysis:
+    """The verdict over a whole study's predictions (None where ``errors`` holds the reason)."""
+    method = aggregation or engine.card.aggregation
+    if method not in AGGREGATIONS:
+        raise ValueError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
+    card = engine.card
+    return _conclude(predictions, errors, method, engine.classes, card.normal_class, card.verdict_rule)
+
+
 def analyse_study(
     engine: InferenceEngine,
     images: Sequence[IngestedImage | None],
@@ -162,12 +196,7 @@ def analyse_study(
         raise ValueError("an image given as None needs its reason in 'failures'")
     todo = [(i, image) for i, image in enumerate(images) if i not in errors and image is not None]
     predictions: list[ImagePrediction | None] = [None] * len(images)
-    for start in range(0, len(todo), engine.batch_size):
-        positions = [i for i, _ in todo[start : start + engine.batch_size]]
-        chunk = [image for _, image in todo[start : start + engine.batch_size]]
-        for position, prediction in zip(
-            positions, _score_chunk(engine, chunk, positions, errors), strict=True
-        ):
-            predictions[position] = prediction
-    card = engine.card
-    return _conclude(predictions, errors, method, engine.classes, card.normal_class, card.verdict_rule)
+    scored = score_images(engine, [image for _, image in todo], [i for i, _ in todo], errors)
+    for (position, _), prediction in zip(todo, scored, strict=True):
+        predictions[position] = prediction
+    return conclude_study(engine, predictions, errors, method)

@@ -26,7 +26,7 @@ from app.ingest.display import (
 from app.ingest.errors import RejectedFile, collected_warnings, reraise_if_fatal
 from app.ingest.gestational_age import parse_gestational_age, plausible, weeks_from_lmp
 from app.ingest.regions import tissue_box
-from app.ingest.types import IngestedImage, IngestOptions
+from app.ingest.types import ImageSink, IngestedImage, IngestOptions
 
 NOT_READABLE = "not a DICOM file or a supported image (accepted: DICOM, PNG, JPEG, BMP, TIFF, ZIP)"
 DICM_OFFSET = 128
@@ -273,15 +273,19 @@ def _metadata(ds: Dataset, syntax_name: str, n_frames: int) -> dict[str, Any]:
 
 
 def read_dicom(
-    data: bytes, source: str, sha256: str, options: IngestOptions
+    data: bytes, source: str, sha256: str, options: IngestOptions, emit: ImageSink | None = None
 ) -> tuple[DicomStudyFacts, list[IngestedImage]]:
     """Decode a DICOM file's frames (cine loops sampled) into display images.
 
-    Raises RejectedFile with a readable reason for anything unusable.
+    Frames are decoded one at a time, and each is handed to ``emit`` as soon as it is ready;
+    what ``emit`` returns is collected (by default the image itself). With a sink that stores
+    the pixels and drops them, one frame is in memory at a time, not the whole cine.
+    Raises RejectedFile with a readable reason for anything unusable; frames already emitted
+    before a later one failed are then not returned (the sink must treat them as unused).
     """
     with collected_warnings() as notes:
         try:
-            facts, images = _read_dicom(data, source, sha256, options)
+            facts, images = _read_dicom(data, source, sha256, options, emit or _keep)
         except RejectedFile:
             raise
         except BaseException as exc:  # a damaged element can fail on first access, anywhere
@@ -293,8 +297,12 @@ def read_dicom(
     return facts, images
 
 
+def _keep(image: IngestedImage) -> IngestedImage:
+    return image
+
+
 def _read_dicom(
-    data: bytes, source: str, sha256: str, options: IngestOptions
+    data: bytes, source: str, sha256: str, options: IngestOptions, emit: ImageSink
 ) -> tuple[DicomStudyFacts, list[IngestedImage]]:
     headerless = not has_dicom_magic(data[: DICM_OFFSET + 4])
     if headerless and not looks_like_headerless_dicom(data[:8]):
@@ -339,14 +347,16 @@ def _read_dicom(
             raise RejectedFile("the image data is corrupt or truncated and cannot be decoded") from exc
         if pixels.shape[:2] != (rows, columns):
             raise RejectedFile("the decoded image does not match the size the file declares (corrupt file)")
-        images.append(
-            IngestedImage(
-                source=source,
-                frame=index if n_frames > 1 else None,
-                pixels=pixels,
-                scan_box=box,
-                sha256=sha256,
-                metadata=dict(base_metadata),
-            )
+        image = IngestedImage(
+            source=source,
+            frame=index if n_frames > 1 else None,
+            pixels=pixels,
+            scan_box=box,
+            sha256=sha256,
+            metadata=dict(base_metadata),
         )
+        # Let go of this frame before the next is decoded: the sink may have stored it.
+        del frame, pixels
+        images.append(emit(image))
+        del image
     return study_facts(ds), images

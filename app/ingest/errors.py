@@ -21,13 +21,24 @@ class RejectedFile(Exception):
         self.reason = reason
 
 
+class SinkFailed(Exception):
+    """The caller's ImageSink raised (e.g. its storage is full): not the file's fault.
+
+    It passes every "bad file" handler, and ``ingest_paths`` re-raises ``original``.
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(type(original).__name__)
+        self.original = original
+
+
 def reraise_if_fatal(exc: BaseException) -> None:
-    """Let interpreter exits through; everything else is a bad file.
+    """Let interpreter exits and sink failures through; everything else is a bad file.
 
     Decoders written in Rust (pylibjpeg-rle) signal corrupt input with a PanicException,
     which derives from BaseException, so ``except Exception`` alone would let it escape.
     """
-    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+    if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit | SinkFailed):
         raise exc
 
 

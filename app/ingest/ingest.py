@@ -15,10 +15,10 @@ from pathlib import Path, PurePosixPath
 
 from app.ingest.archive import is_zip, unpack_zip
 from app.ingest.dicom import DicomStudyFacts, has_dicom_magic, read_dicom
-from app.ingest.errors import RejectedFile, reraise_if_fatal
+from app.ingest.errors import RejectedFile, SinkFailed, reraise_if_fatal
 from app.ingest.identity import file_sha256, patient_key
 from app.ingest.raster import read_raster, sniff_raster
-from app.ingest.types import IngestedImage, IngestedStudy, IngestOptions, IngestResult, Rejection
+from app.ingest.types import ImageSink, IngestedImage, IngestedStudy, IngestOptions, IngestResult, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +36,33 @@ class _Candidate:
     inside_archive: bool = False
 
 
-def ingest_paths(paths: Sequence[Path | str], options: IngestOptions | None = None) -> IngestResult:
+def ingest_paths(
+    paths: Sequence[Path | str], options: IngestOptions | None = None, sink: ImageSink | None = None
+) -> IngestResult:
     """Read every file under ``paths`` into studies; never raises for a bad file.
 
     Each unusable file becomes a ``Rejection`` whose reason a radiologist understands.
     Archive contents are unpacked into a temporary folder that is removed before returning.
+
+    ``sink`` is called with each image as soon as it is decoded (one cine frame at a time),
+    and what it returns is kept in the study instead: a sink that stores the pixels and
+    returns ``image.without_pixels()`` keeps memory at about one frame, however large the
+    upload. An image it was given may still end up unused: when a later frame of the same
+    file turns out corrupt, the whole file is rejected. An exception raised by the sink is the
+    caller's (not the file's) and propagates.
     """
     options = options or IngestOptions()
-    collector = _StudyCollector(options)
-    for raw_path in paths:
-        path = Path(raw_path)
-        if not path.exists():
-            collector.reject(str(raw_path), "file or folder not found")
-            continue
-        for candidate in _walk(path):
-            _ingest_file(candidate, collector, options)
+    collector = _StudyCollector(options, sink)
+    try:
+        for raw_path in paths:
+            path = Path(raw_path)
+            if not path.exists():
+                collector.reject(str(raw_path), "file or folder not found")
+                continue
+            for candidate in _walk(path):
+                _ingest_file(candidate, collector, options)
+    except SinkFailed as failed:
+        raise failed.original from None
     result = collector.result()
     log.info(
         "ingested %d image(s) in %d study(ies); %d file(s) rejected",
@@ -96,11 +108,16 @@ def _ingest_file(candidate: _Candidate, collector: _StudyCollector, options: Ing
             return
         data = candidate.path.read_bytes()
         sha = file_sha256(data)
+        if collector.seen(sha):
+            # Every frame of the same bytes would be the same image: not decoded again.
+            raise RejectedFile("the same file was given twice; the copy is ignored")
         if sniff_raster(head) is not None and not has_dicom_magic(head):
-            collector.add_raster(read_raster(data, candidate.source, sha, options), candidate.folder)
+            image = collector.emit(read_raster(data, candidate.source, sha, options))
+            del data
+            collector.add_raster(image, candidate.folder)
         else:
             # read_dicom also recognises old files without the DICM preamble, and rejects the rest.
-            facts, images = read_dicom(data, candidate.source, sha, options)
+            facts, images = read_dicom(data, candidate.source, sha, options, emit=collector.emit)
             collector.add_dicom(facts, images, candidate.folder)
     except RejectedFile as exc:
         collector.reject(candidate.source, exc.reason)
@@ -108,6 +125,8 @@ def _ingest_file(candidate: _Candidate, collector: _StudyCollector, options: Ing
         collector.reject(candidate.source, "the file is too large to open on this server")
     except OSError:
         collector.reject(candidate.source, "the file could not be read")
+    except SinkFailed:
+        raise
     except BaseException as exc:
         reraise_if_fatal(exc)
         # Last line of defence: a decoder bug must cost one file, not the upload. Only the
@@ -136,22 +155,29 @@ def _ingest_archive(candidate: _Candidate, collector: _StudyCollector, options: 
 class _StudyCollector:
     """Accumulates images into studies, in the order they were first seen."""
 
-    def __init__(self, options: IngestOptions) -> None:
+    def __init__(self, options: IngestOptions, sink: ImageSink | None) -> None:
         self._options = options
+        self._sink = sink
         self._studies: dict[tuple[str, ...], IngestedStudy] = {}
         self._rejected: list[Rejection] = []
-        self._seen: dict[tuple[str, int | None], str] = {}
+        # sha256 of every file whose images were added (a rejected file is not "seen").
+        self._seen: set[str] = set()
 
     def reject(self, source: str, reason: str) -> None:
         self._rejected.append(Rejection(source=source, reason=reason))
 
-    def _first_time(self, image: IngestedImage) -> bool:
-        key = (image.sha256, image.frame)
-        if key in self._seen:
-            self.reject(image.source, "the same file was given twice; the copy is ignored")
-            return False
-        self._seen[key] = image.source
-        return True
+    def seen(self, sha256: str) -> bool:
+        return sha256 in self._seen
+
+    def emit(self, image: IngestedImage) -> IngestedImage:
+        """Hand a freshly decoded image to the sink; its failure is the caller's, never the file's."""
+        if self._sink is None:
+            return image
+        try:
+            return self._sink(image)
+        except BaseException as exc:
+            reraise_if_fatal(exc)
+            raise SinkFailed(exc) from exc
 
     def add_dicom(self, facts: DicomStudyFacts, images: list[IngestedImage], folder: str) -> None:
         if facts.patient_id:
@@ -174,11 +200,11 @@ class _StudyCollector:
             self._studies[group] = study
         elif study.gestational_age_weeks is None:
             study.gestational_age_weeks = facts.gestational_age_weeks
-        study.images.extend(image for image in images if self._first_time(image))
+        self._seen.update(image.sha256 for image in images)
+        study.images.extend(images)
 
     def add_raster(self, image: IngestedImage, folder: str) -> None:
-        if not self._first_time(image):
-            return
+        self._seen.add(image.sha256)
         group = ("folder", folder)
         study = self._studies.get(group)
         if study is None:

@@ -6,7 +6,8 @@ carried beside them, never applied to them, so that overlays line up with the or
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,8 @@ class IngestedImage:
     scan_box: Box | None
     sha256: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    # True once an ImageSink has stored the pixels and let them go (see ``without_pixels``).
+    pixels_dropped: bool = False
 
     @property
     def height(self) -> int:
@@ -84,6 +87,21 @@ class IngestedImage:
     @property
     def width(self) -> int:
         return int(self.pixels.shape[1])
+
+    def without_pixels(self) -> IngestedImage:
+        """This image with its pixels let go, for a sink that has stored them.
+
+        ``pixels`` becomes a read-only, zero-byte stand-in of the same shape and dtype, so that
+        ``height`` and ``width`` still hold; ``pixels_dropped`` tells readers it holds no image.
+        The metadata dict is shared, so notes added later (decoder warnings) reach both.
+        """
+        stand_in = np.broadcast_to(np.zeros((), self.pixels.dtype), self.pixels.shape)
+        return replace(self, pixels=stand_in, pixels_dropped=True)
+
+
+# Called with each image as soon as it is decoded; what it returns is kept in the study instead.
+# A sink that stores the pixels and returns ``image.without_pixels()`` keeps one frame in memory.
+ImageSink = Callable[[IngestedImage], IngestedImage]
 
 
 @dataclass

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     worker_queue_size: int = Field(
         64, ge=1, description="analyses waiting in memory; the rest wait in the DB"
     )
+    worker_batch_bytes: int = Field(
+        256 * MiB,
+        ge=1,
+        description="the analysis worker loads a study's images in batches of at most this much working "
+        "memory (7 bytes per pixel: RGB and the Grad-CAM map); a larger image is a batch alone",
+    )
     worker_poll_s: float = Field(
         5.0, gt=0, description="how often the worker looks for queued analyses in the DB"
     )

@@ -15,6 +15,10 @@ connection: app.web.core.db_retry). When the retries run out the analysis goes b
 A bad image never stops the study: when a batch fails, its images are retried
 one by one and each failure is recorded on that image with a reason. A study
 whose images all fail is marked failed, with the reason.
+
+Memory is bounded by design: a study's images are loaded, scored and their
+heatmaps stored in batches that fit FETALCNS_WORKER_BATCH_BYTES (``plan_batches``),
+and only the small per-image results are kept until the verdict is written.
 """
 
 from __future__ import annotations
@@ -39,8 +43,31 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+_NO_CAM = np.zeros((0, 0), np.float32)
+# Working memory per image while it is analysed: RGB pixels (3 bytes) and its Grad-CAM (float32).
+_BYTES_PER_PIXEL = 3 + 4
+
+
 def _image_error(exc: Exception) -> str:
     return f"this image could not be analysed: {exc}"
+
+
+def plan_batches(sizes: list[tuple[int, int]], budget_bytes: int) -> list[list[int]]:
+    """Positions of images (width, height each) grouped in study order into batches whose
+    working memory fits ``budget_bytes``; an image larger than the budget is a batch alone."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for position, (width, height) in enumerate(sizes):
+        cost = max(1, int(width) * int(height)) * _BYTES_PER_PIXEL
+        if current and used + cost > budget_bytes:
+            batches.append(current)
+            current, used = [], 0
+        current.append(position)
+        used += cost
+    if current:
+        batches.append(current)
+    return batches
 
 
 class AnalysisWorker:
@@ -237,9 +264,8 @@ class AnalysisWorker:
             # Left "running": the next start of the server puts it back in the queue.
             log.error("analysis %d could not be re-queued: %s", analysis_id, describe(exc))
 
-    def _load_images(self, analysis_id: int) -> tuple[list[int], list[Any], dict[int, str]]:
-        """(image ids in study order, IngestedImage or None each, load errors by position)."""
-        from app.ingest.types import IngestedImage
+    def _image_rows(self, analysis_id: int) -> list[Image]:
+        """The study's image rows in study order (metadata only; no pixels are read here)."""
 
         def read_rows() -> list[Image]:
             with self.runtime.session_factory() as db:
@@ -248,67 +274,84 @@ class AnalysisWorker:
                     db.scalars(select(Image).where(Image.study_id == study_id).order_by(Image.position))
                 )
 
-        images = self._retry(read_rows, f"reading the images of analysis {analysis_id}")
-        ids: list[int] = []
-        loaded: list[Any] = []
-        errors: dict[int, str] = {}
-        for position, image in enumerate(images):
-            ids.append(image.id)
-            try:
-                data = np.frombuffer(self.runtime.store.read_bytes(image.storage_key), np.uint8)
-                bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-                if bgr is None:
-                    raise ValueError("the stored image is unreadable")
-                pixels = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            except (OSError, ValueError) as exc:
-                # Kept in the study as a failed image, so that the verdict's counts include it.
-                errors[position] = _image_error(exc)
-                loaded.append(None)
-                continue
-            box = tuple(image.scan_box) if image.scan_box else None
-            # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
-            loaded.append(
-                IngestedImage(
-                    image.filename,
-                    image.frame,
-                    pixels,
-                    box,  # type: ignore[arg-type]
-                    image.source_sha256,
-                    metadata=dict(image.source_metadata or {}),
-                )
-            )
-        return ids, loaded, errors
+        return self._retry(read_rows, f"reading the images of analysis {analysis_id}")
+
+    def _load(self, image: Image) -> Any:
+        """One stored display image as an IngestedImage; OSError/ValueError when it is unreadable."""
+        from app.ingest.types import IngestedImage
+
+        data = np.frombuffer(self.runtime.store.read_bytes(image.storage_key), np.uint8)
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError("the stored image is unreadable")
+        pixels = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        box = tuple(image.scan_box) if image.scan_box else None
+        # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
+        return IngestedImage(
+            image.filename,
+            image.frame,
+            pixels,
+            box,  # type: ignore[arg-type]
+            image.source_sha256,
+            metadata=dict(image.source_metadata or {}),
+        )
 
     def _analyse(self, analysis_id: int, timings: dict[str, float]) -> None:
-        from app.inference.analysis import analyse_study
+        from app.inference.analysis import conclude_study, score_images
         from app.inference.render import encode_png, heatmap_rgba
 
         engine = self.runtime.inference
         assert engine is not None
         card = engine.card
-        t0 = time.perf_counter()
-        ids, images, errors = self._load_images(analysis_id)
-        timings["load_s"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        result = analyse_study(engine, images, failures=errors)
-        timings["inference_s"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
+        rows = self._image_rows(analysis_id)
+        ids = [row.id for row in rows]
+        predictions: list[Any] = [None] * len(rows)
+        # Positions that could not be loaded, analysed or given a stored heatmap, with the reason;
+        # they stay in the study as failed images, so that the verdict's counts include them.
+        failures: dict[int, str] = {}
         heatmaps: dict[int, str] = {}
-        unstored: dict[int, str] = {}
-        for position, prediction in result.analysed:
-            try:
-                heatmaps[position], _ = self.runtime.store.put_bytes(
-                    encode_png(heatmap_rgba(prediction.cam)), "png"
-                )
-            except Exception as exc:
-                unstored[position] = _image_error(exc)
-        # An image without its heatmap is not shown, so it must not count in the verdict either.
-        result = result.with_failures(unstored)
+        for phase in ("load_s", "inference_s", "render_s"):
+            timings[phase] = 0.0
+        # A study is analysed in batches of images that fit the memory budget: only one batch of
+        # decoded pixels and full-size Grad-CAM maps is held at a time, never the whole study.
+        budget = self.runtime.settings.worker_batch_bytes
+        for batch in plan_batches([(row.width, row.height) for row in rows], budget):
+            t0 = time.perf_counter()
+            loaded: list[tuple[int, Any]] = []
+            for position in batch:
+                try:
+                    loaded.append((position, self._load(rows[position])))
+                except (OSError, ValueError) as exc:
+                    failures[position] = _image_error(exc)
+            timings["load_s"] += time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            positions = [position for position, _ in loaded]
+            scored = score_images(engine, [image for _, image in loaded], positions, failures)
+            del loaded
+            timings["inference_s"] += time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            for position, prediction in zip(positions, scored, strict=True):
+                if prediction is None:
+                    continue
+                try:
+                    heatmaps[position], _ = self.runtime.store.put_bytes(
+                        encode_png(heatmap_rgba(prediction.cam)), "png"
+                    )
+                except Exception as exc:
+                    # An image without its heatmap is not shown, so it must not count in the verdict.
+                    failures[position] = _image_error(exc)
+                    continue
+                # The full-size map now lives in the stored heatmap; the small class maps stay.
+                prediction.cam = _NO_CAM
+                predictions[position] = prediction
+            del scored
+            timings["render_s"] += time.perf_counter() - t0
+
+        result = conclude_study(engine, predictions, failures)
         errors = {ids[position]: reason for position, reason in result.errors.items()}
         good: list[tuple[int, Any, str]] = [(ids[i], p, heatmaps[i]) for i, p in result.analysed]
-        timings["render_s"] = time.perf_counter() - t0
 
         verdict = result.verdict if good else None
         timings["total_s"] = sum(timings.values())

@@ -2,8 +2,9 @@
 
 ``receive_files`` streams the request's files into a private temp folder
 (enforcing the per-file limit); ``import_upload`` runs ingestion (app.ingest),
-stores images content-addressed and creates patients, studies, images and
-queued analyses in ONE transaction. If anything fails, the transaction is
+which hands each decoded frame to a sink that stores it content-addressed at once
+(so memory holds one frame, not the upload), then creates patients, studies, images
+and queued analyses in ONE transaction. If anything fails, the transaction is
 rolled back and every blob this upload created (and nothing references) is
 removed. Analysis happens later, in app.web.services.analysis_worker.
 """
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import UploadFile
 from sqlalchemy import func, select
@@ -34,6 +35,9 @@ from app.web.errors import InvalidInput, TooLarge
 from app.web.runtime import Runtime
 from app.web.services.audit import record_event
 from app.web.settings import Settings
+
+if TYPE_CHECKING:
+    from app.ingest.types import IngestedImage
 
 log = logging.getLogger(__name__)
 
@@ -259,13 +263,19 @@ def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_IN_CHUNK = 500  # keys per IN (...) query: SQLite limits the parameters of one statement
+
+
 def _remove_unreferenced(runtime: Runtime, keys: set[str]) -> None:
     if not keys:
         return
+    ordered = sorted(keys)
+    referenced: set[str] = set()
     with runtime.session_factory() as db:
-        referenced: set[str] = set()
-        for column in BLOB_KEY_COLUMNS:
-            referenced |= {k for k in db.scalars(select(column).where(column.in_(keys))) if k}
+        for start in range(0, len(ordered), _IN_CHUNK):
+            chunk = ordered[start : start + _IN_CHUNK]
+            for column in BLOB_KEY_COLUMNS:
+                referenced |= {k for k in db.scalars(select(column).where(column.in_(chunk))) if k}
     for key in keys - referenced:
         runtime.store.delete(key)
 
@@ -275,6 +285,26 @@ def _store(store: ContentStore, created: set[str], data: bytes, suffix: str) -> 
     if new:
         created.add(key)
     return key
+
+
+class _StoringSink:
+    """Stores each image (display PNG and thumbnail) the moment ingestion decodes it, and lets
+    its pixels go: an upload holds about one decoded frame at a time, not every frame of every
+    file until the import ends. Blobs it writes are in ``created`` until rows name them."""
+
+    def __init__(self, store: ContentStore) -> None:
+        self.store = store
+        self.created: set[str] = set()
+        # (file sha256, frame) -> (display key, thumbnail key); ingestion admits each file once.
+        self.keys: dict[tuple[str, int | None], tuple[str, str]] = {}
+
+    def __call__(self, image: IngestedImage) -> IngestedImage:
+        from app.inference.render import encode_png, thumbnail
+
+        display = _store(self.store, self.created, encode_png(image.pixels), "png")
+        small = encode_png(thumbnail(image.pixels, max_side=THUMBNAIL_SIDE))
+        self.keys[(image.sha256, image.frame)] = (display, _store(self.store, self.created, small, "png"))
+        return image.without_pixels()
 
 
 @dataclass
@@ -307,15 +337,15 @@ def _prepare(
     overrides: UploadOverrides,
     received: ReceivedFiles,
     key_salt: str,
-    created_keys: set[str],
+    sink: _StoringSink,
 ) -> list[_PreparedStudy]:
-    """Apply the form's overrides and store every image's blobs (PNG, thumbnail, source file).
+    """Apply the form's overrides, store each source file and pair every image with its blobs
+    (the display PNG and thumbnail the sink stored while ingesting).
 
     Done before any database work so that the transaction that creates the rows is short: it
     never encodes or writes images while holding a connection (and on SQLite the write lock).
     """
-    from app.inference.render import encode_png, thumbnail
-
+    created_keys = sink.created
     prepared: list[_PreparedStudy] = []
     single = len(result.studies) == 1
     unnamed = _folders_without_identity(received)
@@ -354,9 +384,7 @@ def _prepare(
                 source_key, new = runtime.store.put_file(source_path, image.sha256, "src")
                 if new:
                     created_keys.add(source_key)
-            storage_key = _store(runtime.store, created_keys, encode_png(image.pixels), "png")
-            thumb = encode_png(thumbnail(image.pixels, max_side=THUMBNAIL_SIDE))
-            thumbnail_key = _store(runtime.store, created_keys, thumb, "png")
+            storage_key, thumbnail_key = sink.keys[(image.sha256, image.frame)]
             images.append(_StoredImage(image, storage_key, thumbnail_key, source_key))
         prepared.append(
             _PreparedStudy(index, key, patient_id, name, ingested.study_uid, study_date, ga, images)
@@ -465,7 +493,7 @@ def import_upload(
     """Ingest received files and create studies with queued analyses (blocking; run in a thread).
 
     Raises InvalidInput when no file is usable (the message lists each file's reason).
-    Nothing is left behind on failure.
+    Nothing is left behind on failure. Images are stored as they are decoded (``_StoringSink``).
 
     The database is touched only at the end, in one short transaction: ingestion and image
     encoding run without a connection. Studies are saved in patient-key order, so that two
@@ -480,16 +508,17 @@ def import_upload(
         max_decoded_bytes=runtime.settings.max_decode_bytes,
         temp_root=str(received.directory),
     )
-    result = ingest_paths(received.paths, options)
-    rejected = [RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected]
-    if not result.studies:
-        reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejected) or "no images found"
-        raise InvalidInput(f"none of the uploaded files could be used ({reasons})")
-
-    created_keys: set[str] = set()
-    outcome = UploadOutcome(rejected=rejected)
+    sink = _StoringSink(runtime.store)
+    created_keys = sink.created
+    outcome = UploadOutcome()
     try:
-        prepared = _prepare(runtime, result, overrides, received, options.key_salt, created_keys)
+        result = ingest_paths(received.paths, options, sink=sink)
+        rejected = [RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected]
+        outcome.rejected = rejected
+        if not result.studies:
+            reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejected) or "no images found"
+            raise InvalidInput(f"none of the uploaded files could be used ({reasons})")
+        prepared = _prepare(runtime, result, overrides, received, options.key_salt, sink)
         saved: dict[int, CreatedStudy] = {}
         with runtime.session_factory() as db:
             for study in sorted(prepared, key=lambda p: (p.key, p.index)):
@@ -500,6 +529,14 @@ def import_upload(
         outcome.studies.clear()
         _remove_unreferenced(runtime, created_keys)
         raise
+    # Frames stored before a later frame of their file proved corrupt (the file was rejected).
+    used = {
+        key
+        for study in prepared
+        for s in study.images
+        for key in (s.storage_key, s.thumbnail_key, s.source_key)
+    }
+    _remove_unreferenced(runtime, created_keys - used)
     log.info(
         "upload by user %s: %d studies, %d images, %d files rejected",
         user.id if user else "-",
