@@ -74,6 +74,10 @@ def _readable_validation(exc: RequestValidationError) -> str:
     parts = []
     for error in exc.errors():
         where = ".".join(str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path", "form"))
+        if error.get("type") == "literal_error" and where:
+            # A closed set (an enum in the OpenAPI document): say which values are allowed.
+            parts.append(f"{where} must be one of {error.get('ctx', {}).get('expected', '')}")
+            continue
         parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid")))
     return "invalid request — " + "; ".join(parts)
 

@@ -11,10 +11,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 
+# The closed sets of values, as the OpenAPI document's enums. The database's CHECK
+# constraints use the same values (app.web.core.models; a test keeps them equal).
+AnalysisStatus = Literal["queued", "running", "done", "failed"]
+DiagnosisKind = Literal["preliminary", "final", "amendment"]
+Role = Literal["admin", "radiologist"]
+Aggregation = Literal["mean", "vote"]
+ReviewFilter = Literal["reviewed", "unreviewed"]
+SortKey = Literal["p_abnormal", "date", "status"]
+
 
 class TokenOut(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
+    access_token: str = Field(description="send as `Authorization: Bearer <token>`")
+    token_type: Literal["bearer"] = "bearer"
     token_id: int | None = Field(None, description="the token's id, to list or revoke it (/api/v1/tokens)")
     expires_at: datetime | None = None
 
@@ -45,7 +54,7 @@ class ApiTokenCreateIn(BaseModel):
 
 class NewApiTokenOut(ApiTokenOut):
     access_token: str = Field(description="the bearer token; shown only now, store it safely")
-    token_type: str = "bearer"
+    token_type: Literal["bearer"] = "bearer"
 
 
 class PatientOut(BaseModel):
@@ -58,7 +67,7 @@ class VerdictOut(BaseModel):
     label: str
     probabilities: dict[str, float]
     p_abnormal: float | None  # None when indeterminate
-    aggregation: str
+    aggregation: Aggregation
     reason: str | None  # why the verdict is indeterminate
     n_used: int = Field(description="images the verdict was computed from")
     n_excluded: int = Field(description="images left out: out of distribution, poor quality, or failed")
@@ -73,7 +82,7 @@ class VerdictOut(BaseModel):
 # (A comment, not a docstring: a docstring would change the OpenAPI schema.)
 class StudySummaryOut(BaseModel):
     id: int
-    status: str
+    status: AnalysisStatus
     error: str | None
     created_at: datetime
     study_date: date | None
@@ -114,7 +123,7 @@ class ImageOut(BaseModel):
 
 class DiagnosisOut(BaseModel):
     id: int
-    kind: str
+    kind: DiagnosisKind
     label: str
     agrees_with_ai: bool | None
     confidence: int | None
@@ -128,7 +137,7 @@ class DiagnosisOut(BaseModel):
 
 class AnalysisOut(BaseModel):
     id: int
-    status: str
+    status: AnalysisStatus
     error: str | None
     model_name: str | None
     model_version: str | None
@@ -159,7 +168,7 @@ class StudyOut(StudySummaryOut):
 
 class UploadedStudyOut(BaseModel):
     study_id: int
-    status: str
+    status: AnalysisStatus
     n_images: int
 
 
@@ -170,7 +179,7 @@ class RejectedOut(BaseModel):
 
 class UploadOut(BaseModel):
     study_id: int = Field(description="the first study of the upload")
-    status: str
+    status: AnalysisStatus
     studies: list[UploadedStudyOut]
     rejected: list[RejectedOut]
 
@@ -180,7 +189,7 @@ class DiagnosisIn(BaseModel):
     agrees_with_ai: bool | None = Field(None, description="default: label equals the AI verdict")
     confidence: int | None = Field(None, ge=1, le=5, description="1 (unsure) … 5 (certain)")
     notes: str = Field("", max_length=10_000)
-    kind: str = Field("final", description="preliminary | final | amendment")
+    kind: DiagnosisKind = Field("final", description="an amendment changes a signed final diagnosis")
     reason: str | None = Field(None, description="required for an amendment")
     based_on: int | None = Field(
         None,
@@ -202,7 +211,7 @@ class AuditOut(BaseModel):
 class UserOut(BaseModel):
     id: int
     username: str
-    role: str
+    role: Role
     active: bool
     created_at: datetime
     last_login_at: datetime | None
@@ -211,11 +220,11 @@ class UserOut(BaseModel):
 class UserCreateIn(BaseModel):
     username: str
     password: str
-    role: str = "radiologist"
+    role: Role = "radiologist"
 
 
 class UserUpdateIn(BaseModel):
-    role: str | None = None
+    role: Role | None = None
     active: bool | None = None
     password: str | None = None
 
@@ -226,9 +235,11 @@ class PasswordChangeIn(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str = Field(description="ok, or degraded when the model or database is unavailable")
+    status: Literal["ok", "degraded"] = Field(
+        description="degraded when the model or the database is unavailable"
+    )
     model: dict[str, str] | None
     provider: str | None
-    database: str
-    worker: str
+    database: str = Field(description="ok, or why the database cannot be used")
+    worker: Literal["off", "running", "stopped"]
     detail: str | None = None

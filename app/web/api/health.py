@@ -10,6 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
+from app.web.api.contract import ANY, errors
 from app.web.deps import RuntimeDep
 from app.web.runtime import Runtime
 from app.web.schemas import HealthOut
@@ -38,8 +39,19 @@ def health_report(runtime: Runtime) -> HealthOut:
     )
 
 
-@router.get("/health", response_model=HealthOut)
+@router.get(
+    "/health",
+    response_model=HealthOut,
+    summary="Server health (public)",
+    response_description="the server can answer; `status` says whether the model is loaded",
+    responses={
+        503: {"model": HealthOut, "description": "The database is unavailable (the same body)."},
+        **errors(*ANY),
+    },
+)
 def health(runtime: RuntimeDep) -> JSONResponse:
+    """Whether the database answers and a model is loaded, which inference provider runs, and
+    whether the analysis worker runs. For load balancers: 200 while the database answers."""
     report = health_report(runtime)
     # Load balancers only need a status code: 503 when the database is down.
     code = 200 if report.database == "ok" else 503

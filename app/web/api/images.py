@@ -7,11 +7,23 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from app.web.api.contract import SIGNED_IN, errors
 from app.web.core.input_guard import RowId
 from app.web.deps import ApiUser, DbSession, RuntimeDep
 from app.web.services.images import ImageKind, image_png
 
 router = APIRouter(tags=["images"])
+
+_DESCRIPTIONS: dict[str, tuple[str, str]] = {
+    "original": ("The image as displayed", "The stored image in display RGB, full size."),
+    "thumbnail": ("A thumbnail", "The image scaled down for the case page's strip."),
+    "heatmap": (
+        "The Grad-CAM heatmap",
+        "Where the model looked, as an RGBA PNG of the original's size (the browser sets the "
+        "opacity). 404 while the image is not analysed or when its analysis failed; 403 in "
+        "second-read mode until the user's preliminary read.",
+    ),
+}
 
 
 def _route(kind: ImageKind) -> Callable[..., Response]:
@@ -24,11 +36,17 @@ def _route(kind: ImageKind) -> Callable[..., Response]:
 
 
 for _kind in ("original", "thumbnail", "heatmap"):
+    _codes = (*SIGNED_IN, 404, 403) if _kind == "heatmap" else (*SIGNED_IN, 404)
     router.add_api_route(
         f"/images/{{image_id}}/{_kind}",
         _route(_kind),  # type: ignore[arg-type]
         methods=["GET"],
         response_class=Response,
-        responses={200: {"content": {"image/png": {}}}},
-        summary=f"{_kind} PNG",
+        responses={
+            200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+            **errors(*_codes),
+        },
+        summary=_DESCRIPTIONS[_kind][0],
+        description=_DESCRIPTIONS[_kind][1] + " The view is written to the audit log.",
+        response_description="a PNG",
     )
