@@ -74,6 +74,7 @@ def free_port() -> int:
 def server_env(
     data_dir: Path, model_dir: Path, assistance_mode: str = "concurrent", database_url: str | None = None
 ) -> dict[str, str]:
+    """The server's environment; its own SQLite database under ``data_dir`` unless ``database_url``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FETALCNS_")}
     env.update(
         {
@@ -125,10 +126,14 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path, ti
 
 @contextmanager
 def live_server(
-    data_dir: Path, model_dir: Path, assistance_mode: str = "concurrent", users: dict[str, str] | None = None
+    data_dir: Path,
+    model_dir: Path,
+    assistance_mode: str = "concurrent",
+    users: dict[str, str] | None = None,
+    database_url: str | None = None,
 ) -> Iterator[LiveServer]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = server_env(data_dir, model_dir, assistance_mode)
+    env = server_env(data_dir, model_dir, assistance_mode, database_url)
     prepare_database(env, users or {"rad": "radiologist", "admin": "admin"})
     with uvicorn_server(env, data_dir) as server:
         yield server

@@ -21,7 +21,7 @@ class ErrorOut(BaseModel):
 
 # Why each status happens, as the operation's documentation says it.
 ERROR_DESCRIPTIONS: dict[int, str] = {
-    400: "The body could not be read (e.g. a broken multipart upload).",
+    400: "The body could not be read: not UTF-8 JSON, or a broken form or multipart upload.",
     401: "Not signed in, or the token has expired or been revoked. Carries `WWW-Authenticate: Bearer`.",
     403: "Signed in, but not allowed: an administrator's action, or a cookie-authenticated change "
     "without the CSRF token.",
@@ -55,7 +55,8 @@ ANY = (422,)
 # A signed-in user's route: not signed in, or the token is invalid (401).
 SIGNED_IN = (401, 422)
 # A change (POST/PATCH) by a signed-in user: also refused without the CSRF token when sent
-# with the session cookie (403), and a body over the size limit (413).
-CHANGE = (401, 403, 413, 422)
+# with the session cookie (403), a body that cannot be parsed (400) or is over the size
+# limit (413).
+CHANGE = (400, 401, 403, 413, 422)
 # An administrator's route.
 ADMIN = (401, 403, 422)

@@ -38,7 +38,7 @@ router = APIRouter(tags=["studies"])
     response_model=UploadOut,
     summary="Upload a study",
     response_description="the studies created (one per patient and study) and the files refused",
-    responses=errors(400, *CHANGE),
+    responses=errors(*CHANGE),
 )
 async def upload(
     files: Annotated[list[UploadFile], File(description="DICOM, PNG/JPEG files or ZIP archives")],

@@ -31,7 +31,7 @@ def users(admin: ApiAdmin, db: DbSession) -> list[UserOut]:
     response_model=UserOut,
     summary="Create a user (administrators)",
     response_description="the new account",
-    responses=errors(*ADMIN, 409, 413),
+    responses=errors(*ADMIN, 400, 409, 413),
 )
 def new_user(body: UserCreateIn, admin: ApiAdmin, db: DbSession) -> UserOut:
     """A new active account. 409 when the user name is taken; 422 for a user name or
@@ -44,7 +44,7 @@ def new_user(body: UserCreateIn, admin: ApiAdmin, db: DbSession) -> UserOut:
     response_model=UserOut,
     summary="Change a user (administrators)",
     response_description="the account as changed",
-    responses=errors(*ADMIN, 404, 413),
+    responses=errors(*ADMIN, 400, 404, 413),
 )
 def change_user(user_id: RowId, body: UserUpdateIn, admin: ApiAdmin, db: DbSession) -> UserOut:
     """Role, active or not, and a new password; fields left out stay as they are. 403 when
