@@ -58,7 +58,7 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path, default=None, help="default: an untrained narrow model")
     args = parser.parse_args()
 
-    from schemathesis_support import FuzzReport, bearer_token, run_schemathesis, seed_data
+    from schemathesis_support import FuzzReport, run_schemathesis, seed_data, sign_in
     from web_browser_support import PASSWORD, live_server
     from web_support import study_files
 
@@ -75,16 +75,16 @@ def main() -> int:
         rounds = 0
         try:
             with live_server(root / "server", model_dir, database_url=url) as server:
-                token = bearer_token(server.url, "admin", PASSWORD)
-                protected = seed_data(server.url, token, "admin", study_files(2))
+                me = sign_in(server.url, "admin", PASSWORD)
+                protected = seed_data(server.url, me, study_files(2))
                 deadline = time.monotonic() + args.minutes * 60
                 while time.monotonic() < deadline:
                     report = run_schemathesis(
                         server.url,
-                        token,
+                        me.token,
                         max_examples=args.examples,
                         seed=args.seed + rounds,
-                        protected_user_ids=protected,
+                        protected=protected,
                         time_budget_s=deadline - time.monotonic(),
                     )
                     rounds += 1

@@ -66,20 +66,33 @@ class FuzzReport:
         }
 
 
-def bearer_token(base_url: str, username: str, password: str) -> str:
+@dataclass(frozen=True)
+class SignedIn:
+    username: str
+    token: str
+    token_id: int | None  # to keep the fuzzer from revoking it
+
+
+def sign_in(base_url: str, username: str, password: str) -> SignedIn:
     response = httpx.post(
         f"{base_url}/api/v1/auth/token", data={"username": username, "password": password}, timeout=30
     )
     response.raise_for_status()
-    return str(response.json()["access_token"])
+    body = response.json()
+    return SignedIn(username, str(body["access_token"]), body.get("token_id"))
 
 
-def seed_data(
-    base_url: str, token: str, username: str, study_files: list[tuple[str, bytes]]
-) -> dict[int, int]:
-    """An analysed study (so that ids 1, 2 ... reach real rows) and a spare user; returns
-    ``protected_user_ids`` for run_schemathesis: the signed-in administrator's id → the spare's."""
-    headers = {"Authorization": f"Bearer {token}"}
+Protected = dict[str, dict[int, int]]
+
+
+def seed_data(base_url: str, me: SignedIn, study_files: list[tuple[str, bytes]]) -> Protected:
+    """An analysed study (so that ids 1, 2 ... reach real rows), a spare user and a spare token.
+
+    Returns ``protected`` for run_schemathesis: path parameter → {id the fuzzer must not touch:
+    id to use instead}. A fuzzer that deactivates, demotes or re-passwords the signed-in
+    administrator, or revokes its token, would turn the rest of the run into 401s.
+    """
+    headers = {"Authorization": f"Bearer {me.token}"}
     files = [("files", (name, data, "application/dicom")) for name, data in study_files]
     response = httpx.post(f"{base_url}/api/v1/studies", files=files, headers=headers, timeout=120)
     assert response.status_code == 202, response.text
@@ -100,8 +113,14 @@ def seed_data(
     )
     assert spare.status_code == 201, spare.text
     users = httpx.get(f"{base_url}/api/v1/users", headers=headers, timeout=30).json()
-    own = next(u["id"] for u in users if u["username"] == username)
-    return {own: int(spare.json()["id"])}
+    own = next(u["id"] for u in users if u["username"] == me.username)
+    protected: Protected = {"user_id": {own: int(spare.json()["id"])}}
+    spare_token = httpx.post(
+        f"{base_url}/api/v1/tokens", json={"name": "fuzz-spare"}, headers=headers, timeout=30
+    )
+    if me.token_id is not None and spare_token.status_code == 201:
+        protected["token_id"] = {int(me.token_id): int(spare_token.json()["id"])}
+    return protected
 
 
 def _checks() -> list[Any]:
@@ -130,7 +149,7 @@ class _Run:
     headers: dict[str, str]
     session: Any
     checks: list[Any]
-    protected: dict[int, int]
+    protected: Protected
     report: FuzzReport
     deadline: float | None
 
@@ -141,9 +160,10 @@ class _Run:
         """Send one case and check its answer; count what went wrong."""
         if self.out_of_time():
             return
-        user_id = (case.path_parameters or {}).get("user_id")
-        if isinstance(user_id, int) and user_id in self.protected:
-            case.path_parameters["user_id"] = self.protected[user_id]
+        for name, swaps in self.protected.items():
+            value = (case.path_parameters or {}).get(name)
+            if isinstance(value, int) and value in swaps:
+                case.path_parameters[name] = swaps[value]
         self.report.cases += 1
         try:
             response = case.call(
@@ -171,7 +191,7 @@ def run_schemathesis(
     *,
     max_examples: int,
     seed: int,
-    protected_user_ids: dict[int, int] | None = None,
+    protected: Protected | None = None,
     time_budget_s: float | None = None,
     modes: tuple[str, ...] = ("positive", "negative"),
     only: set[str] | None = None,
@@ -179,9 +199,8 @@ def run_schemathesis(
 ) -> FuzzReport:
     """Run every operation ``max_examples`` times per generation mode; count the failures.
 
-    ``protected_user_ids`` maps a user id the fuzzer must not change (the signed-in
-    administrator: a deactivated or demoted one would turn the rest of the run into 401s)
-    to another id to use instead. ``only``: operation labels ("GET /api/v1/users") to run;
+    ``protected``: path parameter → {id the fuzzer must not change: id to use instead}
+    (see seed_data). ``only``: operation labels ("GET /api/v1/users") to run;
     ``edit_document``: changes the document before the run (the tests break it on purpose to
     see the checks fail).
     """
@@ -200,7 +219,7 @@ def run_schemathesis(
         headers={"Authorization": f"Bearer {token}"},
         session=requests.Session(),
         checks=_checks(),
-        protected=protected_user_ids or {},
+        protected=protected or {},
         report=FuzzReport(),
         deadline=None if time_budget_s is None else started + time_budget_s,
     )

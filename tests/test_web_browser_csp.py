@@ -9,6 +9,7 @@ proves the listener hears one.
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,27 @@ def _analysed_study(base_url: str) -> int:
         assert study["status"] != "failed", study
         time.sleep(0.5)
     raise AssertionError(f"study {study_id} was not analysed in time")
+
+
+def _page_paths(study_id: int) -> list[str]:
+    """Every HTML page's GET route, with real ids (the app's own route table)."""
+    import tempfile
+
+    from web_pages_support import all_routes
+
+    from app.web.app import create_app
+    from app.web.settings import Settings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(Settings(data_dir=Path(tmp), secret_key="x"), load_model=False)
+    skip = ("/api/", "/health", "/docs", "/redoc", "/openapi.json", "/static")
+    paths = [
+        re.sub(r"\{[^}]+\}", str(study_id), path)
+        for path, methods in all_routes(app.routes)
+        if "GET" in methods and not path.startswith(skip) and not path.endswith("/status")
+    ]
+    assert len(paths) >= 6, paths
+    return paths
 
 
 def _listen(page: Any) -> list[str]:
@@ -111,6 +133,10 @@ def test_no_page_violates_the_content_security_policy(tmp_path: Path, tiny_model
         for path in ("/admin/users", "/admin/audit", f"/admin/audit?case={study_id}"):
             page.goto(server.url + path)
             page.wait_for_selector("table")
+        # And every other page the app has (a page added later is walked too).
+        for path in _page_paths(study_id):
+            page.goto(server.url + path)
+            page.wait_for_load_state("load")
 
         page.goto(server.url + "/docs")
         page.wait_for_selector(".opblock-summary-path")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from schemathesis_support import bearer_token, run_schemathesis, seed_data
+from schemathesis_support import run_schemathesis, seed_data, sign_in
 from web_browser_support import PASSWORD, live_server
 from web_support import BACKENDS, new_database, study_files
 
@@ -31,11 +31,9 @@ def server(
 
 
 def test_generated_requests_get_no_5xx_and_only_documented_answers(server: Any) -> None:
-    token = bearer_token(server.url, "admin", PASSWORD)
-    protected = seed_data(server.url, token, "admin", study_files(2))
-    report = run_schemathesis(
-        server.url, token, max_examples=EXAMPLES, seed=SEED, protected_user_ids=protected
-    )
+    me = sign_in(server.url, "admin", PASSWORD)
+    protected = seed_data(server.url, me, study_files(2))
+    report = run_schemathesis(server.url, me.token, max_examples=EXAMPLES, seed=SEED, protected=protected)
     summary = report.as_json()
     assert report.cases >= 200, summary
     assert report.server_errors == 0, summary
@@ -49,7 +47,7 @@ def test_generated_requests_get_no_5xx_and_only_documented_answers(server: Any) 
 def test_the_checks_catch_answers_the_document_does_not_describe(server: Any) -> None:
     """The same harness against a document broken on purpose: a 404 left out, and a worklist
     row's id said to be a string. Both must be reported."""
-    token = bearer_token(server.url, "admin", PASSWORD)
+    token = sign_in(server.url, "admin", PASSWORD).token
 
     def break_document(document: dict[str, Any]) -> dict[str, Any]:
         document = copy.deepcopy(document)

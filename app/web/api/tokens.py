@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from app.web.api.contract import ADMIN, CHANGE, SIGNED_IN, errors
 from app.web.core.input_guard import RowId
 from app.web.deps import ApiAdmin, ApiUser, DbSession, RuntimeDep
 from app.web.errors import InvalidInput
@@ -14,13 +15,26 @@ from app.web.services.users import get_user
 router = APIRouter(tags=["tokens"])
 
 
-@router.get("/tokens", response_model=list[ApiTokenOut])
+@router.get(
+    "/tokens",
+    response_model=list[ApiTokenOut],
+    summary="Your API tokens",
+    response_description="the live tokens, newest first",
+    responses=errors(*SIGNED_IN),
+)
 def my_tokens(user: ApiUser, db: DbSession) -> list[ApiTokenOut]:
     """Your live API tokens (not revoked, not expired), newest first; never their secrets."""
     return list_tokens(db, user.id)
 
 
-@router.post("/tokens", status_code=201, response_model=NewApiTokenOut)
+@router.post(
+    "/tokens",
+    status_code=201,
+    response_model=NewApiTokenOut,
+    summary="Create an API token",
+    response_description="the token, with its secret (shown only in this answer)",
+    responses=errors(*CHANGE),
+)
 def new_token(body: ApiTokenCreateIn, user: ApiUser, db: DbSession, runtime: RuntimeDep) -> NewApiTokenOut:
     """A named token for a script or another system; its secret is in this answer only."""
     limit = runtime.settings.token_max_lifetime_s
@@ -31,14 +45,26 @@ def new_token(body: ApiTokenCreateIn, user: ApiUser, db: DbSession, runtime: Run
     return NewApiTokenOut(**token.model_dump(), access_token=secret)
 
 
-@router.delete("/tokens/{token_id}", status_code=204)
+@router.delete(
+    "/tokens/{token_id}",
+    status_code=204,
+    summary="Revoke an API token",
+    response_description="revoked; the token is refused from now on",
+    responses=errors(401, 403, 404, 413, 422),
+)
 def delete_token(token_id: RowId, user: ApiUser, db: DbSession) -> Response:
     """Revoke a token at once: your own, or anyone's for an admin (404 for a token you cannot see)."""
     revoke_token(db, token_id, user)
     return Response(status_code=204)
 
 
-@router.get("/users/{user_id}/tokens", response_model=list[ApiTokenOut])
+@router.get(
+    "/users/{user_id}/tokens",
+    response_model=list[ApiTokenOut],
+    summary="A user's API tokens (administrators)",
+    response_description="the user's tokens, newest first",
+    responses=errors(*ADMIN, 404),
+)
 def user_tokens(
     user_id: RowId, admin: ApiAdmin, db: DbSession, include_ended: bool = False
 ) -> list[ApiTokenOut]:
