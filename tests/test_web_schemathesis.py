@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from schemathesis_support import run_schemathesis, seed_data, sign_in
+from schemathesis_support import SignedIn, run_schemathesis, seed_data, sign_in
 from web_browser_support import PASSWORD, live_server
 from web_support import BACKENDS, new_database, study_files
 
@@ -30,8 +30,13 @@ def server(
         yield live
 
 
-def test_generated_requests_get_no_5xx_and_only_documented_answers(server: Any) -> None:
-    me = sign_in(server.url, "admin", PASSWORD)
+@pytest.fixture(scope="module")
+def me(server: Any) -> SignedIn:
+    """Signed in once: after the fuzzer's wrong passwords this address is throttled (429)."""
+    return sign_in(server.url, "admin", PASSWORD)
+
+
+def test_generated_requests_get_no_5xx_and_only_documented_answers(server: Any, me: SignedIn) -> None:
     protected = seed_data(server.url, me, study_files(2))
     report = run_schemathesis(server.url, me.token, max_examples=EXAMPLES, seed=SEED, protected=protected)
     summary = report.as_json()
@@ -44,10 +49,9 @@ def test_generated_requests_get_no_5xx_and_only_documented_answers(server: Any) 
     assert "unexpected error" not in log and "Traceback" not in log, server.log_tail()
 
 
-def test_the_checks_catch_answers_the_document_does_not_describe(server: Any) -> None:
+def test_the_checks_catch_answers_the_document_does_not_describe(server: Any, me: SignedIn) -> None:
     """The same harness against a document broken on purpose: a 404 left out, and a worklist
     row's id said to be a string. Both must be reported."""
-    token = sign_in(server.url, "admin", PASSWORD).token
 
     def break_document(document: dict[str, Any]) -> dict[str, Any]:
         document = copy.deepcopy(document)
@@ -57,7 +61,7 @@ def test_the_checks_catch_answers_the_document_does_not_describe(server: Any) ->
 
     report = run_schemathesis(
         server.url,
-        token,
+        me.token,
         max_examples=EXAMPLES,
         seed=SEED,
         modes=("positive",),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from app.web.api.contract import CHANGE, errors
 from app.web.deps import ApiUser, DbSession, RuntimeDep
 from app.web.schemas import PasswordChangeIn
 from app.web.services.users import change_own_password
@@ -11,7 +12,13 @@ from app.web.services.users import change_own_password
 router = APIRouter(tags=["account"])
 
 
-@router.post("/account/password", status_code=204)
+@router.post(
+    "/account/password",
+    status_code=204,
+    summary="Change your password",
+    response_description="changed; every session and token of yours has ended",
+    responses=errors(*CHANGE, 429),
+)
 def change_password(
     request: Request, body: PasswordChangeIn, user: ApiUser, db: DbSession, runtime: RuntimeDep
 ) -> Response:
