@@ -25,7 +25,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     401: "Not signed in, or the token has expired or been revoked. Carries `WWW-Authenticate: Bearer`.",
     403: "Signed in, but not allowed: an administrator's action, or a cookie-authenticated change "
     "without the CSRF token.",
-    404: "The case, image or user does not exist (or the stored file is missing).",
+    404: "The case, image, user or token does not exist (or the stored file is missing).",
     409: "Conflicts with the current state, e.g. the case was signed meanwhile, or the name is taken.",
     413: "The request body is larger than the server's limit.",
     422: "A value is invalid: the message names the field and the rule (a control character, an id "
