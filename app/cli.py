@@ -19,6 +19,7 @@ COMMAND_MODULES: dict[str, str] = {
     "evaluate": "app.evaluation.cli",
     "predict": "app.inference.cli",
     "calibrate-ood": "app.inference.ood_cli",
+    "calibrate-temperature": "app.inference.temperature_cli",
     "serve": "app.web.cli",
     "db": "app.web.cli",
     "users": "app.web.cli",

@@ -79,6 +79,12 @@ OOD_FEATURE_METHODS = ("mahalanobis", "view_scope")
 # How signals combine. "any": flag an image when any signal exceeds its threshold (or is NaN).
 OOD_RULES = ("any",)
 
+# The card's optional "calibration" block: how logits become probabilities. "temperature":
+# softmax(logits / T), one T > 0 fitted on held-out patients (app.inference.temperature,
+# `fetalcns calibrate-temperature`). Absent means T = 1, plain softmax, as before the block.
+CALIBRATION_METHODS = ("temperature",)
+DEFAULT_TEMPERATURE = 1.0
+
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -227,6 +233,15 @@ class ModelCard:
             min_usable_images=int(block.get("min_usable_images", DEFAULT_MIN_USABLE_IMAGES)),
             max_excluded_fraction=float(block.get("max_excluded_fraction", DEFAULT_MAX_EXCLUDED_FRACTION)),
         )
+
+    @property
+    def temperature(self) -> float:
+        """T of softmax(logits / T): the card's fitted temperature, 1.0 when it has none.
+
+        The one place serving and evaluation read it, so both divide by the same number.
+        """
+        block = self.raw.get("calibration") or {}
+        return float(block.get("temperature", DEFAULT_TEMPERATURE))
 
     @property
     def cam_target(self) -> str:
@@ -434,6 +449,23 @@ def _check_verdict(value: object) -> None:
         _fail("verdict", f"has unknown field(s) {', '.join(unknown)}")
 
 
+def _check_calibration(value: object) -> None:
+    calibration = _object(value, "calibration")
+    _choice(calibration.get("method"), "calibration.method", CALIBRATION_METHODS)
+    temperature = _number(calibration.get("temperature"), "calibration.temperature")
+    if temperature <= 0:
+        _fail("calibration.temperature", f"must be a number above 0 (got {temperature!r})")
+    for key in ("nll_before", "nll_after", "ece_before", "ece_after"):
+        if key in calibration:
+            _number(calibration[key], f"calibration.{key}", 0.0)
+    if "fitted_on" in calibration:
+        fitted_on = _object(calibration["fitted_on"], "calibration.fitted_on")
+        for key in ("patients", "images"):
+            count = fitted_on.get(key)
+            if key in fitted_on and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+                _fail(f"calibration.fitted_on.{key}", "must be a positive integer")
+
+
 def _check_onnx(value: object) -> None:
     onnx = _object(value, "onnx")
     _check_sha256(onnx.get("sha256"), "onnx.sha256")
@@ -459,6 +491,8 @@ def validate_card(raw: object) -> None:
     _check_thresholds(card["thresholds"])
     if "verdict" in card:  # optional: absent means the defaults (VerdictRule)
         _check_verdict(card["verdict"])
+    if "calibration" in card:  # optional: absent means T = 1 (plain softmax)
+        _check_calibration(card["calibration"])
     provenance = _object(card["provenance"], "provenance")
     if "synthetic" in provenance and not isinstance(provenance["synthetic"], bool):
         _fail("provenance.synthetic", "must be true or false")
@@ -467,6 +501,24 @@ def validate_card(raw: object) -> None:
     if not isinstance(card["clinical_use"], bool):
         _fail("clinical_use", "must be true or false")
     _text(card["clinical_use_reason"], "clinical_use_reason", allow_empty=bool(card["clinical_use"]))
+
+
+def metric_interval(value: object) -> tuple[float, float, str | None] | None:
+    """(low, high, method) of a confidence interval as the card's "metrics" (or metrics.json) holds it.
+
+    Reads both layouts: ``{"low", "high", "method"}`` and the older bare ``[low, high]`` of cards
+    evaluated before intervals carried their method (method None), so those stay readable. None
+    for anything else, a missing interval included.
+    """
+    if isinstance(value, Mapping):
+        low, high, method = value.get("low"), value.get("high"), value.get("method")
+    elif isinstance(value, list | tuple) and len(value) == 2:
+        (low, high), method = value, None
+    else:
+        return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+        return None
+    return float(low), float(high), str(method) if method is not None else None
 
 
 def load_model_card(directory: Path | str, verify_sha: bool = True) -> ModelCard:

@@ -79,6 +79,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 f"    {row['name']}: {row['image_accuracy']:.3f}, {row['patient_accuracy_mean']:.3f}, "
                 f"{row['patient_accuracy_served']:.3f}"
             )
+    calibration = evaluation.metrics.get("calibration")
+    if calibration:
+        print(
+            f"  calibration: temperature {calibration['temperature']:.4f}, image ECE "
+            f"{calibration['image_ece_before']:.3f} before, {calibration['image_ece_after']:.3f} after"
+        )
     check = evaluation.metrics["ood"].get("check")
     if check:
         print(ood_summary(check))

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from app.evaluation.intervals import cluster_proportion_interval
 from app.evaluation.metrics import binary_auroc
 from app.inference.aggregate import QUALITY
 from app.inference.analysis import analyse_study, exclusion_key
@@ -150,6 +151,13 @@ def pool(groups: Sequence[ScoredGroup], methods: Sequence[str]) -> ScoredGroup:
     )
 
 
+def _false_flag_interval(flagged: np.ndarray, patients: Sequence[str] | None) -> dict[str, Any] | None:
+    if patients is None or len(flagged) == 0:
+        return None
+    found = cluster_proportion_interval(patients, np.asarray(flagged, bool))
+    return found.as_json() if found else None
+
+
 def ood_block(
     rule: OodRule,
     id_scores: Mapping[str, np.ndarray],
@@ -157,11 +165,14 @@ def ood_block(
     id_signals: Sequence[tuple[str, ...]],
     id_verdicts: Sequence[bool],
     groups: Sequence[ScoredGroup],
+    id_patients: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """metrics.json's OOD check: in-distribution false flags, each group, and all groups pooled.
 
     ``id_scores`` per signal of the card (the combined score is added here), one per
-    in-distribution image; ``id_verdicts``: per in-distribution patient, whether it got a verdict.
+    in-distribution image; ``id_verdicts``: per in-distribution patient, whether it got a verdict;
+    ``id_patients``: each in-distribution image's patient, for the false-flag rate's interval
+    (images clustered by patient: app.evaluation.intervals.cluster_proportion_interval).
     """
     methods = rule.methods
     medians = {m: float(np.median(np.nan_to_num(id_scores[m], nan=np.inf))) for m in methods}
@@ -185,6 +196,7 @@ def ood_block(
             "patients": len(id_verdicts),
             "flagged": flagged_id,
             "false_flag_rate": rate(flagged_id, n_id),
+            "false_flag_rate_interval": _false_flag_interval(id_flagged, id_patients),
             "flagged_by": {m: int(sum(m in fired for fired in id_signals)) for m in methods},
             "false_flag_rate_by": {m: rate(sum(m in fired for fired in id_signals), n_id) for m in methods},
             "median_scores": medians,

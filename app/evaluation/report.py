@@ -19,6 +19,7 @@ from sklearn.metrics import roc_curve
 from app.evaluation.runner import Evaluation
 from app.inference.render import overlay
 from app.labels import HUMAN_NAMES
+from app.modelcard import metric_interval
 
 _CAM_TARGET_WORDS = {
     "logit": "each class logit (textbook Grad-CAM)",
@@ -117,8 +118,57 @@ def _fmt(value: object) -> str:
 
 
 def _ci(metrics: dict[str, Any], key: str) -> str:
-    interval = metrics["confidence_intervals"].get(key)
-    return f"{interval[0]:.3f}–{interval[1]:.3f}" if interval else "–"
+    found = metric_interval(metrics["confidence_intervals"].get(key))
+    return f"{found[0]:.3f}–{found[1]:.3f}" if found else "–"
+
+
+def _ci_method(metrics: dict[str, Any], key: str) -> str:
+    # Reports written before intervals carried their method used the percentile bootstrap.
+    found = metric_interval(metrics["confidence_intervals"].get(key))
+    if not found:
+        return "–"
+    return found[2] or "percentile-patient-bootstrap"
+
+
+def _methods_section(metrics: dict[str, Any]) -> str:
+    methods = metrics.get("interval_methods") or {}
+    items = "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(v)}</li>" for k, v in methods.items())
+    return f"<ul>{items}</ul>" if items else ""
+
+
+def _calibration_section(block: dict[str, Any] | None) -> str:
+    if not block:
+        return ""
+    fitted = block.get("fitted_on") or {}
+    where = ", ".join(f"{k} {fitted[k]}" for k in ("data", "patients", "images") if k in fitted)
+    warning = (
+        "<p class='warn'>Measured on the data the temperature was fitted on: the ECE after is optimistic.</p>"
+        if block.get("same_data_as_fit")
+        else ""
+    )
+    rows = [
+        ("ECE, images (10 bins)", block["image_ece_before"], block["image_ece_after"]),
+        ("NLL, images", block["image_nll_before"], block["image_nll_after"]),
+    ]
+    return f"""<h2>Calibration</h2>
+<p>Temperature scaling: probabilities are softmax(logits / T) with T = {block["temperature"]:.4f}
+from the model card (fitted on {html.escape(where or "unstated data")}). Before: plain softmax;
+after: as served. Every other probability in this report is the calibrated one.</p>
+{warning}
+{_table(["metric", "before (T = 1)", "after"], rows)}"""
+
+
+def _per_class_ci(per_class: dict[str, Any]) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for name, m in per_class.items():
+        found = m.get("intervals") or {}
+        cells = []
+        for key in ("sensitivity", "specificity", "ppv", "npv"):
+            bounds = metric_interval(found.get(key))
+            cells.append(f"{bounds[0]:.3f}–{bounds[1]:.3f}" if bounds else None)
+        methods = {b[2] for b in (metric_interval(v) for v in found.values()) if b and b[2]}
+        rows.append((_human(name), *cells, ", ".join(sorted(methods)) or None))
+    return rows
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -223,7 +273,7 @@ def render_html(metrics: dict[str, Any], figures: dict[str, str]) -> str:
     summary = metrics["summary"]
     data = metrics["data"]
     model = metrics["model"]
-    rows = [(label, summary[key], _ci(metrics, key)) for label, key in SUMMARY_ROWS]
+    rows = [(label, summary[key], _ci(metrics, key), _ci_method(metrics, key)) for label, key in SUMMARY_ROWS]
     per_class = [
         (_human(name), m["support"], m["sensitivity"], m["specificity"], m["ppv"], m["npv"], m["f1"])
         for name, m in metrics["patient_mean"]["per_class"].items()
@@ -241,6 +291,10 @@ def render_html(metrics: dict[str, Any], figures: dict[str, str]) -> str:
         (_human(name), c["images"], c["pointing_game_true_class"], c["iou_true_class"])
         for name, c in loc.get("per_class", {}).items()
     ]
+    ci_header = ["class", "sensitivity", "specificity", "PPV", "NPV", "method"]
+    per_class_ci = _per_class_ci(metrics["patient_mean"]["per_class"])
+    per_class_images_ci = _per_class_ci(metrics["image"]["per_class"])
+    calibration = _calibration_section(metrics.get("calibration"))
     robustness = _robustness_section(metrics.get("robustness"))
     ood_check = _ood_section(metrics.get("ood", {}).get("check"))
     banner = (
@@ -267,14 +321,20 @@ img {{ max-width: 100%; }}
 <h1>Evaluation of {html.escape(model["name"])} {html.escape(model["version"])}</h1>
 {banner}
 <p>Model sha256 <code>{html.escape(model["sha256"])}</code>. Data: {data["patients"]} patients,
-{data["images"]} images. 95% confidence intervals from {metrics["bootstrap"]["resamples"]} bootstrap
-resamples of patients.</p>
+{data["images"]} images. 95% confidence intervals, each named by its method (bootstraps:
+{metrics["bootstrap"]["resamples"]} resamples of patients):</p>
+{_methods_section(metrics)}
 <h2>Summary</h2>
-{_table(["metric", "value", "95% CI"], rows)}
+{_table(["metric", "value", "95% CI", "CI method"], rows)}
 <h2>Per class, patient level (mean probability)</h2>
 {_table(["class", "patients", "sensitivity", "specificity", "PPV", "NPV", "F1"], per_class)}
+<p>95% confidence intervals:</p>
+{_table(ci_header, per_class_ci)}
 <h2>Per class, image level</h2>
 {_table(["class", "images", "sensitivity", "specificity", "PPV", "NPV", "F1"], per_class_images)}
+<p>95% confidence intervals:</p>
+{_table(ci_header, per_class_images_ci)}
+{calibration}
 <h2>Gestational-age subgroups</h2>
 {_table(["subgroup", "patients", "images", "patient accuracy", "image accuracy"], ga)}
 <h2>Localisation</h2>

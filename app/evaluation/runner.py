@@ -15,11 +15,20 @@ from typing import Any
 import cv2
 import numpy as np
 
+from app.evaluation.intervals import (
+    BCA,
+    CLOPPER_PEARSON,
+    CLOPPER_PEARSON_FALLBACK,
+    PERCENTILE_FALLBACK,
+    Interval,
+    bca_interval,
+    clopper_pearson,
+    cluster_proportion_interval,
+)
 from app.evaluation.localisation import cam_iou, pointing_hit
 from app.evaluation.metrics import (
     GA_SUBGROUPS,
     accuracy,
-    bootstrap_ci,
     expected_calibration_error,
     gestational_age_group,
     ovr_auroc,
@@ -31,6 +40,7 @@ from app.evaluation.perturb import ROBUSTNESS_SET, Perturbation
 from app.inference.aggregate import OOD, Verdict, aggregate
 from app.inference.analysis import exclusion_key
 from app.inference.engine import InferenceEngine
+from app.inference.temperature import negative_log_likelihood, scaled_softmax
 from app.ingest.types import IngestedImage
 
 # The data-set reader is torch-free; sharing it keeps training and evaluation reading one layout.
@@ -44,6 +54,7 @@ class ImageRecord:
     sample: Sample
     probabilities: np.ndarray
     ood: bool
+    logits: np.ndarray | None = None  # raw, before the card's temperature: ECE before calibration
     exclusion: str | None = None  # why serving would leave the image out of the verdict
     ood_signals: tuple[str, ...] = ()
     ood_scores: dict[str, float] = field(default_factory=dict)
@@ -95,6 +106,7 @@ def score_images(
                 sample,
                 prediction.probabilities,
                 prediction.ood,
+                prediction.logits,
                 exclusion_key(prediction),
                 prediction.ood_signals,
                 prediction.ood_scores,
@@ -400,31 +412,51 @@ def evaluate_model(
         chosen = chosen[~np.isnan(chosen)]
         return float(chosen.mean()) if chosen.size else None
 
-    cis = {
-        "patient_accuracy_mean": bootstrap_ci(
-            patients, lambda rows: accuracy(patient_true[rows], patient_mean_pred[rows]), n_bootstrap, seed
-        ),
-        "patient_accuracy_vote": bootstrap_ci(
-            patients, lambda rows: accuracy(patient_true[rows], patient_vote_pred[rows]), n_bootstrap, seed
-        ),
-        "image_accuracy": bootstrap_ci(
-            image_groups, lambda rows: accuracy(y_true[rows], probs[rows].argmax(1)), n_bootstrap, seed
-        ),
-        "image_macro_auroc_all_classes": bootstrap_ci(
+    correct_images = probs.argmax(axis=1) == y_true
+    right_mean = int((patient_mean_pred == patient_true).sum())
+    right_vote = int((patient_vote_pred == patient_true).sum())
+    with_mask = ~np.isnan(pointing)
+    intervals: dict[str, Interval | None] = {
+        # Patients are independent units: an exact binomial interval on the count of right verdicts.
+        "patient_accuracy_mean": clopper_pearson(right_mean, len(patients)),
+        "patient_accuracy_vote": clopper_pearson(right_vote, len(patients)),
+        # Images of one patient are alike: resample patients.
+        "image_accuracy": cluster_proportion_interval(image_groups, correct_images, None, n_bootstrap, seed),
+        "image_macro_auroc_all_classes": bca_interval(
             image_groups, lambda rows: ovr_auroc(y_true[rows], probs[rows], range(len(classes)))["macro"],
             n_bootstrap, seed,
         ),
-        "image_macro_auroc_anomaly_classes": bootstrap_ci(
+        "image_macro_auroc_anomaly_classes": bca_interval(
             image_groups, lambda rows: ovr_auroc(y_true[rows], probs[rows], anomaly)["macro"],
             n_bootstrap, seed,
         ),
-        "patient_macro_auroc_all_classes": bootstrap_ci(
+        "patient_macro_auroc_all_classes": bca_interval(
             patients,
             lambda rows: ovr_auroc(patient_true[rows], patient_probs[rows], range(len(classes)))["macro"],
             n_bootstrap, seed,
         ),
-        "pointing_game_true_class": bootstrap_ci(image_groups, _pointing, n_bootstrap, seed),
+        "pointing_game_true_class": cluster_proportion_interval(
+            image_groups, pointing == 1.0, with_mask, n_bootstrap, seed
+        ),
+        "image_ece": bca_interval(
+            image_groups, lambda rows: expected_calibration_error(y_true[rows], probs[rows]),
+            n_bootstrap, seed,
+        ),
+        "patient_ece": bca_interval(
+            patients,
+            lambda rows: expected_calibration_error(patient_true[rows], patient_probs[rows]),
+            n_bootstrap, seed,
+        ),
+        "ood_flagged_fraction": cluster_proportion_interval(
+            image_groups, np.array([r.ood for r in records], bool), None, n_bootstrap, seed
+        ),
     }  # fmt: skip
+    for block, predicted in ((patient_block, patient_mean_pred), (vote_block, patient_vote_pred)):
+        _attach_intervals(block["per_class"], per_class_intervals(patient_true, predicted, classes))
+    _attach_intervals(
+        image_block["per_class"],
+        per_class_intervals(y_true, probs.argmax(axis=1), classes, image_groups, n_bootstrap, seed),
+    )
 
     provenance = describe_dataset(data_dir, samples)
     summary = {
@@ -450,8 +482,9 @@ def evaluate_model(
         "data": {k: v for k, v in provenance.items() if k != "data"} | {"dir": str(data_dir)},
         "classes": list(classes),
         "summary": summary,
-        "confidence_intervals": {k: list(v) if v else None for k, v in cis.items()},
+        "confidence_intervals": {k: v.as_json() if v else None for k, v in intervals.items()},
         "bootstrap": {"resamples": n_bootstrap, "unit": "patient", "level": 0.95, "seed": seed},
+        "interval_methods": INTERVAL_METHODS,
         "image": image_block,
         "patient_mean": patient_block,
         "patient_vote": vote_block,
@@ -472,6 +505,9 @@ def evaluate_model(
             "max_excluded_fraction": engine.card.verdict_rule.max_excluded_fraction,
         },
     }
+    calibration = calibration_report(engine, records, y_true, data_dir)
+    if calibration is not None:
+        metrics["calibration"] = calibration
     if ood_dirs:
         groups = evaluate_ood_dirs(engine, ood_dirs)
         rule = engine.ood_rule
@@ -482,6 +518,7 @@ def evaluate_model(
             [r.ood_signals for r in records],
             [not v.indeterminate for v in mean_verdicts],
             groups,
+            id_patients=image_groups,
         )
         log.info("OOD check: %d group(s) done", len(groups))
     if robustness:
@@ -497,6 +534,88 @@ def evaluate_model(
         patient_vote=patient_vote_pred,
         examples=examples,
     )
+
+
+# What each interval label in metrics.json means; report.html and docs/model.md say the same.
+INTERVAL_METHODS = {
+    CLOPPER_PEARSON: "exact binomial (Clopper-Pearson) interval on the count; for proportions of patients",
+    BCA: "bias-corrected and accelerated bootstrap (scipy.stats.bootstrap, method='BCa'), "
+    "resampling patients",
+    CLOPPER_PEARSON_FALLBACK: "an image proportion whose patient bootstrap degenerates (0 or all successes, "
+    "or every resample equal): Clopper-Pearson on the image count, which treats images as independent",
+    PERCENTILE_FALLBACK: "a statistic whose BCa interval degenerates (e.g. every resample equal): the "
+    "percentile interval of the same patient resamples",
+}
+
+# One-vs-rest proportions of a class: (successes, eligible rows) from truth t and prediction p.
+# An indeterminate prediction (-1) is a negative for every class, as in per_class_metrics.
+_ONE_VS_REST: dict[str, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
+    "sensitivity": lambda t, p: (p, t),
+    "specificity": lambda t, p: (~p, ~t),
+    "ppv": lambda t, p: (t, p),
+    "npv": lambda t, p: (~t, ~p),
+}
+
+
+def per_class_intervals(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    classes: Sequence[str],
+    groups: Sequence[str] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, dict[str, Any] | None]]:
+    """95 % intervals of each class's sensitivity, specificity, PPV and NPV.
+
+    Without ``groups`` the rows are independent patients: Clopper-Pearson on the counts. With
+    ``groups`` the rows are images clustered by patient: patient-cluster BCa (Clopper-Pearson on
+    the count when it degenerates).
+    """
+    result: dict[str, dict[str, dict[str, Any] | None]] = {}
+    for index, name in enumerate(classes):
+        truth, predicted = np.asarray(y_true) == index, np.asarray(y_pred) == index
+        result[name] = {}
+        for key, pick in _ONE_VS_REST.items():
+            hits, eligible = pick(truth, predicted)
+            if groups is None:
+                found = clopper_pearson(int((hits & eligible).sum()), int(eligible.sum()))
+            else:
+                found = cluster_proportion_interval(groups, hits, eligible, n_resamples, seed)
+            result[name][key] = found.as_json() if found else None
+    return result
+
+
+def _attach_intervals(per_class: dict[str, dict[str, Any]], found: dict[str, dict[str, Any]]) -> None:
+    for name, block in per_class.items():
+        block["intervals"] = found[name]
+
+
+def calibration_report(
+    engine: InferenceEngine, records: Sequence[ImageRecord], y_true: np.ndarray, data_dir: Path
+) -> dict[str, Any] | None:
+    """ECE and NLL of the images before and after the card's temperature; None without one.
+
+    "before" is plain softmax of the raw logits, "after" what serving gives (softmax(logits / T)).
+    Measured on the same images the temperature was fitted on, "after" is optimistic: flagged.
+    """
+    block = engine.card.raw.get("calibration")
+    if not block or any(r.logits is None for r in records):
+        return None
+    logits = np.stack([np.asarray(r.logits, np.float64) for r in records])
+    temperature = engine.temperature
+    before, after = scaled_softmax(logits, 1.0), scaled_softmax(logits, temperature)
+    fitted_on = block.get("fitted_on") or {}
+    return {
+        "method": block.get("method", "temperature"),
+        "temperature": temperature,
+        "fitted_on": fitted_on,
+        "same_data_as_fit": fitted_on.get("data") == Path(data_dir).resolve().name,
+        "image_ece_before": expected_calibration_error(y_true, before),
+        "image_ece_after": expected_calibration_error(y_true, after),
+        "image_nll_before": negative_log_likelihood(logits, y_true, 1.0),
+        "image_nll_after": negative_log_likelihood(logits, y_true, temperature),
+        "note": "probabilities elsewhere in this report are the calibrated ones (as served)",
+    }
 
 
 def _confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> list[list[int]]:

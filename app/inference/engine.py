@@ -31,7 +31,8 @@ from app.inference.runtime import (
     default_threads,
     get_session,
 )
-from app.inference.scores import OOD_SCORES, blank_frame_issue, softmax
+from app.inference.scores import OOD_SCORES, blank_frame_issue
+from app.inference.temperature import scaled_softmax
 from app.ingest.types import IngestedImage
 from app.modelcard import ModelCard, ModelCardError, OodRule, load_model_card
 from app.preprocess import Box, ensure_rgb_uint8, scan_box, to_model_input
@@ -142,6 +143,8 @@ class InferenceEngine:
         self.spec = self.card.preprocess
         # The card decides what "out of distribution" means; the engine only computes the score.
         self.ood_rule: OodRule = self.card.ood_rule
+        # The card's calibration temperature (1.0 without one): probabilities are softmax(logits / T).
+        self.temperature: float = self.card.temperature
         self._gaussians: ClassGaussians | None = None
         if "mahalanobis" in self.ood_rule.methods:
             path = self.card.ood_parameters_path("mahalanobis")
@@ -258,7 +261,9 @@ class InferenceEngine:
         class_cams: np.ndarray,
         ood_scores: dict[str, float],
     ) -> ImagePrediction:
-        probabilities = softmax(logits)
+        # Only the probabilities are calibrated: the OOD scores (energy) keep the raw logits,
+        # because their thresholds were calibrated on raw logits.
+        probabilities = scaled_softmax(logits, self.temperature)
         index = int(np.argmax(probabilities))
         fired = self.ood_rule.fired(ood_scores)
         shape = (image.height, image.width)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from app.modelcard import metric_interval
 from app.web.schemas import DiagnosisOut, ImageOut, StudyOut, VerdictOut
 
 HumanLabel = Callable[[str | None], str]
@@ -384,8 +385,9 @@ def metric_lines(metrics: Mapping[str, Any], limit: int = 6) -> list[tuple[str, 
         text = _number(summary.get(key))
         if text is None:
             continue
-        interval = intervals.get(key)
-        if isinstance(interval, list | tuple) and len(interval) == 2 and None not in interval:
+        # metric_interval reads both the {"low", "high", "method"} layout and older cards' [low, high].
+        interval = metric_interval(intervals.get(key))
+        if interval is not None:
             text += f" (95% CI {interval[0]:.3f}–{interval[1]:.3f})"
         lines.append((label, text))
     data = metrics.get("evaluated_on")
