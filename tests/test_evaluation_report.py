@@ -49,8 +49,16 @@ def test_metrics_json_has_every_reported_section(evaluated: tuple[Path, Path]) -
     # 8 anomaly patients × 2 images; the generator draws a lesion mask on every anomaly image.
     assert metrics["localisation"]["images"] == 16
     assert 0.0 <= metrics["localisation"]["pointing_game_true_class"] <= 1.0
-    low, high = metrics["confidence_intervals"]["patient_accuracy_mean"]
-    assert low <= metrics["summary"]["patient_accuracy_mean"] <= high
+    interval = metrics["confidence_intervals"]["patient_accuracy_mean"]
+    assert interval["low"] <= metrics["summary"]["patient_accuracy_mean"] <= interval["high"]
+    # Patients are independent: the exact binomial interval on the count, whatever the score.
+    assert interval["method"] == "clopper-pearson"
+    for name, found in metrics["confidence_intervals"].items():
+        assert found is None or found["method"] in metrics["interval_methods"], name
+    sensitivity = metrics["patient_mean"]["per_class"]["normal"]["intervals"]["sensitivity"]
+    assert sensitivity["method"] == "clopper-pearson"
+    image_methods = {v["method"] for v in metrics["image"]["per_class"]["normal"]["intervals"].values() if v}
+    assert image_methods <= set(metrics["interval_methods"]) and image_methods
 
 
 def test_report_html_links_its_figures(evaluated: tuple[Path, Path]) -> None:
@@ -61,6 +69,8 @@ def test_report_html_links_its_figures(evaluated: tuple[Path, Path]) -> None:
         assert f"src='{figure}'" in html
         assert (report / figure).read_bytes().startswith(b"\x89PNG")
     assert "SYN0007" not in html  # patient identifiers stay out of reports
+    assert "CI method" in html and "clopper-pearson" in html
+    assert "<h2>Calibration</h2>" not in html  # the tiny model's card has no temperature
 
 
 def test_update_card_copies_metrics_and_keeps_the_card_valid(evaluated: tuple[Path, Path]) -> None:

@@ -36,6 +36,8 @@ from tests.conftest import DEMO_MODEL_DIR
 from tests.ingest_support import phantom
 
 DROP = object()
+# A valid calibration block's start, for the cases that break one of its other fields.
+T = '{"method": "temperature", "temperature": 1.5'
 
 # (what to change: a key path, the new value or DROP), the field the message must name.
 CORRUPTIONS: list[tuple[tuple[str | int, ...], Any, str]] = [
@@ -149,6 +151,20 @@ CORRUPTIONS: list[tuple[tuple[str | int, ...], Any, str]] = [
     (("verdict",), {"max_excluded_fraction": 1.5}, "verdict.max_excluded_fraction"),
     (("verdict",), {"max_excluded_fraction": "0.5"}, "verdict.max_excluded_fraction"),
     (("verdict",), {"max_ood_fraction": 0.5}, "verdict"),
+    (("calibration",), [1.5], "calibration"),
+    (("calibration",), {"method": "platt", "temperature": 1.5}, "calibration.method"),
+    (("calibration",), {"method": "temperature"}, "calibration.temperature"),
+    (("calibration",), {"method": "temperature", "temperature": 0}, "calibration.temperature"),
+    (("calibration",), {"method": "temperature", "temperature": -2.0}, "calibration.temperature"),
+    (("calibration",), {"method": "temperature", "temperature": "1.5"}, "calibration.temperature"),
+    (("calibration",), {"method": "temperature", "temperature": math.inf}, "calibration.temperature"),
+    (("calibration",), json.loads(T + ', "nll_before": "low"}'), "calibration.nll_before"),
+    (("calibration",), json.loads(T + ', "nll_after": -1}'), "calibration.nll_after"),
+    (("calibration",), json.loads(T + ', "ece_before": null}'), "calibration.ece_before"),
+    (("calibration",), json.loads(T + ', "ece_after": -0.1}'), "calibration.ece_after"),
+    (("calibration",), json.loads(T + ', "fitted_on": []}'), "calibration.fitted_on"),
+    (("calibration",), json.loads(T + ', "fitted_on": {"patients": 0}}'), "calibration.fitted_on.patients"),
+    (("calibration",), json.loads(T + ', "fitted_on": {"images": 2.5}}'), "calibration.fitted_on.images"),
 ]
 
 
@@ -230,6 +246,9 @@ def test_every_validated_field_has_a_corruption_case() -> None:
         | {"outputs.cam.target", "thresholds.abnormal", "onnx.sha256", "onnx.file"}
         | {"thresholds.ood." + key for key in ood}
         | {"verdict.min_usable_images", "verdict.max_excluded_fraction"}
+        | {"calibration", "calibration.method", "calibration.temperature", "calibration.fitted_on"}
+        | {"calibration." + key for key in ("nll_before", "nll_after", "ece_before", "ece_after")}
+        | {"calibration.fitted_on.patients", "calibration.fitted_on.images"}
         | {"thresholds.ood.combined_with"}
         | {"thresholds.ood.combined_with[0]." + key for key in signal}
     )
@@ -283,6 +302,18 @@ def test_the_verdict_rule_is_optional_with_defaults(
         model_dir_with(tmp_path, onnx_copy, {**demo_card, "verdict": {"min_usable_images": 3}})
     )
     assert partial.verdict_rule == VerdictRule(min_usable_images=3, max_excluded_fraction=0.5)
+
+
+def test_the_calibration_is_optional_and_its_temperature_defaults_to_one(
+    demo_card: dict[str, Any], onnx_copy: Path, tmp_path: Path
+) -> None:
+    plain = {key: value for key, value in demo_card.items() if key != "calibration"}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert load_model_card(model_dir_with(tmp_path / "a", onnx_copy, plain)).temperature == 1.0
+    block = {"method": "temperature", "temperature": 1.75, "fitted_on": {"data": "held", "patients": 3}}
+    scaled = load_model_card(model_dir_with(tmp_path / "b", onnx_copy, {**plain, "calibration": block}))
+    assert scaled.temperature == 1.75
 
 
 def test_ood_rule_flags_scores_above_the_threshold_and_nan() -> None:

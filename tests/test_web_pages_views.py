@@ -165,6 +165,20 @@ def test_metric_lines_keep_flat_numbers_only() -> None:
     assert lines == [("balanced accuracy", "0.912"), ("n patients", "40")]
 
 
+def test_metric_lines_read_intervals_that_name_their_method() -> None:
+    metrics = {
+        "summary": {"patient_accuracy_mean": 1.0, "image_accuracy": 0.98},
+        "confidence_intervals": {
+            "patient_accuracy_mean": {"low": 0.9697, "high": 1.0, "method": "clopper-pearson"},
+            "image_accuracy": {"low": None, "high": None, "method": "bca-patient-bootstrap"},
+        },
+    }
+    assert metric_lines(metrics) == [
+        ("Patient accuracy", "1.000 (95% CI 0.970–1.000)"),
+        ("Image accuracy", "0.980"),
+    ]
+
+
 def test_metric_lines_read_the_evaluations_summary_with_intervals() -> None:
     metrics = {
         "summary": {"patient_accuracy_mean": 0.875, "image_accuracy": 0.8, "image_ece": 0.05},
