@@ -186,6 +186,13 @@ def test_ood_check_matches_an_independent_recomputation(
     assert inside["images"] == 20 and inside["patients"] == 10
     assert inside["flagged"] == sum(ref["id_flagged"]) > 0
     assert inside["false_flag_rate"] == pytest.approx(np.mean(ref["id_flagged"]))
+    # Images clustered by patient: a patient-cluster interval, named by its method.
+    found = inside["false_flag_rate_interval"]
+    assert found["low"] <= inside["false_flag_rate"] <= found["high"]
+    assert found["method"] in (
+        "bca-patient-bootstrap",
+        "clopper-pearson (count; patient bootstrap degenerate)",
+    )
     assert [g["name"] for g in check["groups"]] == ["blank", "noise", "dicom", "phantoms"]
     pooled_scores: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
     for group in check["groups"]:
