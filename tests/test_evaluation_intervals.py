@@ -186,6 +186,19 @@ def test_metric_interval_reads_both_layouts() -> None:
     assert metric_interval(None) is None and metric_interval([None, 1.0]) is None
 
 
+def test_the_report_reads_old_bare_intervals_as_the_percentile_bootstrap_they_were() -> None:
+    from app.evaluation.report import _ci, _ci_method
+
+    old = {"confidence_intervals": {"image_accuracy": [0.9, 0.95], "image_ece": None}}
+    assert (_ci(old, "image_accuracy"), _ci_method(old, "image_accuracy")) == (
+        "0.900–0.950",
+        "percentile-patient-bootstrap",
+    )
+    assert (_ci(old, "image_ece"), _ci_method(old, "image_ece")) == ("–", "–")
+    new = {"confidence_intervals": {"image_accuracy": {"low": 0.9, "high": 0.95, "method": BCA}}}
+    assert (_ci(new, "image_accuracy"), _ci_method(new, "image_accuracy")) == ("0.900–0.950", BCA)
+
+
 def test_runner_patient_accuracy_interval_of_a_perfect_result_is_the_exact_bound(
     tiny_model_dir: Path, tiny_synth_dir: Path, tmp_path: Path
 ) -> None:

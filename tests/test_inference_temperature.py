@@ -150,6 +150,10 @@ def test_evaluation_reports_ece_before_and_after(calibrated: Path, tiny_synth_di
     # Evaluation's probabilities are the served ones: its ECE is the "after" one.
     assert block["image_ece_after"] == pytest.approx(metrics["summary"]["image_ece"])
     assert block["image_nll_after"] <= block["image_nll_before"]
+    from app.evaluation.report import render_html
+
+    html = render_html(metrics, {})
+    assert "<h2>Calibration</h2>" in html and "optimistic" in html
 
 
 def test_missing_data_gives_a_clear_error(

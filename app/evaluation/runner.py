@@ -630,6 +630,7 @@ def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
         "evaluated_on": metrics["data"],
         "summary": metrics["summary"],
         "confidence_intervals": metrics["confidence_intervals"],
+        "interval_methods": metrics.get("interval_methods", {}),
         "per_class_patient": metrics["patient_mean"]["per_class"],
         "gestational_age": metrics["gestational_age"],
         "localisation": metrics["localisation"],
