@@ -407,11 +407,6 @@ def evaluate_model(
     anomaly = [i for i in range(len(classes)) if i != normal]
     pointing = np.array([np.nan if r.pointing_true is None else float(r.pointing_true) for r in records])
 
-    def _pointing(rows: np.ndarray) -> float | None:
-        chosen = pointing[rows]
-        chosen = chosen[~np.isnan(chosen)]
-        return float(chosen.mean()) if chosen.size else None
-
     correct_images = probs.argmax(axis=1) == y_true
     right_mean = int((patient_mean_pred == patient_true).sum())
     right_vote = int((patient_vote_pred == patient_true).sum())
