@@ -62,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_first_command(args_list))
     args = parser.parse_args(args_list)
+    # The exact command line, for commands that record how their output was made (synth).
+    args.command_line = ["fetalcns", *args_list]
     install_private_logging(logging.DEBUG if args.verbose else logging.INFO)
     if not getattr(args, "handler", None):
         parser.print_help()

@@ -52,9 +52,10 @@ REQUIRED_KEYS = (
 # What each class heatmap (the `cam` output) explains, recorded as outputs.cam.target.
 # "logit": Grad-CAM of the class logit y_c (Selvaraju et al.). "normal-contrast": Grad-CAM of the
 # class's log-odds against normal, y_c - y_normal (for normal itself, y_normal minus the mean
-# anomaly logit). Cards written before the choice existed mean "logit".
+# anomaly logit). Cards written before the choice existed mean "logit". New exports default to
+# "logit", the method of Qi et al. (Grad-CAM of each class's own score); the contrast stays an option.
 CAM_TARGETS = ("logit", "normal-contrast")
-DEFAULT_CAM_TARGET = "normal-contrast"
+DEFAULT_CAM_TARGET = "logit"
 
 # How per-image probabilities become the patient verdict (app.inference.aggregate).
 AGGREGATIONS = ("mean", "vote")

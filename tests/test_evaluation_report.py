@@ -68,7 +68,7 @@ def test_report_html_links_its_figures(evaluated: tuple[Path, Path]) -> None:
     for figure in ("confusion.png", "roc.png", "reliability.png", "cam_examples.png"):
         assert f"src='{figure}'" in html
         assert (report / figure).read_bytes().startswith(b"\x89PNG")
-    assert "SYN0007" not in html  # patient identifiers stay out of reports
+    assert "SYN7-" not in html  # patient identifiers stay out of reports
     assert "CI method" in html and "clopper-pearson" in html
     assert "<h2>Calibration</h2>" not in html  # the tiny model's card has no temperature
 

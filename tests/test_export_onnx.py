@@ -11,7 +11,7 @@ import torch
 from export_support import autograd_gradcam, normalise_by_max, smooth_images
 
 from app.labels import PAPER_CLASSES
-from app.modelcard import REQUIRED_KEYS, load_model_card
+from app.modelcard import DEFAULT_CAM_TARGET, REQUIRED_KEYS, load_model_card
 from app.training.export import build_untrained_model, energy_scores, export_onnx, ood_threshold
 
 
@@ -40,10 +40,11 @@ def test_onnx_logits_match_torch_on_eight_images(exported: tuple[torch.nn.Module
     assert logits.std(axis=0).max() > 1e-3
 
 
-def test_onnx_cam_equals_autograd_gradcam_of_the_log_odds_against_normal(
-    exported: tuple[torch.nn.Module, Path],
-) -> None:
-    model, model_dir = exported
+def test_onnx_cam_equals_autograd_gradcam_of_the_log_odds_against_normal(tmp_path: Path) -> None:
+    model = build_untrained_model(width=0.125, seed=3)
+    model_dir = export_onnx(
+        model, tmp_path, {"name": "export-test-contrast", "version": "1.2.3"}, cam_target="normal-contrast"
+    )
     assert load_model_card(model_dir).raw["outputs"]["cam"]["target"] == "normal-contrast"
     images = smooth_images(4, seed=5)
     reference = autograd_gradcam(model, torch.from_numpy(images), target="normal-contrast")
@@ -60,11 +61,12 @@ def test_onnx_cam_equals_autograd_gradcam_of_the_log_odds_against_normal(
     assert np.abs(normalise_by_max(plain) - normalise_by_max(reference))[lit].max() > 0.05
 
 
-def test_logit_target_exports_textbook_gradcam_on_layer4(tmp_path: Path) -> None:
-    model = build_untrained_model(width=0.125, seed=3)
-    model_dir = export_onnx(
-        model, tmp_path, {"name": "export-test-logit", "version": "1.2.3"}, cam_target="logit"
-    )
+def test_default_target_exports_textbook_gradcam_of_each_class_logit(
+    exported: tuple[torch.nn.Module, Path],
+) -> None:
+    # The paper's method, Grad-CAM of each class's own score, is what an export gives by default.
+    model, model_dir = exported
+    assert DEFAULT_CAM_TARGET == "logit"
     assert load_model_card(model_dir).raw["outputs"]["cam"]["target"] == "logit"
     images = smooth_images(4, seed=5)
     reference = autograd_gradcam(model, torch.from_numpy(images), target="logit")
@@ -85,7 +87,7 @@ def test_output_stride_16_exports_a_14x14_cam_equal_to_autograd_gradcam(tmp_path
     model = build_untrained_model(width=0.125, seed=3, output_stride=16)
     model_dir = export_onnx(model, tmp_path, {"name": "export-test-os16", "version": "1.2.3"})
     images = smooth_images(4, seed=5)
-    reference = autograd_gradcam(model, torch.from_numpy(images), target="normal-contrast")
+    reference = autograd_gradcam(model, torch.from_numpy(images), target="logit")
     _, cam = run_onnx(model_dir, images)
     assert cam.shape == reference.shape == (4, len(PAPER_CLASSES), 14, 14)
     lit = reference.max(axis=(2, 3)) > 1e-6
@@ -106,7 +108,7 @@ def test_lse_pooled_model_exports_logits_and_a_cam_equal_to_autograd_gradcam(tmp
     logits, cam = run_onnx(model_dir, images)
     assert np.abs(logits - expected).max() <= 1e-4
     assert logits.std(axis=0).max() > 1e-3
-    reference = autograd_gradcam(model, torch.from_numpy(images[:4]), target="normal-contrast")
+    reference = autograd_gradcam(model, torch.from_numpy(images[:4]), target="logit")
     lit = reference.max(axis=(2, 3)) > 1e-6
     assert lit.sum() >= 4, "too few non-empty Grad-CAM maps to compare"
     assert np.abs(normalise_by_max(cam[:4]) - normalise_by_max(reference))[lit].max() <= 1e-4
@@ -131,7 +133,7 @@ def test_card_names_its_cam_target_and_older_cards_mean_the_logit(
 ) -> None:
     _, model_dir = exported
     card = load_model_card(model_dir)
-    assert card.cam_target == "normal-contrast"
+    assert card.cam_target == "logit"
     # Cards written before the choice existed explain the class logit.
     outputs = {**card.raw["outputs"], "cam": {"meaning": "Grad-CAM"}}
     assert replace(card, raw={**card.raw, "outputs": outputs}).cam_target == "logit"

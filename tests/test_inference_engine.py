@@ -106,9 +106,9 @@ def test_outputs_match_pytorch_and_autograd_grad_cam(engine: InferenceEngine) ->
     assert prediction.ood_score == pytest.approx(energy, abs=1e-4)
 
     # Grad-CAM by autograd: weights = spatial mean of d score_c / d A, for the score the card
-    # says the heatmaps explain (the default: each class's log-odds against normal).
+    # says the heatmaps explain (the default: each class's own logit).
     target = engine.card.cam_target
-    assert target == "normal-contrast"
+    assert target == "logit"
     scores = class_scores(logits, target, normal_index=engine.card.normal_index)
     for c in range(len(engine.classes)):
         (grad,) = torch.autograd.grad(scores[0, c], activations, retain_graph=True)

@@ -34,7 +34,7 @@ def _rows(out: Path) -> list[dict[str, str]]:
 
 def test_manifest_lists_exactly_the_files_on_disk(dataset: Path) -> None:
     rows = _rows(dataset)
-    listed = {r["image"] for r in rows} | {r["mask"] for r in rows} | {"manifest.csv"}
+    listed = {r["image"] for r in rows} | {r["mask"] for r in rows} | {"manifest.csv", "dataset.json"}
     on_disk = {p.relative_to(dataset).as_posix() for p in dataset.rglob("*") if p.is_file()}
     assert listed == on_disk
 

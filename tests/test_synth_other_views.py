@@ -205,8 +205,14 @@ def test_thorax_is_scaled_from_the_abdominal_circumference() -> None:
 # of every DICOM file, of generate_dataset(OUT, 2, seed=5, fmt="both", images_per_patient=(2, 2))
 # as written before the non-CNS views existed (commit f3e0e37). If you change the CNS phantoms
 # on purpose, regenerate these; the non-CNS views must never change them.
-GOLDEN_PNG = "a0f58ff85ce6c124dd12387a53ec73aaa92e1a08d463524736c637a983c9e796"
-GOLDEN_DICOM = "d2f604ec191409dc3f60d53d8c89cefe44dce9f3cb625ed343fe4f2bb19b906a"
+# Patient folders are SYN<full seed>-<n> (SYN5-00001); the pixels are those of the former
+# SYN0005-00001 folders, whose digests were a0f58ff8… and d2f604ec… with the old names.
+GOLDEN_PNG = "35b3d693b8f3e6230856796dec462f8cb6d3ddd4526586844015808e711053fb"
+GOLDEN_DICOM = "dbcd8cdaf4ef6cd7e7d86054060b24e00376218463ff771f7bea893293d7836a"
+
+
+# The two files beside the images: the manifest and the record of how the set was made.
+RECORDS = {"manifest.csv", "dataset.json"}
 
 
 def _digests(out: Path, skip: str | None = None) -> tuple[str, str]:
@@ -246,7 +252,7 @@ def test_default_output_is_unchanged_and_other_views_leave_cns_files_alone(
     assert not (tmp_path / OTHER_VIEWS_DIR).exists()
     assert {r["view_scope"] for r in _rows(tmp_path)} == {SCOPE_CNS}
     # The same CNS files, byte for byte, when other views are added.
-    cns = [p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file() and p.name != "manifest.csv"]
+    cns = [p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file() and p.name not in RECORDS]
     match, mismatch, errors = filecmp.cmpfiles(tmp_path, with_others, [str(p) for p in cns], shallow=False)
     assert not mismatch and not errors and len(match) == len(cns)
     assert _digests(with_others, skip=OTHER_VIEWS_DIR) == (GOLDEN_PNG, GOLDEN_DICOM)
@@ -338,8 +344,8 @@ def test_cli_other_views_only_writes_a_folder_of_non_cns_images(tmp_path: Path) 
     rows = _rows(tmp_path)
     assert len(rows) == 4 and {r["view_scope"] for r in rows} == {SCOPE_OTHER}
     files = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
-    assert files == {"manifest.csv"} | {r["image"] for r in rows}
-    assert all(f.startswith(f"{OTHER_VIEWS_DIR}/") for f in files - {"manifest.csv"})
+    assert files == RECORDS | {r["image"] for r in rows}
+    assert all(f.startswith(f"{OTHER_VIEWS_DIR}/") for f in files - RECORDS)
     with pytest.raises(DatasetError, match="no images"):
         discover_samples(tmp_path)
 
@@ -367,6 +373,6 @@ def test_other_views_only_as_dicom_lists_the_dicom_files(tmp_path: Path) -> None
     generate_dataset(tmp_path, 1, seed=6, fmt="dicom", other_views_only=True, other_views_per_patient=(2, 2))
     rows = _rows(tmp_path)
     files = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
-    assert files == {"manifest.csv"} | {r["image"] for r in rows}
+    assert files == RECORDS | {r["image"] for r in rows}
     assert all(r["image"].startswith(f"dicom/{OTHER_VIEWS_DIR}/") and r["mask"] == "" for r in rows)
     assert [_read(tmp_path / r["image"]).InstanceNumber for r in rows] == [1, 2]

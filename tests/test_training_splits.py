@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.model_selection import LeaveOneGroupOut
 
 from app.training.splits import (
     class_weights,
     holdout_split,
+    leave_one_group_out,
     leave_one_patient_out,
+    patient_groups,
     patient_kfold,
     patient_labels,
 )
@@ -68,3 +71,38 @@ def test_patient_with_two_labels_is_refused() -> None:
 def test_too_many_folds_is_refused() -> None:
     with pytest.raises(ValueError, match="cannot make 5 folds from 3 patients"):
         patient_kfold(patients(3), folds=5)
+
+
+def test_leave_one_group_out_holds_each_group_out_once_as_sklearn_does() -> None:
+    by_patient = patients(23)
+    sites = ["north", "south", "east", "west"]
+    # Image-level rows as a manifest gives them: 1-3 images per patient, one site per patient.
+    image_patients = [p for i, p in enumerate(sorted(by_patient)) for _ in range(1 + i % 3)]
+    image_sites = [sites[int(p[1:]) * 7 % 4] for p in image_patients]
+    group_of = patient_groups(image_patients, image_sites, "site")
+    folds = leave_one_group_out(by_patient, group_of)
+
+    names = sorted(by_patient)
+    reference = LeaveOneGroupOut().split(names, groups=[group_of[p] for p in names])
+    expected = {
+        group_of[names[test[0]]]: ([names[i] for i in train], [names[i] for i in test])
+        for train, test in reference
+    }
+    assert {group: split for group, split in folds} == expected
+    assert [group for group, _ in folds] == sorted(sites)
+    for group, (train, held_out) in folds:
+        assert {group_of[p] for p in held_out} == {group} and group not in {group_of[p] for p in train}
+        assert sorted(train + held_out) == names
+    # Every patient is held out in exactly one fold, and trained on in all the others.
+    for patient in names:
+        assert sum(patient in held for _, (_, held) in folds) == 1
+        assert sum(patient in train for _, (train, _) in folds) == len(sites) - 1
+
+
+def test_group_values_must_be_present_single_and_plural() -> None:
+    with pytest.raises(ValueError, match="no 'site' value"):
+        patient_groups(["P1", "P2"], ["a", None], "site")
+    with pytest.raises(ValueError, match="two 'site' groups"):
+        patient_groups(["P1", "P1"], ["a", "b"], "site")
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        leave_one_group_out({"P1": 0, "P2": 1}, {"P1": "a", "P2": "a"})

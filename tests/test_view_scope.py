@@ -160,7 +160,7 @@ def test_other_views_are_found_with_their_plane(other_dir: Path) -> None:
         "face_profile",
     }
     assert discover_other_views(other_dir / "other_views") == found  # the folder itself: manifest above
-    assert all(patient.startswith("SYN0008-") for _, _, patient in found)
+    assert all(patient.startswith("SYN8-") for _, _, patient in found)
 
 
 def test_other_views_of_a_mixed_folder_skip_cns_images_and_masks(tmp_path: Path) -> None:

@@ -41,6 +41,14 @@ def register(subparsers: Any) -> None:
         "signal against the --data images, and the fraction of its studies that still get a verdict",
     )
     parser.add_argument(
+        "--compare-cam-model",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the same checkpoint exported with the other --cam-target: report the pointing game of "
+        "both heatmap kinds (per class and plane) side by side",
+    )
+    parser.add_argument(
         "--update-card", action="store_true", help="copy the metrics into the model card's 'metrics'"
     )
     parser.set_defaults(handler=run_evaluate)
@@ -63,8 +71,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
             threads=args.threads,
             robustness=args.robustness,
             ood_dirs=args.ood,
+            compare_cam_model=args.compare_cam_model,
         )
-    except (DatasetError, EngineError, OodDataError) as exc:
+    except (DatasetError, EngineError, OodDataError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = write_report(evaluation, args.out)
@@ -85,6 +94,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
             f"  calibration: temperature {calibration['temperature']:.4f}, image ECE "
             f"{calibration['image_ece_before']:.3f} before, {calibration['image_ece_after']:.3f} after"
         )
+    comparison = evaluation.metrics["localisation"].get("comparison")
+    if comparison:
+        print(cam_comparison_summary(comparison))
     check = evaluation.metrics["ood"].get("check")
     if check:
         print(ood_summary(check))
@@ -93,6 +105,15 @@ def run_evaluate(args: argparse.Namespace) -> int:
         write_model_card(args.model, {**card.raw, "metrics": card_metrics(evaluation.metrics)})
         print(f"metrics copied into {args.model / 'model.json'}")
     return 0
+
+
+def cam_comparison_summary(comparison: dict[str, Any]) -> str:
+    """Pointing game (true class) of each CAM target, overall and per class, as text lines."""
+    lines = ["  pointing game by CAM target (true class):"]
+    for target, row in comparison["targets"].items():
+        per_class = ", ".join(f"{c} {_f(v['pointing_game_true_class'])}" for c, v in row["per_class"].items())
+        lines.append(f"    {target}: {_f(row['pointing_game_true_class'])} ({per_class})")
+    return "\n".join(lines)
 
 
 def _f(value: float | None) -> str:

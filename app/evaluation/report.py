@@ -226,6 +226,26 @@ def _robustness_section(block: dict[str, Any] | None) -> str:
 {_table(header, rows)}"""
 
 
+def _cam_comparison_section(comparison: dict[str, Any] | None) -> str:
+    """Both heatmap kinds of one checkpoint (evaluate --compare-cam-model), per class and overall."""
+    if not comparison:
+        return ""
+    targets = list(comparison["targets"])
+    classes = list(next(iter(comparison["targets"].values()))["per_class"])
+    rows = [
+        (
+            _human(name),
+            *(comparison["targets"][t]["per_class"][name]["pointing_game_true_class"] for t in targets),
+        )
+        for name in classes
+    ]
+    rows.append(("all", *(comparison["targets"][t]["pointing_game_true_class"] for t in targets)))
+    header = ["class", *(f"pointing game, {t}" for t in targets)]
+    return f"""<h3>Pointing game by CAM target (same weights)</h3>
+<p>{" and ".join(html.escape(_CAM_TARGET_WORDS.get(t, t)) for t in targets)}; per plane in metrics.json.</p>
+{_table(header, rows)}"""
+
+
 def _ood_section(check: dict[str, Any] | None) -> str:
     if not check:
         return ""
@@ -295,6 +315,12 @@ def render_html(metrics: dict[str, Any], figures: dict[str, str]) -> str:
     per_class_ci = _per_class_ci(metrics["patient_mean"]["per_class"])
     per_class_images_ci = _per_class_ci(metrics["image"]["per_class"])
     calibration = _calibration_section(metrics.get("calibration"))
+    plane_rows = [
+        (_human(name), plane, c["images"], c["pointing_game_true_class"], c["iou_true_class"])
+        for name, planes in loc.get("per_class_plane", {}).items()
+        for plane, c in planes.items()
+    ]
+    comparison = _cam_comparison_section(loc.get("comparison"))
     robustness = _robustness_section(metrics.get("robustness"))
     ood_check = _ood_section(metrics.get("ood", {}).get("check"))
     banner = (
@@ -343,6 +369,9 @@ back to the original image through the scan box, lies inside the lesion mask dil
 {loc["tolerance_px"]} pixels. IoU: CAM thresholded at half its maximum vs the lesion mask.
 The heatmaps explain {_CAM_TARGET_WORDS.get(loc.get("cam_target", "logit"), "the class logit")}.</p>
 {_table(["class", "images", "pointing game (true class)", "IoU (true class)"], loc_rows)}
+<h3>Per class and plane</h3>
+{_table(["class", "plane", "images", "pointing game (true class)", "IoU (true class)"], plane_rows)}
+{comparison}
 {robustness}
 {ood_check}
 <h2>Figures</h2>

@@ -42,6 +42,7 @@ from app.inference.analysis import exclusion_key
 from app.inference.engine import InferenceEngine
 from app.inference.temperature import negative_log_likelihood, scaled_softmax
 from app.ingest.types import IngestedImage
+from app.provenance import portable_path
 
 # The data-set reader is torch-free; sharing it keeps training and evaluation reading one layout.
 from app.training.data import Sample, describe_dataset, discover_samples, read_rgb
@@ -124,6 +125,112 @@ def score_images(
             records.append(record)
         log.info("scored %d/%d images", min(start + chunk, len(samples)), len(samples))
     return records, examples
+
+
+PLANE_COLUMN = "plane"  # the manifest column naming an image's view plane
+NO_PLANE = "unknown"
+
+
+def _localisation_rates(records: Sequence[ImageRecord]) -> dict[str, Any]:
+    return {
+        "images": sum(r.pointing_true is not None for r in records),
+        "pointing_game_true_class": _rate([r.pointing_true for r in records]),
+        "iou_true_class": _rate([r.iou_true for r in records]),
+    }
+
+
+def _by_plane(records: Sequence[ImageRecord]) -> dict[str, Any]:
+    """Localisation rates per manifest plane, over records that have a lesion mask."""
+    planes: dict[str, list[ImageRecord]] = {}
+    for record in records:
+        if record.pointing_true is not None:
+            planes.setdefault(record.sample.column(PLANE_COLUMN) or NO_PLANE, []).append(record)
+    return {plane: _localisation_rates(rows) for plane, rows in sorted(planes.items())}
+
+
+def localisation_block(
+    records: Sequence[ImageRecord], classes: Sequence[str], normal: int, tolerance_px: int, cam_target: str
+) -> dict[str, Any]:
+    """Pointing game and CAM IoU of the exported map: overall, per class, per plane, per class and plane.
+
+    Per plane because one class's views differ in how hard they are to point at (a lesion in a
+    sagittal spine view against one in an axial head), which a per-class rate averages away.
+    """
+    anomalies = [c for c in range(len(classes)) if c != normal]
+    return {
+        "images": sum(r.pointing_true is not None for r in records),
+        "tolerance_px": tolerance_px,
+        "cam_target": cam_target,
+        "pointing_game_true_class": _rate([r.pointing_true for r in records]),
+        "pointing_game_predicted_class": _rate([r.pointing_predicted for r in records]),
+        "iou_true_class": _rate([r.iou_true for r in records]),
+        "iou_predicted_class": _rate([r.iou_predicted for r in records]),
+        "cam_threshold": "0.5 x max",
+        "per_class": {
+            classes[c]: _localisation_rates([r for r in records if r.sample.label == c]) for c in anomalies
+        },
+        "per_plane": _by_plane(records),
+        "per_class_plane": {
+            classes[c]: _by_plane([r for r in records if r.sample.label == c]) for c in anomalies
+        },
+        "note": "anomaly images with a lesion mask; CAM mapped to the original image through the scan box",
+    }
+
+
+# Two exports of one checkpoint give the same logits up to float noise; more means other weights.
+SAME_WEIGHTS_TOLERANCE = 1e-4
+
+
+def compare_cam_targets(
+    engine: InferenceEngine,
+    records: Sequence[ImageRecord],
+    localisation: dict[str, Any],
+    other_model: Path,
+    tolerance_px: int,
+    batch_size: int,
+    threads: int | None,
+) -> dict[str, Any]:
+    """Localisation of a second export of the same checkpoint (the other CAM target), beside this one.
+
+    The CAM is computed inside the ONNX graph, so each heatmap kind needs its own export; this
+    scores only the images with a lesion mask through the second model and refuses a model whose
+    probabilities differ (other weights would make the comparison meaningless).
+    """
+    other = InferenceEngine(other_model, device="auto", batch_size=batch_size, threads=threads)
+    if tuple(other.classes) != tuple(engine.classes):
+        raise ValueError(f"{other_model}: its classes differ from the evaluated model's")
+    if other.card.cam_target == engine.card.cam_target:
+        raise ValueError(
+            f"{other_model} has the same CAM target ({other.card.cam_target}); export the other one"
+        )
+    masked = [r for r in records if r.pointing_true is not None]
+    other_records, _ = score_images(other, [r.sample for r in masked], tolerance_px, n_examples=0)
+    difference = max(
+        (
+            float(np.abs(a.probabilities - b.probabilities).max())
+            for a, b in zip(masked, other_records, strict=True)
+        ),
+        default=0.0,
+    )
+    if difference > SAME_WEIGHTS_TOLERANCE:
+        raise ValueError(
+            f"{other_model} is not an export of the same checkpoint: probabilities differ by {difference:.2g}"
+        )
+    block = localisation_block(
+        other_records, engine.classes, engine.card.normal_index, tolerance_px, other.card.cam_target
+    )
+    return {
+        "targets": {
+            localisation["cam_target"]: _comparison_row(localisation),
+            block["cam_target"]: _comparison_row(block),
+        },
+        "max_probability_difference": difference,
+    }
+
+
+def _comparison_row(block: dict[str, Any]) -> dict[str, Any]:
+    keep = ("images", "pointing_game_true_class", "pointing_game_predicted_class", "iou_true_class")
+    return {k: block[k] for k in keep} | {k: block[k] for k in ("per_class", "per_plane", "per_class_plane")}
 
 
 # The predicted index of a patient without a verdict: a miss for accuracy and per-class metrics.
@@ -334,9 +441,12 @@ def evaluate_model(
     seed: int = 0,
     robustness: bool = False,
     ood_dirs: Sequence[Path] = (),
+    compare_cam_model: Path | None = None,
 ) -> Evaluation:
     """Every metric of the model on ``data_dir``; with ``ood_dirs``, the OOD check too
-    (``app.evaluation.ood``: each folder a group of out-of-distribution inputs)."""
+    (``app.evaluation.ood``: each folder a group of out-of-distribution inputs); with
+    ``compare_cam_model`` (the same checkpoint exported with the other CAM target), the
+    localisation of both heatmap kinds side by side (``compare_cam_targets``)."""
     if ood_dirs:
         check_ood_dirs(ood_dirs)  # a missing folder fails before the long scoring run
     engine = InferenceEngine(model_dir, device="auto", batch_size=batch_size, threads=threads)
@@ -373,26 +483,11 @@ def evaluate_model(
         "indeterminate": indeterminate_block(vote_verdicts, patient_true, classes),
     }
 
-    localisation = {
-        "images": sum(r.pointing_true is not None for r in records),
-        "tolerance_px": tolerance_px,
-        "cam_target": engine.card.cam_target,
-        "pointing_game_true_class": _rate([r.pointing_true for r in records]),
-        "pointing_game_predicted_class": _rate([r.pointing_predicted for r in records]),
-        "iou_true_class": _rate([r.iou_true for r in records]),
-        "iou_predicted_class": _rate([r.iou_predicted for r in records]),
-        "cam_threshold": "0.5 x max",
-        "per_class": {
-            classes[c]: {
-                "images": sum(r.pointing_true is not None for r in records if r.sample.label == c),
-                "pointing_game_true_class": _rate([r.pointing_true for r in records if r.sample.label == c]),
-                "iou_true_class": _rate([r.iou_true for r in records if r.sample.label == c]),
-            }
-            for c in range(len(classes))
-            if c != normal
-        },
-        "note": "anomaly images with a lesion mask; CAM mapped to the original image through the scan box",
-    }
+    localisation = localisation_block(records, classes, normal, tolerance_px, engine.card.cam_target)
+    if compare_cam_model is not None:
+        localisation["comparison"] = compare_cam_targets(
+            engine, records, localisation, compare_cam_model, tolerance_px, batch_size, threads
+        )
 
     subgroups: dict[str, Any] = {}
     patient_ga = {p: records[rows_of[p][0]].sample.gestational_age_weeks for p in patients}
@@ -474,7 +569,8 @@ def evaluate_model(
     }
     metrics = {
         "model": {"name": engine.card.name, "version": engine.card.version, "sha256": engine.card.sha256},
-        "data": {k: v for k, v in provenance.items() if k != "data"} | {"dir": str(data_dir)},
+        # A folder name or project-relative path: metrics.json and the card travel between machines.
+        "data": {k: v for k, v in provenance.items() if k != "data"} | {"dir": portable_path(data_dir)},
         "classes": list(classes),
         "summary": summary,
         "confidence_intervals": {k: v.as_json() if v else None for k, v in intervals.items()},

@@ -41,6 +41,7 @@ from app.inference.runtime import EngineError
 from app.inference.scores import energy_score
 from app.ingest.types import IngestedImage
 from app.modelcard import load_model_card, sha256_of, validate_card, write_model_card
+from app.provenance import portable_path
 from app.training.data import (
     IMAGE_SUFFIXES,
     OUT_OF_SCOPE,
@@ -350,7 +351,8 @@ def calibrate_ood(
         "rule_meaning": RULE_MEANING,
         "expected_false_flag_rate": combined,
         "max_false_flag_rate": float(max_false_flag_rate),
-        "calibration": {**described, "data": str(data_dir), "folds": int(folds)},
+        # Portable like the training provenance: the card travels to machines without this path.
+        "calibration": {**described, "data": portable_path(data_dir), "folds": int(folds)},
     }
     if views is not None:
         found, view_seed, view_planes, _ = views
@@ -368,7 +370,7 @@ def calibrate_ood(
                 "feature_width": params.width,
                 "planes": {name: view_planes.count(name) for name in sorted(set(view_planes))},
                 "fitted_on": {
-                    "data": str(other_views),
+                    "data": portable_path(other_views),
                     "patients": len(view_patients),
                     "images": len(found),
                     **(

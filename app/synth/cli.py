@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
                 include_other_views=args.include_other_views,
                 other_views_only=args.other_views_only,
                 other_views_per_patient=args.other_views_per_patient,
+                command=getattr(args, "command_line", None),
             )
         except ValueError as error:
             print(f"fetalcns synth: {error}", file=sys.stderr)

@@ -6,6 +6,8 @@ Layout under OUT:
   dicom/<class>/<patient_id>/*.dcm               one DICOM study per patient (DICOM formats)
   manifest.csv  patient_id,class,gestational_age_weeks,plane,image,mask,view_scope
                 (paths relative to OUT; view_scope "cns", or "other" for non-CNS planes)
+  dataset.json  how the set was made: tool, version, the full seed, options, command line,
+                counts and creation time (training copies it into the model card)
 
 With other views requested, each patient also gets a few non-CNS planes (abdomen,
 femur, four-chamber heart, face profile), outside the class folders so that no
@@ -21,20 +23,25 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from app.labels import PAPER_CLASSES
+from app.provenance import DATASET_RECORD
 from app.synth.anatomy import PatientAnatomy, sample_anatomy
 from app.synth.body import OTHER_PLANES
 from app.synth.planes import choose_planes
 from app.synth.pngio import write_png
 from app.synth.scene import RenderedImage, acquire, plan_view
 
+SYNTH_TOOL = "fetalcns synth"
 FORMATS = ("png", "dicom", "both")
 MANIFEST_COLUMNS = ("patient_id", "class", "gestational_age_weeks", "plane", "image", "mask", "view_scope")
 SCOPE_CNS = "cns"
@@ -43,6 +50,26 @@ OTHER_VIEWS_DIR = "other_views"
 OTHER_VIEWS_PER_PATIENT = (1, 3)
 _EPOCH = dt.date(2024, 1, 1)
 HEADER = "FETALCNS  OB  FETAL CNS"
+
+
+# DICOM's PatientID (LO) holds at most 64 characters.
+MAX_PATIENT_ID_LENGTH = 64
+
+
+def synthetic_patient_id(seed: int, index: int) -> str:
+    """SYN<seed>-<n>: the full seed, so that any image names the exact generator run it came from
+    (a seed modulo 10000 made seeds 1 and 10001 indistinguishable)."""
+    return f"SYN{seed}-{index + 1:05d}"
+
+
+def check_seed(seed: int) -> None:
+    """A seed must be non-negative (numpy's generators refuse others) and fit a DICOM PatientID."""
+    if seed < 0:
+        raise ValueError(f"the seed must be 0 or more, got {seed}")
+    if len(synthetic_patient_id(seed, 99_999)) > MAX_PATIENT_ID_LENGTH:
+        raise ValueError(
+            f"the seed has too many digits for a DICOM PatientID (at most {MAX_PATIENT_ID_LENGTH - 9})"
+        )
 
 
 @dataclass(frozen=True)
@@ -63,7 +90,7 @@ def make_patient(seed: int, index: int, diagnosis: str) -> SyntheticPatient:
     time = f"{int(rng.integers(8, 18)):02d}{int(rng.integers(0, 60)):02d}{int(rng.integers(0, 60)):02d}"
     return SyntheticPatient(
         index=index,
-        patient_id=f"SYN{seed % 10000:04d}-{index + 1:05d}",
+        patient_id=synthetic_patient_id(seed, index),
         diagnosis=diagnosis,
         anatomy=anatomy,
         study_date=date,
@@ -132,6 +159,7 @@ def generate_dataset(
     include_other_views: bool = False,
     other_views_only: bool = False,
     other_views_per_patient: tuple[int, int] = OTHER_VIEWS_PER_PATIENT,
+    command: Sequence[str] | None = None,
 ) -> Path:
     """Write `n_patients` synthetic patients, balanced across `classes`; returns the manifest path.
 
@@ -140,9 +168,12 @@ def generate_dataset(
     adds non-CNS planes (manifest view_scope "other") under OUT/other_views;
     `other_views_only` writes those alone (no CNS images, no masks), e.g. as a set
     for the out-of-distribution check. Neither changes the CNS images of a seed.
+    Beside the manifest, DATASET_RECORD (dataset.json) records how the set was made; `command`
+    is the command line to record there (the `fetalcns synth` CLI passes its own).
     """
     chosen = list(classes) if classes else list(PAPER_CLASSES)
     _validate(n_patients, fmt, images_per_patient, chosen)
+    check_seed(seed)
     low, high = other_views_per_patient
     if not 1 <= low <= high:
         raise ValueError(f"other views per patient must satisfy 1 <= MIN <= MAX, got {low}-{high}")
@@ -160,7 +191,51 @@ def generate_dataset(
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
+    options = {
+        "patients": n_patients,
+        "seed": seed,
+        "format": fmt,
+        "images_per_patient": list(images_per_patient),
+        "classes": chosen,
+        "include_other_views": include_other_views,
+        "other_views_only": other_views_only,
+        "other_views_per_patient": list(other_views_per_patient),
+    }
+    write_dataset_record(out, options, rows, command)
     return manifest
+
+
+def dataset_record(
+    options: dict[str, Any], rows: Sequence[dict[str, str]], command: Sequence[str] | None
+) -> dict[str, Any]:
+    """What dataset.json holds: tool, version, the full seed, options, command line, counts, time."""
+    from app.cli import package_version
+
+    cns = [r for r in rows if r["view_scope"] == SCOPE_CNS]
+    return {
+        "tool": SYNTH_TOOL,
+        "version": package_version(),
+        "seed": options["seed"],
+        "options": options,
+        "command": list(command) if command is not None else None,
+        "counts": {
+            "patients": len({r["patient_id"] for r in rows}),
+            "images": len(rows),
+            "cns_images": len(cns),
+            "other_view_images": len(rows) - len(cns),
+            "images_per_class": dict(sorted(Counter(r["class"] for r in cns).items())),
+        },
+        "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+    }
+
+
+def write_dataset_record(
+    out: Path, options: dict[str, Any], rows: Sequence[dict[str, str]], command: Sequence[str] | None
+) -> Path:
+    path = Path(out) / DATASET_RECORD
+    record = dataset_record(options, rows, command)
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 def _write_patient(out: Path, rendered: PatientImages, fmt: str) -> list[dict[str, str]]:

@@ -47,6 +47,13 @@ def register(subparsers: Any) -> None:
     protocol.add_argument("--folds", type=int, default=5, help="patient-grouped folds (default 5)")
     protocol.add_argument("--lopo", action="store_true", help="leave-one-patient-out cross-validation")
     protocol.add_argument("--final", action="store_true", help="one final fit for a shipped model")
+    protocol.add_argument(
+        "--group-by",
+        metavar="COLUMN",
+        default=None,
+        help="leave-one-group-out cross-validation over a manifest.csv column (e.g. site): one fold "
+        "per distinct value, trained on the other groups and evaluated on the held-out one",
+    )
     parser.add_argument("--val-fraction", type=float, default=0.15, help="--final: epoch-selection patients")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -62,6 +69,16 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: up to 2)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(handler=run_train)
+
+
+def group_lines(summary: dict[str, Any]) -> str:
+    """Per held-out group of a --group-by run, one line each; empty for other protocols."""
+    lines = [
+        f"  {summary['group_by']} {name}: {row['patients']} patients, {row['images']} images; "
+        f"patient accuracy {row['patient_accuracy']:.3f}, image accuracy {row['image_accuracy']:.3f}"
+        for name, row in summary.get("per_group", {}).items()
+    ]
+    return "\n".join(lines)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -104,11 +121,15 @@ def run_train(args: argparse.Namespace) -> int:
             checkpoint = final_fit(args.data, args.out, config, val_fraction=args.val_fraction)
             print(f"final model: {checkpoint} (export it with: fetalcns export --checkpoint {checkpoint})")
         else:
-            summary = cross_validate(args.data, args.out, config, folds=args.folds, lopo=args.lopo)
+            summary = cross_validate(
+                args.data, args.out, config, folds=args.folds, lopo=args.lopo, group_by=args.group_by
+            )
             print(
                 f"{summary['protocol']}: out-of-fold patient accuracy "
                 f"{summary['out_of_fold_patient_accuracy']:.3f}; details in {args.out / 'cv.json'}"
             )
+            if summary.get("per_group"):
+                print(group_lines(summary))
     except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

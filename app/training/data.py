@@ -21,13 +21,16 @@ from PIL import Image
 
 from app.labels import PAPER_CLASSES
 from app.preprocess import PreprocessSpec, crop, ensure_rgb_uint8, normalize, resize, scan_box
+from app.provenance import data_hash, portable_path, portable_record, read_dataset_record, verify_data_hash
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 IGNORED_DIRS = frozenset({"masks", "dicom", "other_views"})
 MANIFEST = "manifest.csv"
 OUT_OF_SCOPE = "other"  # manifest view_scope of a non-CNS plane
 SYNTH_SOURCE = "fetalcns synth"
-SYNTH_PATIENT_ID = re.compile(r"SYN(\d{4})-\d+")
+# SYN<seed>-<n>: the full seed; older sets wrote the seed modulo 10000 in 4 digits (SYN0007-00001),
+# which this reads too (as seed 7).
+SYNTH_PATIENT_ID = re.compile(r"SYN(\d+)-\d+")
 
 
 class DatasetError(ValueError):
@@ -41,6 +44,12 @@ class Sample:
     patient: str
     gestational_age_weeks: float | None = None
     mask: Path | None = None
+    # Every manifest column of the image's row, for reading any of them generically (plane, site...).
+    columns: tuple[tuple[str, str], ...] = ()
+
+    def column(self, name: str) -> str | None:
+        """The image's manifest value in column `name`; None without one (or when it is empty)."""
+        return dict(self.columns).get(name) or None
 
 
 def read_manifest(data_dir: Path) -> dict[Path, dict[str, str]]:
@@ -91,6 +100,7 @@ def discover_samples(data_dir: Path, classes: tuple[str, ...] = PAPER_CLASSES) -
                         patient=patient,
                         gestational_age_weeks=_optional_float(row.get("gestational_age_weeks")),
                         mask=mask,
+                        columns=tuple(sorted((k, v) for k, v in row.items() if k and v is not None)),
                     )
                 )
     if not samples:
@@ -105,20 +115,36 @@ def discover_samples(data_dir: Path, classes: tuple[str, ...] = PAPER_CLASSES) -
 
 
 def describe_dataset(data_dir: Path, samples: list[Sample]) -> dict[str, Any]:
-    """Provenance for the model card: counts, plus the generator's settings for synthetic data."""
+    """Provenance for the model card: counts, the data hash, and for synthetic data the generator's
+    settings (its dataset.json when present). No absolute path: see app.provenance.portable_path."""
     data_dir = Path(data_dir)
     patients = {s.patient for s in samples}
     per_class = Counter(PAPER_CLASSES[s.label] for s in samples)
     info: dict[str, Any] = {
-        "data": str(data_dir),
+        "data": portable_path(data_dir),
         "patients": len(patients),
         "images": len(samples),
         "images_per_class": dict(per_class),
         "patients_per_class": dict(Counter(PAPER_CLASSES[s.label] for s in _one_per_patient(samples))),
         "synthetic": False,
+        "data_hash": data_hash(data_dir, [s.path for s in samples]),
     }
     info.update(_synth_settings(samples))
+    record = read_dataset_record(data_dir)
+    if record is not None:
+        info["dataset_record"] = portable_record(record)
+        if info.get("synthetic") and isinstance(record.get("seed"), int):
+            # The record has the seed exactly; patient IDs of older sets kept only its last 4 digits.
+            info["generator"]["seed"] = record["seed"]
     return info
+
+
+def verify_dataset(data_dir: Path, provenance: dict[str, Any]) -> bool:
+    """Is DIR the data a card's provenance describes? Recomputes the data hash of DIR."""
+    recorded = provenance.get("data_hash") or {}
+    # With a manifest the hash covers what it lists; without one, the images training reads.
+    samples = [] if (Path(data_dir) / MANIFEST).is_file() else discover_samples(data_dir)
+    return verify_data_hash(data_dir, recorded, [s.path for s in samples])
 
 
 def _one_per_patient(samples: list[Sample]) -> list[Sample]:

@@ -13,12 +13,15 @@ import numpy as np
 
 from app.labels import PAPER_CLASSES
 from app.preprocess import PreprocessSpec
+from app.provenance import code_commit
 from app.training.data import describe_dataset, discover_samples
 from app.training.export import ood_threshold
 from app.training.splits import (
     Split,
     holdout_split,
+    leave_one_group_out,
     leave_one_patient_out,
+    patient_groups,
     patient_kfold,
     patient_labels,
 )
@@ -46,10 +49,48 @@ def _prepare(
 ) -> tuple[RegionCache, dict[str, int], dict[str, Any]]:
     samples = discover_samples(data_dir)
     provenance = describe_dataset(data_dir, samples)
+    # The code that fits the model, next to the data it fits: together they pin the run.
+    provenance["code"] = code_commit()
     log.info("%d images of %d patients; preprocessing once", provenance["images"], provenance["patients"])
     cache = RegionCache(samples, spec, disk_cache=disk_cache)
     by_patient = patient_labels(cache.patients, cache.labels.tolist())
     return cache, by_patient, provenance
+
+
+def _protocol_splits(
+    cache: RegionCache,
+    by_patient: dict[str, int],
+    config: TrainConfig,
+    folds: int,
+    lopo: bool,
+    group_by: str | None,
+) -> tuple[str, list[tuple[str | None, Split]]]:
+    """The protocol's name and its folds, each with the held-out group's value (or None)."""
+    if group_by:
+        values = [s.column(group_by) for s in cache.samples]
+        group_of = patient_groups(cache.patients, values, group_by)
+        return f"leave-one-{group_by}-out", list(leave_one_group_out(by_patient, group_of))
+    if lopo:
+        return "leave-one-patient-out", [(None, split) for split in leave_one_patient_out(by_patient)]
+    splits = patient_kfold(by_patient, folds, config.seed)
+    return f"{len(splits)}-fold patient-grouped", [(None, split) for split in splits]
+
+
+def _group_summary(
+    fold_reports: list[dict[str, Any]], out_of_fold: dict[str, list[float]], by_patient: dict[str, int]
+) -> dict[str, Any]:
+    """Per held-out group: patients, images, patient accuracy (mean softmax) and image accuracy."""
+    summary: dict[str, Any] = {}
+    for fold in fold_reports:
+        held_out = fold["held_out_patients"]
+        right = [int(np.argmax(out_of_fold[p])) == by_patient[p] for p in held_out]
+        summary[fold["group"]] = {
+            "patients": len(held_out),
+            "images": fold["val_images"],
+            "patient_accuracy": float(np.mean(right)),
+            "image_accuracy": fold["val_image_accuracy"],
+        }
+    return summary
 
 
 def cross_validate(
@@ -60,42 +101,48 @@ def cross_validate(
     lopo: bool = False,
     spec: PreprocessSpec | None = None,
     disk_cache: bool = True,
+    group_by: str | None = None,
 ) -> dict[str, Any]:
-    """Train one model per patient-grouped fold; writes OUT/fold-K/best.pt and OUT/cv.json."""
+    """Train one model per patient-grouped fold; writes OUT/fold-K/best.pt and OUT/cv.json.
+
+    With ``group_by`` (a manifest.csv column, e.g. site): leave-one-group-out, one fold per
+    distinct value, and the summary reports each held-out group's patient and image accuracy.
+    """
     spec = spec or PreprocessSpec()
     cache, by_patient, provenance = _prepare(data_dir, spec, disk_cache)
-    splits: list[Split] = (
-        leave_one_patient_out(by_patient) if lopo else patient_kfold(by_patient, folds, config.seed)
-    )
+    protocol, splits = _protocol_splits(cache, by_patient, config, folds, lopo, group_by)
     fold_reports: list[dict[str, Any]] = []
     out_of_fold: dict[str, list[float]] = {}
-    for number, (train_patients, val_patients) in enumerate(splits, start=1):
+    for number, (group, (train_patients, val_patients)) in enumerate(splits, start=1):
         fold_config = TrainConfig(**{**asdict(config), "seed": config.seed + number})
+        val_indices = _indices(cache, val_patients)
         result = fit(
             cache,
             _indices(cache, train_patients),
-            _indices(cache, val_patients),
+            val_indices,
             fold_config,
             out_dir / f"fold-{number}" / "best.pt",
             extra={"provenance": provenance, "train_patients": train_patients, "val_patients": val_patients},
-            description=f"fold {number}/{len(splits)}",
+            description=f"fold {number}/{len(splits)}" + (f" ({group_by} {group} held out)" if group else ""),
         )
         out_of_fold.update(result.val_patient_probabilities)
-        fold_reports.append(
-            {
-                "fold": number,
-                "checkpoint": str(result.checkpoint),
-                "train_patients": len(train_patients),
-                "val_patients": len(val_patients),
-                "best_epoch": result.best_epoch,
-                "val_patient_loss": result.best.val_patient_loss,
-                "val_patient_accuracy": result.best.val_patient_accuracy,
-                "val_image_accuracy": result.best.val_image_accuracy,
-            }
-        )
+        report: dict[str, Any] = {
+            "fold": number,
+            "checkpoint": str(result.checkpoint),
+            "train_patients": len(train_patients),
+            "val_patients": len(val_patients),
+            "val_images": len(val_indices),
+            "best_epoch": result.best_epoch,
+            "val_patient_loss": result.best.val_patient_loss,
+            "val_patient_accuracy": result.best.val_patient_accuracy,
+            "val_image_accuracy": result.best.val_image_accuracy,
+        }
+        if group is not None:
+            report |= {"group": group, "held_out_patients": val_patients}
+        fold_reports.append(report)
     correct = [int(np.argmax(p)) == by_patient[k] for k, p in out_of_fold.items()]
     summary = {
-        "protocol": "leave-one-patient-out" if lopo else f"{len(splits)}-fold patient-grouped",
+        "protocol": protocol,
         "classes": list(PAPER_CLASSES),
         "train_config": asdict(config),
         "provenance": provenance,
@@ -104,6 +151,11 @@ def cross_validate(
         "out_of_fold_patient_probabilities": out_of_fold,
         "patient_labels": {k: by_patient[k] for k in out_of_fold},
     }
+    if group_by:
+        # The held-out group also picks each fold's epoch (as every protocol here does), so these
+        # lean slightly optimistic; they still never saw the group's patients in training.
+        summary["group_by"] = group_by
+        summary["per_group"] = _group_summary(fold_reports, out_of_fold, by_patient)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cv.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary

@@ -18,6 +18,7 @@ import torch
 from app.labels import NORMAL_CLASS, PAPER_CLASSES
 from app.modelcard import CAM_TARGETS, DEFAULT_CAM_TARGET, ONNX_FILE, write_model_card
 from app.preprocess import PreprocessSpec
+from app.provenance import portable_record
 from app.training.model import (
     DEFAULT_LSE_SHARPNESS,
     CamHead,
@@ -239,7 +240,8 @@ def export_untrained_demo(out_dir: Path, width: float = 0.125, seed: int = 0) ->
 
 def card_from_checkpoint(payload: dict[str, Any], name: str, version: str) -> dict[str, Any]:
     """Card fields that a training checkpoint knows: provenance, OOD rule, selection, input spec."""
-    provenance = dict(payload.get("provenance") or {})
+    # Checkpoints written before provenance was portable hold absolute data paths; a card never does.
+    provenance = portable_record(payload.get("provenance") or {})
     synthetic = bool(provenance.get("synthetic", False))
     thresholds = default_card_thresholds()
     if payload.get("ood"):

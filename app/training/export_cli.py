@@ -37,7 +37,8 @@ def register(subparsers: Any) -> None:
         "--cam-target",
         default=DEFAULT_CAM_TARGET,
         choices=CAM_TARGETS,
-        help="what each class heatmap explains: its log-odds against normal (default) or its logit",
+        help="what each class heatmap explains: its own logit (default; Grad-CAM as in Qi et al.) or "
+        "its log-odds against normal (normal-contrast)",
     )
     parser.set_defaults(handler=run_export)
 

@@ -71,3 +71,45 @@ def holdout_split(by_patient: dict[str, int], val_fraction: float = 0.15, seed: 
     stratify = labels if stratifiable else None
     train, val = train_test_split(patients, test_size=n_val, random_state=seed, stratify=stratify)
     return sorted(train), sorted(val)
+
+
+# A group-held-out fold: (group value, (training patients, held-out patients)).
+GroupSplit = tuple[str, Split]
+
+
+def patient_groups(patients: Sequence[str], values: Sequence[str | None], column: str) -> dict[str, str]:
+    """One group value per patient from per-image (patient, value) pairs, e.g. the manifest's site.
+
+    A patient without a value, or with two, cannot be held out as a whole, so both are refused.
+    """
+    result: dict[str, str] = {}
+    for patient, value in zip(patients, values, strict=True):
+        if not value:
+            raise ValueError(f"an image of patient {patient!r} has no {column!r} value in manifest.csv")
+        if result.setdefault(patient, value) != value:
+            raise ValueError(
+                f"patient {patient!r} has images in two {column!r} groups ({result[patient]}, {value})"
+            )
+    return result
+
+
+def leave_one_group_out(by_patient: dict[str, int], group_of: dict[str, str]) -> list[GroupSplit]:
+    """One fold per distinct group (sorted): train on every other group, hold this one out.
+
+    Held out by site, a fold measures how the recipe carries to a centre it never saw, which
+    patient-level folds over pooled sites cannot (a site's scanner and population leak across).
+    """
+    patients = sorted(by_patient)
+    missing = [p for p in patients if p not in group_of]
+    if missing:
+        raise ValueError(f"{len(missing)} patient(s) have no group, e.g. {missing[0]!r}")
+    groups = sorted({group_of[p] for p in patients})
+    if len(groups) < 2:
+        raise ValueError(f"leave-one-group-out needs at least 2 groups, found {len(groups)}: {groups}")
+    return [
+        (
+            group,
+            ([p for p in patients if group_of[p] != group], [p for p in patients if group_of[p] == group]),
+        )
+        for group in groups
+    ]
