@@ -244,8 +244,8 @@ def acquire(
         view.depth_mm,
         annotations[0],
         annotations[1],
-        f"{site.probe_label} {site.frequency_mhz:.1f}MHz D{view.depth_mm / 10:.0f}cm|Gn {50 + settings.gain_db:.0f} "
-        f"DR {settings.dynamic_range_db:.0f}",
+        f"{site.probe_label} {site.frequency_mhz:.1f}MHz D{view.depth_mm / 10:.0f}cm"
+        f"|Gn {50 + settings.gain_db:.0f} DR {settings.dynamic_range_db:.0f}",
         site.layout,
         colour,
     )
