@@ -65,6 +65,10 @@ class PatientAnatomy:
         return "-".join(part for part in (self.subtype, self.details) if part)
 
     @property
+    def lemon(self) -> bool:
+        return self.lemon_depth > 0.0
+
+    @property
     def ventriculomegaly(self) -> bool:
         return self.ventricle_scale >= VENTRICULOMEGALY
 

@@ -65,7 +65,7 @@ def burn_in(
     elif layout == FOOTER:
         _text(image, header, 6, height - 22, colour)
         _text(image, "SYNTHETIC - NOT A PATIENT", 6, height - 8, colour)
-        _right_aligned(image, acquired, height - 8, colour)
+        _right_aligned(image, acquired, 14, colour)
         for i, line in enumerate(settings):
             _text(image, line, 6, 14 + 14 * i, colour)
         _ruler(image, sector, depth_mm, width - 30, 1, colour)

@@ -37,7 +37,7 @@ TINTS: dict[str, tuple[float, float, float]] = {
 
 CLASSIC = "classic"  # header top left, date top right, settings bottom left, ruler right
 MIRRORED = "mirrored"  # header top right, date top left, settings bottom right, ruler left
-FOOTER = "footer"  # header and date along the bottom, settings top left, ruler right
+FOOTER = "footer"  # header along the bottom, settings top left, date top right, ruler right
 LAYOUTS = (CLASSIC, MIRRORED, FOOTER)
 
 Range = tuple[float, float]
