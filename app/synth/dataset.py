@@ -98,11 +98,16 @@ class PatientImages:
     planes: list[str]
 
 
-def render_patient(patient: SyntheticPatient, images_per_patient: tuple[int, int]) -> PatientImages:
-    rng = np.random.default_rng([patient.seed, patient.index, 1])
+def draw_planes(rng: np.random.Generator, diagnosis: str, images_per_patient: tuple[int, int]) -> list[str]:
+    """How many images a patient gets, and of which planes (the first draws of their stream)."""
     low, high = images_per_patient
     count = int(rng.integers(low, high + 1))
-    planes = choose_planes(patient.diagnosis, count, rng)
+    return choose_planes(diagnosis, count, rng)
+
+
+def render_patient(patient: SyntheticPatient, images_per_patient: tuple[int, int]) -> PatientImages:
+    rng = np.random.default_rng([patient.seed, patient.index, 1])
+    planes = draw_planes(rng, patient.diagnosis, images_per_patient)
     stamp = f"{patient.study_date:%Y-%m-%d} {patient.study_time[:2]}:{patient.study_time[2:4]}"
     images = []
     for plane in planes:
