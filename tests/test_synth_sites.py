@@ -121,4 +121,5 @@ def test_tinted_site_writes_rgb_dicom(tmp_path: Path) -> None:
     files = sorted((tmp_path / "dicom").rglob("*.dcm"))
     assert files
     for path in files:
-        assert pydicom.dcmread(path).PhotometricInterpretation == "RGB"
+        ds = pydicom.dcmread(path)
+        assert ds.PhotometricInterpretation == "RGB" and ds.ManufacturerModelName == "phantom site F"

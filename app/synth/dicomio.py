@@ -112,7 +112,12 @@ def _base(rendered: PatientImages, sop_class: str, sop_uid: str, series: int) ->
     ds.ContentDate = ds.StudyDate
     ds.ContentTime = patient.study_time
     ds.Manufacturer = "fetalcns synth"
-    ds.ManufacturerModelName = "phantom"
+    # The site (app/synth/sites.py) travels with the file, as a real scanner's model name does;
+    # the default site keeps the original value so that its files are unchanged.
+    site = patient.site
+    ds.ManufacturerModelName = "phantom" if site.name == "default" else f"phantom site {site.name}"
+    if site.name != "default":
+        ds.TransducerData = [site.probe_label, f"{site.frequency_mhz:.1f}MHz", site.probe]
     ds.BodyPartExamined = "FETUS"
     ds.PatientOrientation = ""
     ds.ImageType = ["DERIVED", "PRIMARY"]
