@@ -58,11 +58,11 @@ def visible_planes(anatomy: PatientAnatomy) -> frozenset[str]:
         return _HPE_PLANES[anatomy.subtype]
     if diagnosis == dx.RACHISCHISIS:
         # The open spine itself, plus the cranial signs of Chiari II where this fetus has them:
-        # lemon (axial skull shape, transventricular and transthalamic), ventriculomegaly
+        # lemon (the skull's outline, seen at every axial level), ventriculomegaly
         # (transventricular), banana (transcerebellar). The coronal view shows none of them.
         planes = {SAGITTAL_SPINE}
-        if anatomy.lemon_depth > 0:
-            planes |= {TRANSVENTRICULAR, TRANSTHALAMIC}
+        if anatomy.lemon:
+            planes |= {TRANSVENTRICULAR, TRANSTHALAMIC, TRANSCEREBELLAR}
         if anatomy.ventriculomegaly:
             planes.add(TRANSVENTRICULAR)
         if anatomy.banana:
