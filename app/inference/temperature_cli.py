@@ -75,7 +75,7 @@ def calibrate_temperature(
         # The raw logits, whatever temperature the card has now: refitting never compounds.
         logits.extend(prediction.logits for prediction in engine.predict(images))
     labels = np.array([s.label for s in samples])
-    generator = _generator(samples)
+    generator = _generator(Path(data_dir), samples)
     block = calibration_block(
         np.stack(logits), labels, len({s.patient for s in samples}), Path(data_dir).resolve().name, generator
     )
@@ -84,11 +84,11 @@ def calibrate_temperature(
     return block
 
 
-def _generator(samples: Any) -> dict[str, Any]:
+def _generator(data_dir: Path, samples: Any) -> dict[str, Any]:
     """The synthetic generator's settings (seed), when the data came from `fetalcns synth`."""
     from app.training.data import describe_dataset
 
-    info = describe_dataset(Path("."), samples)
+    info = describe_dataset(data_dir, samples)
     kept = {"synthetic": info["synthetic"]}
     return kept | ({"generator": info["generator"]} if "generator" in info else {})
 
