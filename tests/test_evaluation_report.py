@@ -180,3 +180,38 @@ def test_robustness_flag_scores_each_change(
     html = (out / "report.html").read_text()
     assert "<h2>Robustness</h2>" in html and "JPEG round trip, quality 30" in html
     assert "robustness (image accuracy, patient accuracy, served patient accuracy" in capsys.readouterr().out
+
+
+def test_sites_are_reported_one_by_one_with_exact_intervals(
+    tiny_model_dir: Path, tiny_synth_dir: Path, tmp_path: Path
+) -> None:
+    """Two sites of five patients each: each site's patient accuracy, its exact interval (scipy's
+    binomtest as the reference), and counts that add up to the whole evaluation."""
+    from scipy.stats import binomtest
+
+    from app.evaluation.runner import evaluate_model
+
+    data = tmp_path / "two-sites"
+    shutil.copytree(tiny_synth_dir, data)
+    with (data / "manifest.csv").open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        columns = [c for c in reader.fieldnames or () if c != "site"] + ["site"]
+        rows = list(reader)
+    patients = sorted({row["patient_id"] for row in rows})
+    site_of = {p: ("X" if i % 2 else "Y") for i, p in enumerate(patients)}
+    with (data / "manifest.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**row, "site": site_of[row["patient_id"]]} for row in rows)
+    metrics = evaluate_model(tiny_model_dir, data, n_bootstrap=5).metrics
+    sites = metrics["site"]
+    assert set(sites) == {"X", "Y"}
+    assert [sites[s]["patients"] for s in ("X", "Y")] == [5, 5]
+    assert sum(s["images"] for s in sites.values()) == metrics["data"]["images"]
+    right = {s: round(sites[s]["patient_accuracy"] * 5) for s in sites}
+    assert sum(right.values()) / 10 == pytest.approx(metrics["summary"]["patient_accuracy_mean"])
+    for site, block in sites.items():
+        reference = binomtest(right[site], 5).proportion_ci(0.95, method="exact")
+        assert block["patient_accuracy_ci"]["low"] == pytest.approx(reference.low, abs=1e-9)
+        assert block["patient_accuracy_ci"]["high"] == pytest.approx(reference.high, abs=1e-9)
+        assert block["patient_accuracy_ci"]["method"] == "clopper-pearson"

@@ -122,6 +122,11 @@ def _ci(metrics: dict[str, Any], key: str) -> str:
     return f"{found[0]:.3f}–{found[1]:.3f}" if found else "–"
 
 
+def _ci_text(value: object) -> str:
+    found = metric_interval(value)
+    return f"{found[0]:.3f}–{found[1]:.3f}" if found else "–"
+
+
 def _ci_method(metrics: dict[str, Any], key: str) -> str:
     # Reports written before intervals carried their method used the percentile bootstrap.
     found = metric_interval(metrics["confidence_intervals"].get(key))
@@ -306,6 +311,24 @@ def render_html(metrics: dict[str, Any], figures: dict[str, str]) -> str:
         (group, g["patients"], g["images"], g.get("patient_accuracy"), g.get("image_accuracy"))
         for group, g in metrics["gestational_age"].items()
     ]
+    site_rows = [
+        (
+            site,
+            g["patients"],
+            g["images"],
+            g.get("patient_accuracy"),
+            _ci_text(g.get("patient_accuracy_ci")),
+            g.get("image_accuracy"),
+        )
+        for site, g in metrics.get("site", {}).items()
+    ]
+    site_section = (
+        "<h2>Sites</h2>\n<p>Per scanner site (the manifest's <code>site</code> column); patient accuracy "
+        "with its exact Clopper&ndash;Pearson 95% interval.</p>\n"
+        + _table(["site", "patients", "images", "patient accuracy", "95% CI", "image accuracy"], site_rows)
+        if site_rows
+        else ""
+    )
     loc = metrics["localisation"]
     loc_rows = [
         (_human(name), c["images"], c["pointing_game_true_class"], c["iou_true_class"])
@@ -363,6 +386,7 @@ img {{ max-width: 100%; }}
 {calibration}
 <h2>Gestational-age subgroups</h2>
 {_table(["subgroup", "patients", "images", "patient accuracy", "image accuracy"], ga)}
+{site_section}
 <h2>Localisation</h2>
 <p>{loc["images"]} anomaly images with a lesion mask. Pointing game: the peak of the Grad-CAM, mapped
 back to the original image through the scan box, lies inside the lesion mask dilated by
