@@ -13,8 +13,7 @@ from PIL import Image
 
 from app.labels import PAPER_CLASSES
 from app.synth import generate_dataset
-from app.synth.dataset import MANIFEST_COLUMNS, make_patient
-from app.synth.planes import visible_planes
+from app.synth.dataset import MANIFEST_COLUMNS
 
 N_PATIENTS = 5
 
@@ -49,9 +48,7 @@ def test_layout_keeps_masks_out_of_patient_folders(dataset: Path) -> None:
         pixels = np.asarray(Image.open(dataset / image))
         lesion = np.asarray(Image.open(dataset / mask))
         assert pixels.shape == lesion.shape == (480, 640)
-        # A lesion shows only in the planes where it is visible; normal images never have one.
-        patient = make_patient(11, int(row["patient_id"].rsplit("-", 1)[1]) - 1, row["class"])
-        assert lesion.any() == (row["plane"] in visible_planes(patient.anatomy))
+        assert lesion.any() == (row["class"] != "normal")
         assert 12.0 <= float(row["gestational_age_weeks"]) <= 40.0
 
 
