@@ -138,9 +138,10 @@ def write_corpus(out: Path) -> dict[str, Any]:
 def measure(model: Path, id_dir: Path, ood_dirs: list[Path]) -> dict[str, Any]:
     engine = InferenceEngine(model, device="cpu", threads=min(2, os.cpu_count() or 1))
     rule = engine.ood_rule
+    samples = discover_samples(id_dir, engine.classes)
     images = [
         IngestedImage(source=s.path.name, frame=None, pixels=read_rgb(s.path), scan_box=None, sha256="")
-        for s in discover_samples(id_dir, engine.classes)
+        for s in samples
     ]
     inside = engine.predict(images)
     groups = evaluate_ood_dirs(engine, ood_dirs)
@@ -151,6 +152,7 @@ def measure(model: Path, id_dir: Path, ood_dirs: list[Path]) -> dict[str, Any]:
         [p.ood_signals for p in inside],
         [],  # per-patient verdicts of the held-out set: see `fetalcns evaluate`
         groups,
+        id_patients=[s.patient for s in samples],
     )
     check["missed"] = {
         g.name: [
