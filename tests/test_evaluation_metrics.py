@@ -7,7 +7,6 @@ from sklearn.preprocessing import label_binarize
 
 from app.evaluation.metrics import (
     accuracy,
-    bootstrap_ci,
     expected_calibration_error,
     gestational_age_group,
     ovr_auroc,
@@ -80,29 +79,6 @@ def test_ece_hand_worked_with_four_bins() -> None:
 def test_ece_is_zero_for_a_perfectly_calibrated_confident_model() -> None:
     probabilities = np.array([[1.0, 0.0], [0.0, 1.0]])
     assert expected_calibration_error([0, 1], probabilities) == 0.0
-
-
-def test_bootstrap_resamples_whole_patients() -> None:
-    groups = ["a", "a", "b"]
-    sizes: list[int] = []
-
-    def size(rows: np.ndarray) -> float:
-        sizes.append(len(rows))
-        return float(len(rows))
-
-    low, high = bootstrap_ci(groups, size, n_resamples=200, seed=1) or (0.0, 0.0)
-    # Two patients drawn with replacement: 2+2, 2+1 or 1+1 rows — never an odd split of patient a.
-    assert set(sizes) <= {2, 3, 4} and len(set(sizes)) > 1
-    assert 2.0 <= low <= high <= 4.0
-
-
-def test_bootstrap_ci_brackets_the_accuracy_of_a_simple_case() -> None:
-    rng = np.random.default_rng(2)
-    correct = rng.random(300) < 0.8
-    groups = [f"p{i}" for i in range(300)]
-    low, high = bootstrap_ci(groups, lambda rows: float(correct[rows].mean()), n_resamples=300) or (0, 0)
-    assert low < correct.mean() < high
-    assert high - low < 0.15
 
 
 def test_accuracy_matches_definition() -> None:

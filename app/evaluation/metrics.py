@@ -1,12 +1,13 @@
 """Classification metrics: pure functions of labels and probabilities.
 
 scikit-learn computes everything it has (confusion matrix, precision/recall/F1, AUROC); only what it
-lacks is written here: specificity and NPV from the confusion matrix, ECE, patient bootstrap.
+lacks is written here: specificity and NPV from the confusion matrix, and ECE. Confidence intervals
+are in app/evaluation/intervals.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -114,35 +115,6 @@ def expected_calibration_error(y_true: Sequence[int], probabilities: np.ndarray,
 
 def accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
     return float(accuracy_score(y_true, y_pred))
-
-
-def bootstrap_ci(
-    groups: Sequence[str],
-    statistic: Callable[[np.ndarray], float | None],
-    n_resamples: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> tuple[float, float] | None:
-    """Percentile CI of `statistic(row indices)` when whole groups (patients) are resampled.
-
-    Resampling patients rather than images respects that images of one patient are correlated.
-    Resamples where the statistic is undefined (None, e.g. one class only) are skipped.
-    """
-    group_array = np.asarray(groups)
-    unique = np.unique(group_array)
-    rows_of = {g: np.flatnonzero(group_array == g) for g in unique}
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_resamples):
-        chosen = rng.choice(unique, size=len(unique), replace=True)
-        value = statistic(np.concatenate([rows_of[g] for g in chosen]))
-        if value is not None and np.isfinite(value):
-            values.append(value)
-    if not values:
-        return None
-    tail = (1.0 - level) / 2.0 * 100.0
-    low, high = np.percentile(values, [tail, 100.0 - tail])
-    return float(low), float(high)
 
 
 GA_SUBGROUPS = ("<20 weeks", "20-28 weeks", ">28 weeks")

@@ -80,12 +80,12 @@ class CalibrationError(ValueError):
     """The calibration cannot be done as asked; the message says why."""
 
 
-def model_outputs(
-    engine: InferenceEngine, samples: Sequence[Sample], batch_size: int = 32
-) -> tuple[np.ndarray, np.ndarray]:
-    """Logits [N, C] and features [N, K] of labelled image files, preprocessed as serving does."""
-    logits: list[np.ndarray] = []
-    features: list[np.ndarray] = []
+def sample_outputs(
+    engine: InferenceEngine, samples: Sequence[Sample], names: Sequence[str], batch_size: int = 32
+) -> dict[str, np.ndarray]:
+    """The named raw outputs (float64, stacked over images) of labelled image files, preprocessed
+    as serving does; calibration needs the raw logits whatever temperature the card has now."""
+    collected: dict[str, list[np.ndarray]] = {name: [] for name in names}
     for start in range(0, len(samples), batch_size):
         batch = []
         for sample in samples[start : start + batch_size]:
@@ -93,11 +93,18 @@ def model_outputs(
                 source=sample.path.name, frame=None, pixels=read_rgb(sample.path), scan_box=None, sha256=""
             )
             batch.append(engine.preprocess(image)[0])
-        outputs = engine.run_outputs(np.stack(batch), [LOGITS_OUTPUT, FEATURES_OUTPUT])
-        logits.append(outputs[LOGITS_OUTPUT])
-        features.append(outputs[FEATURES_OUTPUT])
+        for name, value in engine.run_outputs(np.stack(batch), names).items():
+            collected[name].append(value)
         log.info("ran %d/%d calibration images", min(start + batch_size, len(samples)), len(samples))
-    return np.concatenate(logits).astype(np.float64), np.concatenate(features).astype(np.float64)
+    return {name: np.concatenate(values).astype(np.float64) for name, values in collected.items()}
+
+
+def model_outputs(
+    engine: InferenceEngine, samples: Sequence[Sample], batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits [N, C] and features [N, K] of labelled image files, preprocessed as serving does."""
+    outputs = sample_outputs(engine, samples, [LOGITS_OUTPUT, FEATURES_OUTPUT], batch_size)
+    return outputs[LOGITS_OUTPUT], outputs[FEATURES_OUTPUT]
 
 
 def patient_folds(patients: Sequence[str], labels: Sequence[int], folds: int, seed: int = 0) -> np.ndarray:

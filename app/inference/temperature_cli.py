@@ -58,26 +58,19 @@ def calibrate_temperature(
     """Fit T on ``data_dir`` with the model in ``model_dir``; write and return the card's block."""
     import numpy as np
 
-    from app.inference.engine import InferenceEngine
-    from app.ingest.types import IngestedImage
+    from app.inference.engine import LOGITS_OUTPUT, InferenceEngine
+    from app.inference.ood_calibration import sample_outputs
     from app.modelcard import load_model_card, write_model_card
-    from app.training.data import discover_samples, read_rgb
+    from app.training.data import discover_samples
 
     engine = InferenceEngine(model_dir, device="auto", batch_size=batch_size, threads=threads)
     samples = discover_samples(data_dir, engine.classes)
-    logits = []
-    for start in range(0, len(samples), batch_size):
-        batch = samples[start : start + batch_size]
-        images = [
-            IngestedImage(source=s.path.name, frame=None, pixels=read_rgb(s.path), scan_box=None, sha256="")
-            for s in batch
-        ]
-        # The raw logits, whatever temperature the card has now: refitting never compounds.
-        logits.extend(prediction.logits for prediction in engine.predict(images))
+    # The raw logits, whatever temperature the card has now: refitting never compounds.
+    logits = sample_outputs(engine, samples, [LOGITS_OUTPUT], batch_size)[LOGITS_OUTPUT]
     labels = np.array([s.label for s in samples])
     generator = _generator(Path(data_dir), samples)
     block = calibration_block(
-        np.stack(logits), labels, len({s.patient for s in samples}), Path(data_dir).resolve().name, generator
+        logits, labels, len({s.patient for s in samples}), Path(data_dir).resolve().name, generator
     )
     card = load_model_card(model_dir)
     write_model_card(model_dir, {**card.raw, "calibration": block})
