@@ -98,6 +98,25 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(
         5.0, gt=0, description="how often the worker looks for queued analyses in the DB"
     )
+    worker_lease_s: float = Field(
+        60.0,
+        ge=1,
+        description="an analysis's lease: its worker renews it every third of this; when the worker "
+        "dies, another takes the analysis this long after the last renewal",
+    )
+    worker_max_attempts: int = Field(
+        3, ge=1, description="an analysis whose worker died this many times is failed, not taken again"
+    )
+    broker_url: str | None = Field(
+        None,
+        description="redis://… or amqp://…: analyses go to `fetalcns worker` processes through this "
+        "broker and the web processes run none; unset: the in-process worker",
+    )
+    broker_queue: str = Field(
+        "fetalcns-analysis",
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        description="the broker's queue name for analysis jobs (one per installation)",
+    )
     admin_password: str | None = Field(None, description="password for `fetalcns users bootstrap-admin`")
     login_max_failures_per_account: int = Field(
         5, ge=1, description="failed sign-ins of one account before each further attempt waits"
