@@ -21,6 +21,7 @@ from app.web.settings import Settings
 
 if TYPE_CHECKING:
     from app.web.services.analysis_worker import AnalysisWorker
+    from app.web.services.task_queue import BrokerQueue
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ class Runtime:
     inference_error: str | None = None
     # Set when the database is unreachable or not migrated to the latest revision.
     schema_error: str | None = None
-    worker: AnalysisWorker | None = field(default=None)
+    # The in-process worker, or with FETALCNS_BROKER_URL the sender of jobs to `fetalcns worker`s.
+    worker: AnalysisWorker | BrokerQueue | None = field(default=None)
 
     @property
     def model_card(self) -> Any | None:

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
         default_factory=default_model_dir,
         description="model directory (model.onnx + model.json); default the bundled demo model",
     )
-    inference_device: str = Field("auto", description="auto, cpu or cuda")
+    inference_device: str = Field("auto", description="auto, cpu, cuda or cuda:N (one GPU of several)")
     inference_batch_size: int = Field(16, ge=1, le=256)
     inference_threads: int | None = Field(
         None, ge=1, description="CPU threads for inference; default: runtime's"
@@ -163,6 +163,7 @@ class Settings(BaseSettings):
             "database": make_url(self.resolved_database_url).render_as_string(hide_password=True),
             "storage": str(self.resolved_storage_dir),
             "model": str(self.model_dir),
+            "broker": _without_password(self.broker_url) if self.broker_url else "none (in-process worker)",
         }
 
     def resolved_secret_key(self) -> str:
@@ -186,6 +187,17 @@ class Settings(BaseSettings):
                 return key
             time.sleep(0.01)  # the other process is still writing it
         raise RuntimeError(f"{path} is empty; delete it or set FETALCNS_SECRET_KEY")
+
+
+def _without_password(url: str) -> str:
+    """A broker URL as it may be printed: any password replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @lru_cache(maxsize=1)
