@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.-]{1,100}$",
         description="the broker's queue name for analysis jobs (one per installation)",
     )
+    metrics_token: str | None = Field(
+        None,
+        description="GET /metrics answers clients on this host, and others sending "
+        "Authorization: Bearer <this token>; unset: this host only",
+    )
     admin_password: str | None = Field(None, description="password for `fetalcns users bootstrap-admin`")
     login_max_failures_per_account: int = Field(
         5, ge=1, description="failed sign-ins of one account before each further attempt waits"

@@ -68,6 +68,13 @@ def _worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        from app.web.core.metrics import PROCESS
+
+        # Loopback only: a scraper on this host (or a tunnel) reads it; no patient data in it.
+        start_http_server(args.metrics_port, addr="127.0.0.1", registry=PROCESS)
     consumer.start()
     reaper.start()
     log.info("worker ready: queue %s, %d threads", settings.broker_queue, args.concurrency)
@@ -90,6 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     worker.add_argument(
         "--concurrency", type=int, default=1, help="analyses run at once (threads; default 1)"
+    )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve this worker's Prometheus metrics on 127.0.0.1:PORT/metrics (default: none)",
     )
     worker.add_argument(
         "--grace-s", type=float, default=60.0, help="at SIGTERM, how long analyses in flight may finish"

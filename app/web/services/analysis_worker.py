@@ -42,6 +42,7 @@ from sqlalchemy import select, update
 
 from app.web.core.db import utcnow
 from app.web.core.db_retry import describe, is_transient, retry_transient
+from app.web.core.metrics import record_analysis
 from app.web.core.models import Analysis, Image, ImagePredictionRow, Study, VerdictRow
 from app.web.runtime import Runtime
 from app.web.services import leases
@@ -246,6 +247,7 @@ class AnalysisWorker:
             timings["total_s"] = time.perf_counter() - started
             try:
                 self._finish_failed(analysis_id, owner, f"the analysis failed: {exc}", timings)
+                record_analysis(timings["total_s"], 0, "failed")
             except Exception as db_exc:
                 # Left "running": its lease expires and another worker (or this one) takes it again.
                 log.error("analysis %d could not be marked failed: %s", analysis_id, describe(db_exc))
@@ -370,6 +372,7 @@ class AnalysisWorker:
         if not saved:
             log.warning("analysis %d: the lease was lost before the result was saved; dropped", analysis_id)
             return
+        record_analysis(timings["total_s"], len(ids), "done" if verdict is not None else "failed")
         log.info(
             "analysis %d finished: %d images analysed, %d failed, %.2fs",
             analysis_id,
