@@ -115,9 +115,9 @@ def _db_current(args: argparse.Namespace) -> int:
 
 
 def _db_sweep(args: argparse.Namespace) -> int:
+    from app.web.core.blob_store import make_store
     from app.web.core.db import make_engine, make_session_factory
     from app.web.core.migrations import current_revision, head_revision
-    from app.web.core.storage import ContentStore
     from app.web.services.sweep import sweep
 
     settings = _settings()
@@ -131,7 +131,7 @@ def _db_sweep(args: argparse.Namespace) -> int:
     engine = make_engine(url)
     try:
         result = sweep(
-            ContentStore(settings.resolved_storage_dir),
+            make_store(settings),
             make_session_factory(engine),
             settings.upload_tmp_dir,
             grace_s,

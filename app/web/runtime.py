@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.web.core.blob_store import BlobStore, make_store
 from app.web.core.db import make_engine, make_session_factory
 from app.web.core.security import Signer
-from app.web.core.storage import ContentStore
 from app.web.services.login_throttle import LoginThrottle, ThrottlePolicy
 from app.web.settings import Settings
 
@@ -31,7 +31,8 @@ class Runtime:
     settings: Settings
     db_engine: Engine
     session_factory: sessionmaker[Session]
-    store: ContentStore
+    # The local content-addressed folder or an S3 bucket (FETALCNS_STORAGE_BACKEND).
+    store: BlobStore
     signer: Signer
     login_throttle: LoginThrottle
     # The InferenceEngine (app.inference), or None when the model could not be loaded.
@@ -71,7 +72,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         db_engine=db_engine,
         session_factory=make_session_factory(db_engine),
-        store=ContentStore(settings.resolved_storage_dir),
+        store=make_store(settings),
         signer=Signer(settings.resolved_secret_key()),
         login_throttle=LoginThrottle(ThrottlePolicy.from_settings(settings)),
     )

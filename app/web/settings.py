@@ -47,6 +47,17 @@ class Settings(BaseSettings):
     storage_dir: Path | None = Field(
         None, description="content-addressed image storage; default DATA_DIR/storage"
     )
+    storage_backend: Literal["local", "s3"] = Field(
+        "local", description="local: the content-addressed folder STORAGE_DIR; s3: an S3-compatible bucket"
+    )
+    s3_endpoint_url: str = Field(
+        "https://s3.amazonaws.com", description="the S3-compatible server, http(s)://host[:port]"
+    )
+    s3_bucket: str = Field("fetalcns", description="the bucket, created beforehand by the operator")
+    s3_prefix: str = Field("", description="a folder-like prefix for every key in the bucket")
+    s3_region: str = Field("us-east-1", description="the bucket's region")
+    s3_access_key_id: str | None = Field(None, description="S3 access key id")
+    s3_secret_access_key: str | None = Field(None, description="S3 secret access key")
     model_dir: Path = Field(
         default_factory=default_model_dir,
         description="model directory (model.onnx + model.json); default the bundled demo model",
@@ -166,7 +177,9 @@ class Settings(BaseSettings):
         """What this process reads and writes, for the start-up message (no password)."""
         return {
             "database": make_url(self.resolved_database_url).render_as_string(hide_password=True),
-            "storage": str(self.resolved_storage_dir),
+            "storage": str(self.resolved_storage_dir)
+            if self.storage_backend == "local"
+            else f"s3://{self.s3_bucket}/{self.s3_prefix} at {self.s3_endpoint_url}",
             "model": str(self.model_dir),
             "broker": _without_password(self.broker_url) if self.broker_url else "none (in-process worker)",
         }
