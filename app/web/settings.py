@@ -128,6 +128,9 @@ class Settings(BaseSettings):
         pattern=r"^[A-Za-z0-9_.-]{1,100}$",
         description="the broker's queue name for analysis jobs (one per installation)",
     )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one JSON object per log line (no patient data either way)"
+    )
     metrics_token: str | None = Field(
         None,
         description="GET /metrics answers clients on this host, and others sending "
