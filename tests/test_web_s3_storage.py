@@ -177,3 +177,36 @@ def test_backup_restore_and_verify_refuse_a_bucket_store_with_the_reason(
     assert status == 1
     assert "local storage folder only" in capsys.readouterr().err
     assert not (tmp_path / "dest").exists()
+
+
+def test_an_unreachable_bucket_puts_the_analysis_back_in_the_queue_not_failed(
+    web,  # noqa: F811
+    db_url: str,  # noqa: F811
+    s3_endpoint: str,
+    bucket: str,
+) -> None:
+    from sqlalchemy import select
+
+    from app.web.core.models import Analysis
+    from app.web.services.analysis_worker import AnalysisWorker
+
+    h = web(
+        worker_enabled=False, storage_backend="s3", s3_endpoint_url=s3_endpoint, s3_bucket=bucket, **ACCESS
+    )
+    study_id = h.upload(study_files(2)).json()["study_id"]
+    with socket.socket() as sock:  # a port nothing listens on: the store is away
+        sock.bind(("127.0.0.1", 0))
+        away = int(sock.getsockname()[1])
+    reachable = h.runtime.store
+    h.runtime.store = S3Store(_client(f"http://127.0.0.1:{away}"), bucket)
+    worker = AnalysisWorker(h.runtime)
+    with h.runtime.session_factory() as db:
+        analysis_id = db.scalar(select(Analysis.id))
+    assert worker.process(analysis_id) is False  # left queued, to be taken again
+    with h.runtime.session_factory() as db:
+        analysis = db.get(Analysis, analysis_id)
+        assert analysis is not None and (analysis.status, analysis.error) == ("queued", None)
+        assert analysis.lease_owner is None and analysis.predictions == []
+    h.runtime.store = reachable  # the store is back
+    assert worker.process(analysis_id) is True
+    assert h.wait_for(study_id)["status"] == "done"

@@ -13,6 +13,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.web.core.storage import ContentStore
+from app.web.errors import Unavailable
+
+
+class StorageUnavailable(Unavailable):
+    """The blob store refused or could not be reached; nothing was stored. Routes answer 503;
+    the analysis worker puts the analysis back in the queue instead of failing it."""
 
 
 class BlobStore(Protocol):

@@ -25,16 +25,16 @@ from urllib.parse import urlsplit
 from minio import Minio
 from minio.commonconfig import REPLACE, CopySource
 from minio.error import S3Error
+from urllib3.exceptions import HTTPError
 
-from app.web.errors import Unavailable
+from app.web.core.blob_store import StorageUnavailable
 
 T = TypeVar("T")
 _KEY = re.compile(r"^[0-9a-f]{64}\.[a-z0-9]{1,8}$")
 _MISSING = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
-
-
-class StorageUnavailable(Unavailable):
-    """The object store refused or could not be reached; nothing was stored."""
+# A server that cannot be reached: urllib3's errors (retries exhausted, refused, timed out) and
+# the operating system's.
+_UNREACHABLE = (HTTPError, OSError)
 
 
 class S3Store:
@@ -68,7 +68,7 @@ class S3Store:
             return work()
         except S3Error as exc:
             raise StorageUnavailable(f"the image storage refused to {what} ({exc.code})") from exc
-        except OSError as exc:  # urllib3 connection errors are OSErrors
+        except _UNREACHABLE as exc:
             raise StorageUnavailable(f"the image storage could not be reached to {what}") from exc
 
     def _stat(self, key: str) -> Any | None:
@@ -78,7 +78,7 @@ class S3Store:
             if exc.code in _MISSING:
                 return None
             raise StorageUnavailable(f"the image storage refused to read a blob ({exc.code})") from exc
-        except OSError as exc:
+        except _UNREACHABLE as exc:
             raise StorageUnavailable("the image storage could not be reached to read a blob") from exc
 
     def exists(self, key: str) -> bool:
@@ -137,7 +137,7 @@ class S3Store:
             if exc.code in _MISSING:
                 raise FileNotFoundError(f"blob {key} is not in the storage") from exc
             raise StorageUnavailable(f"the image storage refused to read a blob ({exc.code})") from exc
-        except OSError as exc:
+        except _UNREACHABLE as exc:
             raise StorageUnavailable("the image storage could not be reached to read a blob") from exc
 
     def delete(self, key: str) -> None:

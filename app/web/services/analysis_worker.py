@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 from sqlalchemy import select, update
 
+from app.web.core.blob_store import StorageUnavailable
 from app.web.core.db import utcnow
 from app.web.core.db_retry import describe, is_transient, retry_transient
 from app.web.core.metrics import record_analysis
@@ -237,9 +238,10 @@ class AnalysisWorker:
             with leases.LeaseKeeper(self.runtime.session_factory, analysis_id, owner, self.lease_s):
                 self._analyse(analysis_id, owner, timings)
         except Exception as exc:
-            if is_transient(exc):
-                # The database was busy or away even after the retries: nothing is wrong with the
-                # study, so it goes back to the queue (and is analysed again) instead of failing.
+            if is_transient(exc) or isinstance(exc, StorageUnavailable):
+                # The database was busy or away even after the retries, or the blob store was
+                # unreachable: nothing is wrong with the study, so it goes back to the queue (and
+                # is analysed again) instead of failing.
                 log.warning("analysis %d put back in the queue: %s", analysis_id, describe(exc))
                 self._requeue(analysis_id, owner)
                 return False
@@ -349,6 +351,8 @@ class AnalysisWorker:
                     heatmaps[position], _ = self.runtime.store.put_bytes(
                         encode_png(heatmap_rgba(prediction.cam)), "png"
                     )
+                except StorageUnavailable:
+                    raise  # the store is away, not the image at fault: the study is requeued
                 except Exception as exc:
                     # An image without its heatmap is not shown, so it must not count in the verdict.
                     failures[position] = _image_error(exc)
