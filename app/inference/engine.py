@@ -30,6 +30,7 @@ from app.inference.runtime import (
     choose_providers,
     default_threads,
     get_session,
+    split_device,
 )
 from app.inference.scores import OOD_SCORES, blank_frame_issue
 from app.inference.temperature import scaled_softmax
@@ -168,6 +169,7 @@ class InferenceEngine:
             providers=tuple(choose_providers(device)),
             intra_op_threads=threads or default_threads(),
             inter_op_threads=1,
+            device_id=split_device(device)[1],
         )
         self._session = get_session(key)
         self.provider: str = self._session.get_providers()[0] if self._session.get_providers() else CPU

@@ -159,7 +159,12 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
             sweep_at_start(runtime)
         if load_model:
             load_inference(runtime)
-        if settings.worker_enabled and runtime.inference is not None and runtime.schema_error is None:
+        if settings.broker_url:
+            # Web processes only send; `fetalcns worker` processes analyse (docs/deployment.md).
+            from app.web.services.task_queue import BrokerQueue
+
+            runtime.worker = BrokerQueue(settings.broker_url, settings.broker_queue, settings.worker_lease_s)
+        elif settings.worker_enabled and runtime.inference is not None and runtime.schema_error is None:
             from app.web.services.analysis_worker import AnalysisWorker
 
             runtime.worker = AnalysisWorker(runtime)

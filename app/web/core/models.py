@@ -135,6 +135,13 @@ class Analysis(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lease of a running analysis (app.web.services.leases, migration 0007): which worker runs
+    # it and until when, renewed by that worker's heartbeat. Another worker takes the analysis
+    # only after the lease has expired (a NULL expiry counts as expired). ``attempts`` counts
+    # the claims: 1 for an analysis that ran once.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     study: Mapped[Study] = relationship(back_populates="analyses")
     predictions: Mapped[list[ImagePredictionRow]] = relationship(

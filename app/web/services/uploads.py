@@ -27,10 +27,10 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app.web.core.blob_store import BlobStore
 from app.web.core.db import utcnow
 from app.web.core.input_guard import EARLIEST_YEAR, LATEST_YEAR, control_character_message
 from app.web.core.models import BLOB_KEY_COLUMNS, Analysis, Image, Patient, Study, User
-from app.web.core.storage import ContentStore
 from app.web.errors import InvalidInput, TooLarge
 from app.web.runtime import Runtime
 from app.web.services.audit import record_event
@@ -280,7 +280,7 @@ def _remove_unreferenced(runtime: Runtime, keys: set[str]) -> None:
         runtime.store.delete(key)
 
 
-def _store(store: ContentStore, created: set[str], data: bytes, suffix: str) -> str:
+def _store(store: BlobStore, created: set[str], data: bytes, suffix: str) -> str:
     key, new = store.put_bytes(data, suffix)
     if new:
         created.add(key)
@@ -292,7 +292,7 @@ class _StoringSink:
     its pixels go: an upload holds about one decoded frame at a time, not every frame of every
     file until the import ends. Blobs it writes are in ``created`` until rows name them."""
 
-    def __init__(self, store: ContentStore) -> None:
+    def __init__(self, store: BlobStore) -> None:
         self.store = store
         self.created: set[str] = set()
         # (file sha256, frame) -> (display key, thumbnail key); ingestion admits each file once.
