@@ -26,6 +26,7 @@ COMMAND_MODULES: dict[str, str] = {
     "demo-data": "app.web.cli",
     "backup": "app.web.backup_cli",
     "restore": "app.web.backup_cli",
+    "dicom-listener": "app.web.dicom.cli",
 }
 
 

@@ -171,6 +171,29 @@ def _check_is_image(ds: Dataset) -> None:
             raise RejectedFile(f"this DICOM file lacks the image attribute {keyword} and cannot be displayed")
 
 
+def decodable_transfer_syntaxes() -> list[UID]:
+    """Every transfer syntax whose pixels this process can decode (the uncompressed ones, and
+    the compressed ones with an installed decoder), in pydicom's order; video streams excluded.
+
+    The DICOM listener accepts exactly these, so a sender is never told "accepted" for an
+    encoding that ingestion would then reject.
+    """
+    syntaxes: list[UID] = []
+    for syntax in pydicom.uid.AllTransferSyntaxes:
+        syntax = UID(syntax)
+        if str(syntax).startswith(_VIDEO_SYNTAX_PREFIXES) or syntax.is_private:
+            continue
+        if syntax.is_compressed:
+            try:
+                decoder = pydicom.pixels.get_decoder(syntax)
+            except NotImplementedError:
+                continue
+            if decoder is None or not decoder.is_available:
+                continue
+        syntaxes.append(syntax)
+    return syntaxes
+
+
 def _check_decodable(ds: Dataset) -> str:
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is None:

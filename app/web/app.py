@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -144,6 +145,23 @@ class UnexpectedErrorMiddleware:
             await _error_response(request, 500, message)(scope, receive, send)
 
 
+def _start_dicom_listener(runtime: Runtime) -> Any:
+    """The C-STORE listener inside the server (FETALCNS_DICOM_LISTENER); a failure to start it
+    (port taken, bad allow-list entry) is logged and the web app still serves."""
+    settings = runtime.settings
+    if not settings.dicom_listener or runtime.schema_error is not None:
+        return None
+    from app.web.dicom.cli import start_listener
+
+    try:
+        return start_listener(
+            runtime, settings.dicom_host, settings.dicom_port, settings.dicom_ae_title, [settings.dicom_allow]
+        )
+    except (ValueError, OSError) as exc:
+        log.error("the DICOM listener did not start: %s", exc)
+        return None
+
+
 def create_app(settings: Settings | None = None, *, load_model: bool = True) -> FastAPI:
     """Build the app. The model is loaded and the worker started in the lifespan (startup).
 
@@ -164,9 +182,12 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
 
             runtime.worker = AnalysisWorker(runtime)
             runtime.worker.start()
+        listener = _start_dicom_listener(runtime)
         try:
             yield
         finally:
+            if listener is not None:
+                listener.stop()
             if runtime.worker is not None:
                 runtime.worker.stop()
                 runtime.worker = None

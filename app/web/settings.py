@@ -119,6 +119,38 @@ class Settings(BaseSettings):
         3600, ge=0, description="files younger than this are never swept (an upload may still be writing)"
     )
 
+    dicom_listener: bool = Field(
+        False,
+        description="run the DICOM C-STORE listener inside `fetalcns serve` (else `fetalcns dicom-listener`)",
+    )
+    dicom_ae_title: str = Field(
+        "FETALCNS", min_length=1, max_length=16, description="the listener's AE title (called AE title)"
+    )
+    dicom_host: str = Field("127.0.0.1", description="address the DICOM listener binds to")
+    dicom_port: int = Field(11112, ge=1, le=65535, description="port of the DICOM listener")
+    dicom_allow: str = Field(
+        "",
+        description="calling AE titles allowed to send, comma-separated, each AE or AE@HOST "
+        "(host name or address); empty: every association is refused",
+    )
+    dicom_quiet_s: float = Field(
+        0.0,
+        ge=0,
+        description="0: analyse a received study when the sending association ends; above 0: when "
+        "the study has received nothing for this many seconds (for senders that use one "
+        "association per image)",
+    )
+
+    @field_validator("dicom_ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        # PS3.5 AE VR: up to 16 characters of the default repertoire, no backslash or control
+        # characters; leading and trailing spaces are not significant.
+        value = value.strip()
+        if not value or "\\" in value or not value.isascii() or not value.isprintable():
+            raise ValueError("an AE title is 1-16 printable ASCII characters without a backslash")
+        return value
+
     @field_validator("data_dir", "storage_dir", "model_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:

@@ -111,9 +111,20 @@ class RejectedUpload:
 @dataclass(frozen=True)
 class CreatedStudy:
     study_id: int
-    analysis_id: int
+    # None when the import was asked not to queue an analysis (the DICOM listener queues one
+    # per study once the sender is done) and the study has none yet.
+    analysis_id: int | None
     status: str
     n_images: int
+
+
+class NothingUsable(InvalidInput):
+    """No file of the import gave an image; ``rejected`` says why for each (the DICOM listener
+    answers a C-STORE with the reason, without parsing the message)."""
+
+    def __init__(self, message: str, rejected: list[RejectedUpload]) -> None:
+        super().__init__(message)
+        self.rejected = rejected
 
 
 @dataclass
@@ -433,9 +444,19 @@ def _image_row(study_id: int, position: int, stored: _StoredImage, received: Rec
 
 
 def _save_study(
-    db: Session, prepared: _PreparedStudy, received: ReceivedFiles, user: User | None, n_rejected: int
+    db: Session,
+    prepared: _PreparedStudy,
+    received: ReceivedFiles,
+    user: User | None,
+    n_rejected: int,
+    queue_analysis: bool = True,
+    audit_detail: dict[str, Any] | None = None,
 ) -> CreatedStudy:
-    """Create (or, for a Study Instance UID the patient already has, extend) one study's rows."""
+    """Create (or, for a Study Instance UID the patient already has, extend) one study's rows.
+
+    ``queue_analysis=False`` stores the images only; the caller queues the analysis later
+    (``queue_study_analysis``), when the sender has sent the whole study.
+    """
     patient = _upsert_patient(db, prepared.key, prepared.patient_id, prepared.name)
     study = _existing_study(db, patient, prepared.study_uid)
     if study is None:
@@ -466,13 +487,9 @@ def _save_study(
         db.add(_image_row(study.id, next_position + added, stored, received))
         added += 1
     analysis_id = db.scalar(select(func.max(Analysis.id)).where(Analysis.study_id == study.id))
-    if added or analysis_id is None:
+    if queue_analysis and (added or analysis_id is None):
         # New images: the study is analysed again, as a whole.
-        analysis = Analysis(study_id=study.id, status="queued")
-        db.add(analysis)
-        study.status = "queued"
-        db.flush()
-        analysis_id = analysis.id
+        analysis_id = _queue_analysis(db, study)
     record_event(
         db,
         user,
@@ -482,13 +499,40 @@ def _save_study(
         n_already_stored=len(prepared.images) - added,
         n_rejected=n_rejected,
         patient_key=prepared.key,
+        **(audit_detail or {}),
     )
     n_images = int(db.scalar(select(func.count(Image.id)).where(Image.study_id == study.id)) or 0)
     return CreatedStudy(study.id, analysis_id, study.status, n_images)
 
 
+def _queue_analysis(db: Session, study: Study) -> int:
+    analysis = Analysis(study_id=study.id, status="queued")
+    db.add(analysis)
+    study.status = "queued"
+    db.flush()
+    return analysis.id
+
+
+def queue_study_analysis(db: Session, study_id: int) -> int | None:
+    """Queue a new analysis of the whole study unless one is already queued; returns its id, or
+    None when the study no longer exists. Not committed: the caller commits."""
+    study = db.get(Study, study_id)
+    if study is None:
+        return None
+    queued = db.scalar(
+        select(Analysis.id).where(Analysis.study_id == study_id, Analysis.status == "queued").limit(1)
+    )
+    return queued if queued is not None else _queue_analysis(db, study)
+
+
 def import_upload(
-    runtime: Runtime, received: ReceivedFiles, overrides: UploadOverrides, user: User | None
+    runtime: Runtime,
+    received: ReceivedFiles,
+    overrides: UploadOverrides,
+    user: User | None,
+    *,
+    queue_analysis: bool = True,
+    audit_detail: dict[str, Any] | None = None,
 ) -> UploadOutcome:
     """Ingest received files and create studies with queued analyses (blocking; run in a thread).
 
@@ -517,12 +561,14 @@ def import_upload(
         outcome.rejected = rejected
         if not result.studies:
             reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejected) or "no images found"
-            raise InvalidInput(f"none of the uploaded files could be used ({reasons})")
+            raise NothingUsable(f"none of the uploaded files could be used ({reasons})", rejected)
         prepared = _prepare(runtime, result, overrides, received, options.key_salt, sink)
         saved: dict[int, CreatedStudy] = {}
         with runtime.session_factory() as db:
             for study in sorted(prepared, key=lambda p: (p.key, p.index)):
-                saved[study.index] = _save_study(db, study, received, user, len(rejected))
+                saved[study.index] = _save_study(
+                    db, study, received, user, len(rejected), queue_analysis, audit_detail
+                )
             db.commit()
         outcome.studies = [saved[index] for index in sorted(saved)]
     except BaseException:
