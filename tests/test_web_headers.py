@@ -107,8 +107,8 @@ def test_every_get_route_answers_no_store(tmp_path: Path, tiny_model_dir: Path) 
         }
         checked = []
         for path, methods in all_routes(client.app.routes):  # type: ignore[attr-defined]
-            if "GET" not in methods:
-                continue
+            if "GET" not in methods or path.startswith("/dicomweb/"):
+                continue  # DICOMweb paths take UIDs, not ids: tests/test_dicomweb.py checks its answers
             url = re.sub(r"\{([^}]+)\}", lambda m: str(ids[m.group(1)]), path)
             response = client.get(url)
             # /login sends a signed-in user on to the worklist (303); the rest answer 200.

@@ -204,6 +204,12 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.runtime = runtime
+    from app.web.dicom.results import make_result_provider
+
+    # Results (SR, SC, PDF) join their study in DICOMweb; the PDF carries the card's warning.
+    app.state.dicom_result_providers = [
+        make_result_provider(lambda: runtime.model_card.banner if runtime.model_card is not None else None)
+    ]
     _install_error_handlers(app)
     app.add_middleware(CSRFCookieMiddleware, secure_always=settings.secure_cookies)
     app.add_middleware(RequestSizeLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -103,7 +103,9 @@ def store_instance(
     )
 
 
-def queue_received_studies(runtime: Runtime, study_ids: set[int], via: str, **audit: Any) -> list[int]:
+def queue_received_studies(
+    runtime: Runtime, study_ids: set[int], via: str, user: User | None = None, **audit: Any
+) -> list[int]:
     """Queue one analysis per study (none when one is already queued) and wake this process's
     worker; the analysis is audited as requested by the sender (``via``). Returns the analysis ids."""
     analysis_ids: list[int] = []
@@ -112,7 +114,7 @@ def queue_received_studies(runtime: Runtime, study_ids: set[int], via: str, **au
             analysis_id = queue_study_analysis(db, study_id)
             if analysis_id is None:
                 continue
-            record_event(db, None, "study.analysis_queued", study_id=study_id, via=via, **audit)
+            record_event(db, user, "study.analysis_queued", study_id=study_id, via=via, **audit)
             analysis_ids.append(analysis_id)
         db.commit()
     if runtime.worker is not None:
