@@ -152,6 +152,12 @@ def test_sr_sc_and_pdf_appear_as_series_and_validate(web, tmp_path: Path) -> Non
     pdf_path = tmp_path / "pdf.dcm"
     pdf.save_as(pdf_path, enforce_file_format=True)
     assert _errors_of_dciodvfy(pdf_path) == []
+    # The same report from the API, audited.
+    download = h.client.get(f"/api/v1/studies/{study_id}/report.pdf", headers=h.auth())
+    assert download.status_code == 200 and download.headers["content-type"] == "application/pdf"
+    assert download.content.startswith(b"%PDF") and verdict in _pdf_text(download.content)
+    audit = h.client.get(f"/api/v1/studies/{study_id}/audit", headers=h.auth("admin")).json()
+    assert [e["username"] for e in audit if e["action"] == "study.report_pdf"] == ["rad"]
 
 
 def _pdf_text(data: bytes) -> str:
@@ -171,6 +177,7 @@ def test_second_read_withholds_results_until_the_reader_has_read(web, tmp_path: 
     h = web(assistance_mode="second-read")
     study_uid, study_id, _ = _analysed_study(h, tmp_path, n=2)
     assert set(_series(h, study_uid)) == {"US"}
+    assert h.client.get(f"/api/v1/studies/{study_id}/report.pdf", headers=h.auth()).status_code == 409
     read = h.client.post(
         f"/api/v1/studies/{study_id}/diagnosis",
         json={"label": "normal", "kind": "preliminary"},
@@ -178,4 +185,5 @@ def test_second_read_withholds_results_until_the_reader_has_read(web, tmp_path: 
     )
     assert read.status_code in (200, 201), read.text
     assert set(_series(h, study_uid)) == {"US", "SR", "OT", "DOC"}
+    assert h.client.get(f"/api/v1/studies/{study_id}/report.pdf", headers=h.auth()).status_code == 200
     assert set(_series(h, study_uid, "rad2")) == {"US"}  # rad2 has not read it yet

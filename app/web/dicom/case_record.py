@@ -102,10 +102,8 @@ _TYPE_2_COPIED = (
 def load_case_record(
     db: Session, store: ContentStore, study: Study, viewer: User | None, mode: str
 ) -> CaseRecord | None:
-    """The study's results, or None (not analysed yet, no verdict, no Study Instance UID, or
-    withheld from ``viewer``; ``viewer`` None is the system itself, e.g. a push to the PACS)."""
-    if not study.study_uid:
-        return None
+    """The study's results, or None (not analysed yet, no verdict, or withheld from ``viewer``;
+    ``viewer`` None is the system itself, e.g. a push to the PACS)."""
     analysis = db.scalar(
         select(Analysis)
         .where(Analysis.study_id == study.id)

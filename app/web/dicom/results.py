@@ -223,6 +223,8 @@ def make_result_provider(banner: Callable[[], str | None]) -> ResultProvider:
     def provide(
         db: Session, store: ContentStore, study: Study, viewer: User, mode: str
     ) -> list[InstanceEntry]:
+        if not study.study_uid:
+            return []
         record = load_case_record(db, store, study, viewer, mode)
         if record is None or not record.evidence:
             return []
