@@ -149,11 +149,27 @@ class AnalysisOut(BaseModel):
     finished_at: datetime | None
 
 
+PushStatus = Literal["pending", "sent", "failed"]
+
+
+class PushOut(BaseModel):
+    """The latest push of the case's result objects (SR, SC, PDF) to the PACS."""
+
+    destination: str = Field(description="AE@host:port of the PACS")
+    status: PushStatus
+    attempts: int
+    n_instances: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+
+
 class StudyOut(StudySummaryOut):
     study_uid: str | None
     analysis: AnalysisOut | None
     images: list[ImageOut]
     diagnoses: list[DiagnosisOut]
+    pacs_push: PushOut | None = Field(None, description="null when no result was pushed to a PACS")
 
     @computed_field(  # type: ignore[prop-decorator]
         description="the case's version: id of the current final diagnosis or amendment (null before "

@@ -141,7 +141,18 @@ class Settings(BaseSettings):
         "association per image)",
     )
 
-    @field_validator("dicom_ae_title")
+    pacs_host: str | None = Field(
+        None, description="push result objects (SR, SC, PDF) by C-STORE to this PACS; unset: no push"
+    )
+    pacs_port: int = Field(104, ge=1, le=65535, description="the PACS's DICOM port")
+    pacs_ae_title: str = Field("PACS", min_length=1, max_length=16, description="the PACS's AE title")
+    push_max_attempts: int = Field(5, ge=1, description="attempts of one push before it is marked failed")
+    push_retry_base_s: float = Field(
+        30.0, gt=0, description="wait after the first failed attempt; doubles with each further one"
+    )
+    push_poll_s: float = Field(10.0, gt=0, description="how often the pusher looks for new results to send")
+
+    @field_validator("dicom_ae_title", "pacs_ae_title")
     @classmethod
     def _ae_title(cls, value: str) -> str:
         # PS3.5 AE VR: up to 16 characters of the default repertoire, no backslash or control

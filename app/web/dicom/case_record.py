@@ -71,6 +71,20 @@ class CaseRecord:
         return f"{self.analysis.id}:{len(self.reads)}:{last}"
 
 
+def case_revision(db: Session, analysis_id: int, study_id: int) -> str:
+    """``CaseRecord.revision`` from two small queries, without loading the case (the pusher asks
+    it of every analysed study)."""
+    signed = list(
+        db.scalars(
+            select(Diagnosis.signed_at)
+            .where(Diagnosis.study_id == study_id, Diagnosis.kind.in_(("final", "amendment")))
+            .order_by(Diagnosis.signed_at, Diagnosis.id)
+        )
+    )
+    last = signed[-1].isoformat() if signed else "-"
+    return f"{analysis_id}:{len(signed)}:{last}"
+
+
 def _source_header(store: ContentStore, key: str | None) -> Dataset | None:
     if not key:
         return None

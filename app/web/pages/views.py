@@ -294,7 +294,26 @@ def case_page(
         "status_api_url": status_api_url,
         "verdict": verdict_item(verdict, classes, normal_class, human) if verdict else None,
         "images": [image_item(i, classes, human) for i in order_by_support(detail.images, verdict)],
+        "report_url": f"/api/v1/studies/{detail.id}/report.pdf" if detail.status == "done" else None,
+        "pacs_push": push_item(detail),
     }
+
+
+def push_item(detail: StudyOut) -> dict[str, Any] | None:
+    """The line the case page shows about sending the results to the PACS."""
+    push = detail.pacs_push
+    if push is None:
+        return None
+    if push.status == "sent":
+        text = f"sent to {push.destination} ({push.n_instances} objects) at {format_datetime(push.sent_at)}"
+    elif push.status == "pending":
+        text = f"waiting to be sent to {push.destination}"
+        if push.attempts:
+            retry = format_datetime(push.next_attempt_at)
+            text += f"; attempt {push.attempts} failed ({push.last_error}), next at {retry}"
+    else:
+        text = f"not sent to {push.destination} after {push.attempts} attempts: {push.last_error}"
+    return {"status": push.status, "text": text}
 
 
 def case_status_item(detail: StudyOut) -> dict[str, Any]:
