@@ -148,6 +148,10 @@ def test_wado_returns_originals_and_transcodes_on_request(web, tmp_path: Path) -
     assert _stow(h, [jpeg.read_bytes()]).status_code == 200
     original = pydicom.dcmread(jpeg)
     study, series, sop = original.StudyInstanceUID, original.SeriesInstanceUID, original.SOPInstanceUID
+    # The JPEG (lossy) input is recorded as such on its image, for the viewer.
+    (case,) = h.client.get("/api/v1/studies", headers=h.auth()).json()
+    (image,) = h.client.get(f"/api/v1/studies/{case['id']}", headers=h.auth()).json()["images"]
+    assert "JPEG Baseline" in image["lossy_compression"]
     url = f"/dicomweb/studies/{study}/series/{series}/instances/{sop}"
     as_stored = h.client.get(
         url, headers={**h.auth(), "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}

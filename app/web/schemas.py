@@ -119,6 +119,10 @@ class ImageOut(BaseModel):
     used_in_verdict: bool | None
     heatmap_url: str | None
     error: str | None  # why this image could not be analysed
+    lossy_compression: str | None = Field(
+        None,
+        description="how the pixels were lossily compressed (transfer syntax, ratio, method); null: lossless",
+    )
 
 
 class DiagnosisOut(BaseModel):

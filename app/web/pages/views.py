@@ -170,6 +170,7 @@ def image_item(image: ImageOut, classes: Sequence[str], human: HumanLabel) -> di
         "flag_text": "; ".join(flags),
         "excluded": exclusion_text(image) is not None,
         "excluded_reason": exclusion_text(image),
+        "lossy": image.lossy_compression,
     }
 
 

@@ -245,6 +245,7 @@ def _image_out(image: Image, prediction: ImagePredictionRow | None, withheld: bo
         used_in_verdict=None,
         heatmap_url=None,
         error=None,
+        lossy_compression=(image.source_metadata or {}).get("lossy_compression"),
     )
     if prediction is not None and prediction.error:
         fields["error"] = prediction.error
