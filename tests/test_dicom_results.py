@@ -187,3 +187,37 @@ def test_second_read_withholds_results_until_the_reader_has_read(web, tmp_path: 
     assert set(_series(h, study_uid)) == {"US", "SR", "OT", "DOC"}
     assert h.client.get(f"/api/v1/studies/{study_id}/report.pdf", headers=h.auth()).status_code == 200
     assert set(_series(h, study_uid, "rad2")) == {"US"}  # rad2 has not read it yet
+
+
+def test_deidentified_export_follows_the_basic_profile(web, tmp_path: Path) -> None:  # noqa: F811
+    h = web()
+    study_uid, study_id, paths = _analysed_study(h, tmp_path, n=2)
+    originals = [pydicom.dcmread(p) for p in paths]
+    response = h.client.get(
+        f"/dicomweb/studies/{study_uid}?deidentify=basic", headers={**h.auth(), **DICOM_ANY}
+    )
+    assert response.status_code == 200, response.text
+    parts = read_parts(response.headers["content-type"], response.content)
+    exported = [pydicom.dcmread(io.BytesIO(p.body)) for p in parts]
+    # Originals and heatmap SCs; the SR's free text and the PDF cannot be cleaned: left out.
+    assert sorted(d.Modality for d in exported) == ["OT", "OT", "US", "US"]
+    for part in parts:
+        for secret in (b"PID-DICOM-1", b"Testpatient", b"20250314", study_uid.encode()):
+            assert secret not in part.body
+    for ds in exported:
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+        assert ds.PatientID.startswith("ANON-") and ds.PatientID == exported[0].PatientID
+        assert ds.StudyDate == "" and "AcquisitionContextSequence" not in ds
+        assert ds.SOPClassUID.startswith("1.2.840.10008.")  # DICOM-defined UIDs are kept
+    # UIDs replaced consistently: one new study, and the SCs still point at their (new) sources.
+    assert len({d.StudyInstanceUID for d in exported}) == 1 and exported[0].StudyInstanceUID != study_uid
+    new_sources = {d.SOPInstanceUID for d in exported if d.Modality == "US"}
+    assert {
+        d.SourceImageSequence[0].ReferencedSOPInstanceUID for d in exported if d.Modality == "OT"
+    } == new_sources
+    assert not new_sources & {o.SOPInstanceUID for o in originals}
+    audit = h.client.get(f"/api/v1/studies/{study_id}/audit", headers=h.auth("admin")).json()
+    assert any(e["action"] == "dicomweb.retrieve" and e["detail"]["deidentified"] for e in audit)
+    bad = h.client.get(f"/dicomweb/studies/{study_uid}?deidentify=full", headers={**h.auth(), **DICOM_ANY})
+    assert bad.status_code == 400

@@ -16,10 +16,11 @@ from fastapi.responses import JSONResponse, Response
 from pydicom.uid import ExplicitVRLittleEndian
 
 from app.web.deps import ApiUser, ApiUserNoDb, DbSession, RuntimeDep
+from app.web.dicom.deidentify import Deidentifier, can_deidentify
 from app.web.dicom.multipart import MultipartError, read_parts, split_accept, write_parts
 from app.web.dicom.stow import store_parts
 from app.web.dicom.transcode import to_explicit_little_endian
-from app.web.errors import InvalidInput, ServiceError
+from app.web.errors import InvalidInput, NotFound, ServiceError
 from app.web.services.dicom_index import InstanceEntry, ResultProvider
 from app.web.services.dicomweb import Level, instances_for, parse_query, search
 
@@ -169,6 +170,11 @@ def _retrieve(
     instance: str | None = None,
 ) -> Response:
     syntax = _chosen_syntax(request.headers.get("accept", ""))
+    deidentify = request.query_params.get("deidentify")
+    if deidentify not in (None, "basic"):
+        raise ServiceError(
+            "deidentify must be basic (the PS3.15 Basic Application Level Confidentiality Profile)"
+        )
     found = instances_for(
         db,
         runtime.store,
@@ -178,10 +184,22 @@ def _retrieve(
         study,
         series,
         instance,
+        deidentified=deidentify is not None,
     )
     encode: Callable[[InstanceEntry], bytes] = (
         (lambda i: i.load()) if syntax == "*" else (lambda i: to_explicit_little_endian(i.load()))
     )
+    if deidentify is not None:
+        # The SR's free text and the PDF cannot be cleaned by the profile: they are left out.
+        found = [i for i in found if can_deidentify(i.header.get("SOPClassUID", ""))]
+        if not found:
+            raise NotFound("nothing here can be exported de-identified (reports are left out)")
+        cleaner = Deidentifier(runtime.settings.resolved_secret_key())
+        plain = encode
+
+        def encode(entry: InstanceEntry) -> bytes:
+            return cleaner.apply(plain(entry))
+
     content_type, body = write_parts((encode(i) for i in found), "application/dicom", syntax)
     return Response(body, media_type=content_type)
 

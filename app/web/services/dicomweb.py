@@ -269,6 +269,7 @@ def instances_for(
     study_uid: str,
     series_uid: str | None = None,
     sop_instance_uid: str | None = None,
+    deidentified: bool = False,
 ) -> list[InstanceEntry]:
     """The instances WADO-RS returns; NotFound when there are none. Audited as a view of each
     study ("dicomweb.retrieve") with the number of instances."""
@@ -289,6 +290,7 @@ def instances_for(
                 study_id=entry.study.id,
                 n_instances=len(chosen),
                 n_results=sum(1 for i in chosen if i.is_result),
+                deidentified=deidentified,
             )
         found.extend(chosen)
     db.commit()
