@@ -64,6 +64,9 @@ class DicomStudyFacts:
 
     patient_id: str | None
     patient_name: str | None
+    # Who issued the PatientID (IssuerOfPatientID), else the institution (InstitutionName).
+    issuer: str | None
+    institution: str | None
     study_uid: str | None
     study_date: str | None
     gestational_age_weeks: float | None
@@ -150,6 +153,8 @@ def study_facts(ds: Dataset) -> DicomStudyFacts:
     return DicomStudyFacts(
         patient_id=_text(ds, "PatientID"),
         patient_name=_text(ds, "PatientName"),
+        issuer=_text(ds, "IssuerOfPatientID"),
+        institution=_text(ds, "InstitutionName"),
         study_uid=_text(ds, "StudyInstanceUID"),
         study_date=_text(ds, "StudyDate"),
         gestational_age_weeks=read_gestational_age(ds),

@@ -61,6 +61,7 @@ class PatientOut(BaseModel):
     id: int
     patient_id: str | None
     name: str | None
+    issuer: str | None = Field(None, description="who issued the patient ID (IssuerOfPatientID), when known")
 
 
 class VerdictOut(BaseModel):

@@ -1,11 +1,13 @@
-"""dicom pushes: result objects sent to the configured PACS, with retries
+"""dicom pushes: result objects sent to the configured PACS, with retries; patients' issuer
 
 Revision ID: 0007d
 Revises: 0006
 Create Date: 2026-12-03
 
 The C-STORE push of results (app.web.dicom.push) records each push, its attempts and its
-outcome, which the case page shows. A new table only: nothing existing changes.
+outcome, which the case page shows. Patients get an ``issuer`` column (IssuerOfPatientID): new
+uploads key a patient by PatientID within its issuer (or institution); patients stored before
+keep their keys. Additive only: a new table and a nullable column.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # Patients are keyed by PatientID within its issuer; the issuer is kept for display.
+    op.add_column("patients", sa.Column("issuer", sa.String(length=64), nullable=True))
     op.create_table(
         "dicom_pushes",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -52,3 +56,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_dicom_pushes_next_attempt_at"), table_name="dicom_pushes")
     op.drop_index(op.f("ix_dicom_pushes_study_id"), table_name="dicom_pushes")
     op.drop_table("dicom_pushes")
+    # Not batch mode: recreating patients on SQLite would trip the foreign keys that point at it;
+    # SQLite (3.35+) and PostgreSQL both drop a column in place.
+    op.drop_column("patients", "issuer")

@@ -62,6 +62,8 @@ class Patient(Base):
     # Stable, non-identifying key (a hash) used to match later studies of the same patient.
     patient_key: Mapped[str] = mapped_column(String(64), unique=True)
     patient_id: Mapped[str | None] = mapped_column(String(64))
+    # IssuerOfPatientID (migration 0007d): with it, the same PatientID of two sites is two patients.
+    issuer: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -104,7 +104,12 @@ def _summary_fields(study: Study, n_images: int, withheld: bool) -> dict[str, An
         created_at=study.created_at,
         study_date=study.study_date,
         gestational_age_weeks=study.gestational_age_weeks,
-        patient=PatientOut(id=study.patient.id, patient_id=study.patient.patient_id, name=study.patient.name),
+        patient=PatientOut(
+            id=study.patient.id,
+            patient_id=study.patient.patient_id,
+            name=study.patient.name,
+            issuer=study.patient.issuer,
+        ),
         n_images=n_images,
         verdict=None if withheld or analysis is None else _verdict_out(analysis.verdict),
         ai_withheld=withheld,

@@ -223,7 +223,9 @@ def _patient_key_for(patient_id: str, salt: str) -> str:
     return patient_key(patient_id, salt)
 
 
-def _upsert_patient(db: Session, key: str, patient_id: str | None, name: str | None) -> Patient:
+def _upsert_patient(
+    db: Session, key: str, patient_id: str | None, name: str | None, issuer: str | None = None
+) -> Patient:
     """The patient with ``key``, created if new, and locked until the transaction ends.
 
     INSERT ... ON CONFLICT DO NOTHING then SELECT: the same new patient uploaded by several
@@ -235,13 +237,14 @@ def _upsert_patient(db: Session, key: str, patient_id: str | None, name: str | N
     insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
     db.execute(
         insert(Patient)
-        .values(patient_key=key, patient_id=patient_id, name=name, created_at=utcnow())
+        .values(patient_key=key, patient_id=patient_id, issuer=issuer, name=name, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=[Patient.patient_key])
     )
     patient = db.scalars(select(Patient).where(Patient.patient_key == key).with_for_update()).one()
     # Later uploads may carry details the first lacked.
     patient.patient_id = patient.patient_id or patient_id
     patient.name = patient.name or name
+    patient.issuer = patient.issuer or issuer
     return patient
 
 
@@ -340,6 +343,7 @@ class _PreparedStudy:
     study_date: date | None
     gestational_age_weeks: float | None
     images: list[_StoredImage]
+    issuer: str | None = None
 
 
 def _prepare(
@@ -385,8 +389,10 @@ def _prepare(
         if single or ga is None:
             ga = overrides.gestational_age_weeks if overrides.gestational_age_weeks is not None else ga
         key = ingested.patient_key
+        issuer = ingested.issuer
         if patient_id and patient_id != ingested.patient_id:
-            key = _patient_key_for(patient_id, key_salt)
+            # A typed patient ID: its issuer is unknown, so it keys alone.
+            key, issuer = _patient_key_for(patient_id, key_salt), None
         images: list[_StoredImage] = []
         for image in ingested.images:
             source_path = Path(image.source)
@@ -398,7 +404,7 @@ def _prepare(
             storage_key, thumbnail_key = sink.keys[(image.sha256, image.frame)]
             images.append(_StoredImage(image, storage_key, thumbnail_key, source_key))
         prepared.append(
-            _PreparedStudy(index, key, patient_id, name, ingested.study_uid, study_date, ga, images)
+            _PreparedStudy(index, key, patient_id, name, ingested.study_uid, study_date, ga, images, issuer)
         )
     return prepared
 
@@ -457,7 +463,7 @@ def _save_study(
     ``queue_analysis=False`` stores the images only; the caller queues the analysis later
     (``queue_study_analysis``), when the sender has sent the whole study.
     """
-    patient = _upsert_patient(db, prepared.key, prepared.patient_id, prepared.name)
+    patient = _upsert_patient(db, prepared.key, prepared.patient_id, prepared.name, prepared.issuer)
     study = _existing_study(db, patient, prepared.study_uid)
     if study is None:
         study = Study(
