@@ -41,3 +41,32 @@ def test_an_earlier_lossy_step_is_recorded_with_its_ratio_and_method(tmp_path: P
         _lossy(write_dataset(make_us_dataset(phantom(), LossyImageCompression="00"), tmp_path / "l.dcm"))
         is None
     )
+
+
+@pytest.mark.parametrize(
+    "name", ["SC_rgb_jpeg_dcmtk.dcm", "examples_jpeg2k.dcm", "SC_rgb_rle.dcm", "JPEGLSNearLossless_08.dcm"]
+)
+def test_the_decoder_is_pinned_per_transfer_syntax(name: str) -> None:
+    """Compressed pixels are always decoded by pylibjpeg, whatever else is installed (Pillow and
+    pyjpegls are, here), so a file decodes to the same pixels on every server."""
+    import pydicom
+    from pydicom.pixels import pixel_array
+
+    from app.ingest.dicom import read_dicom
+
+    path = vendor_file(name)
+    _, images = read_dicom(path.read_bytes(), name, "sha", IngestOptions())
+    assert images[0].metadata["decoder"] == "pylibjpeg"
+    syntax = pydicom.dcmread(path).file_meta.TransferSyntaxUID
+    plugins = pydicom.pixels.get_decoder(syntax).available_plugins
+    assert "pylibjpeg" in plugins and len(plugins) >= 2  # a choice exists, and pylibjpeg is taken
+    pinned = pixel_array(pydicom.dcmread(path), index=0, decoding_plugin="pylibjpeg")
+    assert pinned.shape[:2] == images[0].pixels.shape[:2]
+
+
+def test_uncompressed_pixels_need_no_plugin() -> None:
+    from app.ingest.dicom import read_dicom
+
+    path = vendor_file("examples_rgb_color.dcm")
+    _, images = read_dicom(path.read_bytes(), "x", "sha", IngestOptions())
+    assert images[0].metadata["decoder"] == "native"

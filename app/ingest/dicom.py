@@ -177,6 +177,26 @@ def _check_is_image(ds: Dataset) -> None:
             raise RejectedFile(f"this DICOM file lacks the image attribute {keyword} and cannot be displayed")
 
 
+# Every compressed syntax is decoded by pylibjpeg (libjpeg, openjpeg, rle: runtime dependencies),
+# never by whichever plugin happens to be installed first: Pillow's and gdcm's JPEG decoders round
+# differently (±1 grey level), and pyjpegls arrives with highdicom. The same file then decodes to
+# the same pixels everywhere. Uncompressed and deflated data need no plugin.
+PINNED_PLUGIN = "pylibjpeg"
+
+
+def decoder_plugin(syntax: UID) -> str:
+    """The pixel decoder plugin used for ``syntax`` ("" for uncompressed data)."""
+    return PINNED_PLUGIN if syntax.is_compressed else ""
+
+
+def _pinned_decoder_available(syntax: UID) -> bool:
+    try:
+        decoder = pydicom.pixels.get_decoder(syntax)
+    except NotImplementedError:
+        return False
+    return decoder is not None and PINNED_PLUGIN in decoder.available_plugins
+
+
 def decodable_transfer_syntaxes() -> list[UID]:
     """Every transfer syntax whose pixels this process can decode (the uncompressed ones, and
     the compressed ones with an installed decoder), in pydicom's order; video streams excluded.
@@ -189,13 +209,8 @@ def decodable_transfer_syntaxes() -> list[UID]:
         syntax = UID(syntax)
         if str(syntax).startswith(_VIDEO_SYNTAX_PREFIXES) or syntax.is_private:
             continue
-        if syntax.is_compressed:
-            try:
-                decoder = pydicom.pixels.get_decoder(syntax)
-            except NotImplementedError:
-                continue
-            if decoder is None or not decoder.is_available:
-                continue
+        if syntax.is_compressed and not _pinned_decoder_available(syntax):
+            continue
         syntaxes.append(syntax)
     return syntaxes
 
@@ -209,13 +224,8 @@ def _check_decodable(ds: Dataset) -> str:
         raise RejectedFile(
             f"this DICOM file holds a video stream ({syntax.name}); export it as images instead"
         )
-    if syntax.is_compressed:
-        try:
-            decoder = pydicom.pixels.get_decoder(syntax)
-        except NotImplementedError:
-            decoder = None
-        if decoder is None or not decoder.is_available:
-            raise RejectedFile(f"this DICOM file is compressed with an unsupported method ({syntax.name})")
+    if syntax.is_compressed and not _pinned_decoder_available(syntax):
+        raise RejectedFile(f"this DICOM file is compressed with an unsupported method ({syntax.name})")
     return syntax.name
 
 
@@ -397,15 +407,17 @@ def _read_dicom(
         n_frames = max(1, int(ds.get("NumberOfFrames") or 1))
     except (TypeError, ValueError):
         n_frames = 1
+    plugin = decoder_plugin(UID(str(ds.file_meta.TransferSyntaxUID)))
     indices = sample_frame_indices(n_frames, options.max_frames_per_cine)
     _check_decode_budget(ds, len(indices), n_frames, rows, columns, options)
     box = tissue_box(ds.get("SequenceOfUltrasoundRegions") or [], rows, columns)
     base_metadata = _metadata(ds, syntax_name, n_frames)
+    base_metadata["decoder"] = plugin or "native"
     base_metadata["scan_box_source"] = "ultrasound_regions" if box is not None else "detected"
     images = []
     for index in indices:
         try:
-            frame = pixel_array(ds, index=index, raw=False)
+            frame = pixel_array(ds, index=index, raw=False, decoding_plugin=plugin)
             pixels = _frame_to_display(frame, ds)
         except RejectedFile:
             raise
