@@ -256,3 +256,31 @@ def test_dicom_listener_command_on_its_own(tmp_path: Path, request: pytest.Fixtu
             assert [a.status for a in db.scalars(select(Analysis))] == ["queued"]
     finally:
         engine.dispose()
+
+    # Configured by the environment alone: FETALCNS_DICOM_PORT, _AE_TITLE and _ALLOW.
+    env_port = free_port()
+    env.update(
+        FETALCNS_DICOM_PORT=str(env_port),
+        FETALCNS_DICOM_AE_TITLE="ENVLISTENER",
+        FETALCNS_DICOM_ALLOW="STORESCU",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "dicom-listener", "--no-worker"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        line = ""
+        deadline = time.monotonic() + 60
+        while "listening as" not in line:
+            assert time.monotonic() < deadline and process.poll() is None, line
+            line = process.stderr.readline()
+        assert f"listening as ENVLISTENER on 127.0.0.1:{env_port}" in line
+        _, more = us_study(tmp_path / "more", 1, patient_id="PID-ENV")
+        assert "Received Store Response (Success)" in storescu(env_port, more, called="ENVLISTENER").stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    assert process.returncode == 0

@@ -7,6 +7,8 @@ not yet recorded a read gets none (the AI output is withheld, as on the case pag
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -85,9 +87,21 @@ def case_revision(db: Session, analysis_id: int, study_id: int) -> str:
     return f"{analysis_id}:{len(signed)}:{last}"
 
 
+_HEADERS: OrderedDict[tuple[str, str], Dataset] = OrderedDict()
+_HEADERS_LOCK = threading.Lock()
+_HEADERS_MAX = 4096
+
+
 def _source_header(store: ContentStore, key: str | None) -> Dataset | None:
+    """The original's header (no pixels). Kept in a bounded cache: blobs never change, and a
+    DICOMweb search asks for the results of every study it lists."""
     if not key:
         return None
+    cache_key = (str(getattr(store, "root", id(store))), key)
+    with _HEADERS_LOCK:
+        if cache_key in _HEADERS:
+            _HEADERS.move_to_end(cache_key)
+            return _HEADERS[cache_key]
     try:
         ds = pydicom.dcmread(io.BytesIO(store.read_bytes(key)), stop_before_pixels=True)
     except Exception:
@@ -97,6 +111,10 @@ def _source_header(store: ContentStore, key: str | None) -> Dataset | None:
     for keyword in _TYPE_2_COPIED:
         if keyword not in ds:
             setattr(ds, keyword, "")
+    with _HEADERS_LOCK:
+        _HEADERS[cache_key] = ds
+        while len(_HEADERS) > _HEADERS_MAX:
+            _HEADERS.popitem(last=False)
     return ds
 
 
