@@ -96,7 +96,7 @@ class StudySummaryOut(BaseModel):
     final_label: str | None  # the current final diagnosis (the latest amendment wins)
 
 
-ExclusionKey = Literal["not_ultrasound", "quality", "view", "ood", "flagged", "failed"]
+ExclusionKey = Literal["not_ultrasound", "quality", "lossy", "view", "ood", "flagged", "failed"]
 
 
 class ImageOut(BaseModel):

@@ -27,6 +27,7 @@ EXCLUSION_TEXT: dict[str, str] = {
     "ood": "unlike the training images (out of distribution)",
     "view": "an ultrasound view this model was not trained on",
     "quality": "blank or poor quality",
+    "lossy": "lossily compressed (the model card leaves them out)",
     "failed": "could not be analysed",
     "flagged": "flagged as unusable",
 }
@@ -131,7 +132,7 @@ def exclusion_text(image: ImageOut) -> str | None:
     return None
 
 
-def image_flags(image: ImageOut) -> list[str]:
+def image_flags(image: ImageOut, lossy_policy: str = "warn") -> list[str]:
     flags = []
     if image.error:
         flags.append("could not be analysed")
@@ -141,13 +142,17 @@ def image_flags(image: ImageOut) -> list[str]:
         flags.append("out of distribution")
     if image.quality_issue:
         flags.append(f"quality: {image.quality_issue}")
+    if image.lossy_compression and lossy_policy != "accept":
+        flags.append(image.lossy_compression)
     return flags
 
 
-def image_item(image: ImageOut, classes: Sequence[str], human: HumanLabel) -> dict[str, Any]:
+def image_item(
+    image: ImageOut, classes: Sequence[str], human: HumanLabel, lossy_policy: str = "warn"
+) -> dict[str, Any]:
     """What the viewer and thumbnail strip need for one image (serialised into the page as JSON)."""
     label_human = human(image.label) if image.label else None
-    flags = image_flags(image)
+    flags = image_flags(image, lossy_policy)
     return {
         "id": image.id,
         "filename": image.filename,
@@ -279,7 +284,12 @@ def next_diagnosis_form(detail: StudyOut, human: HumanLabel) -> DiagnosisForm:
 
 
 def case_page(
-    detail: StudyOut, classes: Sequence[str], normal_class: str, human: HumanLabel, status_api_url: str
+    detail: StudyOut,
+    classes: Sequence[str],
+    normal_class: str,
+    human: HumanLabel,
+    status_api_url: str,
+    lossy_policy: str = "warn",
 ) -> dict[str, Any]:
     verdict = detail.verdict
     return {
@@ -294,7 +304,9 @@ def case_page(
         "analysis_error": detail.error,
         "status_api_url": status_api_url,
         "verdict": verdict_item(verdict, classes, normal_class, human) if verdict else None,
-        "images": [image_item(i, classes, human) for i in order_by_support(detail.images, verdict)],
+        "images": [
+            image_item(i, classes, human, lossy_policy) for i in order_by_support(detail.images, verdict)
+        ],
         "report_url": f"/api/v1/studies/{detail.id}/report.pdf" if detail.status == "done" else None,
         "pacs_push": push_item(detail),
     }
