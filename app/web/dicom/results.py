@@ -167,9 +167,7 @@ def result_instances(record: CaseRecord, store: ContentStore, banner: str | None
 
         def build(result: Any = result, sc_uid: str = sc_uid, number: int = number) -> bytes:
             overlay = heatmap_overlay(store, result)
-            sc = build_sc(record, result, overlay, sc_series, sc_uid, number)
-            sc.Modality = "OT"
-            return _encode(sc)
+            return _encode(build_sc(record, result, overlay, sc_series, sc_uid, number))
 
         entries.append(
             InstanceEntry(

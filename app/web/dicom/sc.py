@@ -64,6 +64,8 @@ def build_sc(
         instance_number=number,
         manufacturer=MANUFACTURER,
     )
+    # highdicom copies the source's modality (US); a derived capture is "other".
+    sc.Modality = "OT"
     sc.PatientOrientation = ""
     # Type 2C (dciodvfy asks for it whenever ImageLaterality is absent): the source's, else empty.
     sc.Laterality = str(result.source.get("Laterality", "") or "")
