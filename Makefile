@@ -66,6 +66,8 @@ system-deps:
 	command -v dcmdump >/dev/null 2>&1 || missing="$$missing dcmtk"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	[ -x /usr/sbin/rabbitmq-server ] || missing="$$missing rabbitmq-server"; \
+	command -v dciodvfy >/dev/null 2>&1 || missing="$$missing dicom3tools"; \
+	command -v Orthanc >/dev/null 2>&1 || missing="$$missing orthanc orthanc-dicomweb"; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 			echo "installing$$missing with apt-get"; \

@@ -27,6 +27,7 @@ COMMAND_MODULES: dict[str, str] = {
     "worker": "app.web.worker_cli",
     "backup": "app.web.backup_cli",
     "restore": "app.web.backup_cli",
+    "dicom-listener": "app.web.dicom.cli",
 }
 
 

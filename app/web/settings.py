@@ -157,6 +157,49 @@ class Settings(BaseSettings):
         3600, ge=0, description="files younger than this are never swept (an upload may still be writing)"
     )
 
+    dicom_listener: bool = Field(
+        False,
+        description="run the DICOM C-STORE listener inside `fetalcns serve` (else `fetalcns dicom-listener`)",
+    )
+    dicom_ae_title: str = Field(
+        "FETALCNS", min_length=1, max_length=16, description="the listener's AE title (called AE title)"
+    )
+    dicom_host: str = Field("127.0.0.1", description="address the DICOM listener binds to")
+    dicom_port: int = Field(11112, ge=1, le=65535, description="port of the DICOM listener")
+    dicom_allow: str = Field(
+        "",
+        description="calling AE titles allowed to send, comma-separated, each AE or AE@HOST "
+        "(host name or address); empty: every association is refused",
+    )
+    dicom_quiet_s: float = Field(
+        0.0,
+        ge=0,
+        description="0: analyse a received study when the sending association ends; above 0: when "
+        "the study has received nothing for this many seconds (for senders that use one "
+        "association per image)",
+    )
+
+    pacs_host: str | None = Field(
+        None, description="push result objects (SR, SC, PDF) by C-STORE to this PACS; unset: no push"
+    )
+    pacs_port: int = Field(104, ge=1, le=65535, description="the PACS's DICOM port")
+    pacs_ae_title: str = Field("PACS", min_length=1, max_length=16, description="the PACS's AE title")
+    push_max_attempts: int = Field(5, ge=1, description="attempts of one push before it is marked failed")
+    push_retry_base_s: float = Field(
+        30.0, gt=0, description="wait after the first failed attempt; doubles with each further one"
+    )
+    push_poll_s: float = Field(10.0, gt=0, description="how often the pusher looks for new results to send")
+
+    @field_validator("dicom_ae_title", "pacs_ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        # PS3.5 AE VR: up to 16 characters of the default repertoire, no backslash or control
+        # characters; leading and trailing spaces are not significant.
+        value = value.strip()
+        if not value or "\\" in value or not value.isascii() or not value.isprintable():
+            raise ValueError("an AE title is 1-16 printable ASCII characters without a backslash")
+        return value
+
     @field_validator("data_dir", "storage_dir", "model_dir")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
