@@ -44,7 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed; equal seeds give identical files")
     parser.add_argument("--format", choices=("png", "dicom", "both"), default="png", dest="fmt")
     parser.add_argument(
-        "--images-per-patient", type=_image_range, default=(5, 7), metavar="MIN-MAX", help="default 5-7: each standard plane once, then repeats"
+        "--images-per-patient",
+        type=_image_range,
+        default=(5, 7),
+        metavar="MIN-MAX",
+        help="default 5-7: each standard plane once, then repeats",
     )
     parser.add_argument(
         "--classes",
