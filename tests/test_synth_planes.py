@@ -19,6 +19,7 @@ from app.synth.spine import SAGITTAL_SPINE
 
 N_PER_CLASS = 200  # 1000 patients: the accuracy's standard error is about 0.013
 SEED = 2024
+IMAGES_PER_PATIENT = (5, 7)  # the generator's default
 
 
 def _plane_counts() -> tuple[np.ndarray, np.ndarray]:
@@ -26,7 +27,7 @@ def _plane_counts() -> tuple[np.ndarray, np.ndarray]:
     features, labels = [], []
     for index in range(N_PER_CLASS * len(PAPER_CLASSES)):
         diagnosis = PAPER_CLASSES[index % len(PAPER_CLASSES)]
-        planes = draw_planes(np.random.default_rng([SEED, index, 1]), diagnosis, (3, 6))
+        planes = draw_planes(np.random.default_rng([SEED, index, 1]), diagnosis, IMAGES_PER_PATIENT)
         counts = Counter(planes)
         features.append([counts[p] for p in CNS_PLANES])
         labels.append(PAPER_CLASSES.index(diagnosis))
@@ -67,6 +68,23 @@ def test_every_class_shares_one_plane_distribution() -> None:
     for diagnosis in PAPER_CLASSES:
         picks = draw_planes(rng, diagnosis, (6, 6))
         assert len(set(picks)) >= 2
+
+
+@pytest.mark.parametrize("count", [1, 3, 5, 6, 9])
+def test_each_standard_plane_is_imaged_once_before_any_repeats(count: int) -> None:
+    rng = np.random.default_rng(count)
+    for diagnosis in PAPER_CLASSES:
+        picks = draw_planes(rng, diagnosis, (count, count))
+        assert len(picks) == count
+        assert len(set(picks)) == min(count, len(CNS_PLANES))
+
+
+def test_every_anomalous_patient_has_an_image_that_shows_the_lesion() -> None:
+    for index in range(200):
+        diagnosis = PAPER_CLASSES[index % len(PAPER_CLASSES)]
+        anatomy = make_patient(5, index, diagnosis).anatomy
+        planes = draw_planes(np.random.default_rng([5, index, 1]), diagnosis, IMAGES_PER_PATIENT)
+        assert bool(set(planes) & visible_planes(anatomy)) == (diagnosis != dx.NORMAL)
 
 
 def test_lesions_show_only_where_they_are_anatomically_visible() -> None:
