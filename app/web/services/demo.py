@@ -35,7 +35,8 @@ def import_demo_data(
 
         with tempfile.TemporaryDirectory(prefix="fetalcns-demo-") as tmp:
             root = Path(tmp)
-            generate_dataset(root, n_patients=n_patients, seed=seed, fmt="dicom", images_per_patient=(3, 4))
+            # Five images: one per standard CNS plane, so each anomaly shows in at least one.
+            generate_dataset(root, n_patients=n_patients, seed=seed, fmt="dicom", images_per_patient=(5, 5))
             files = sorted((root / "dicom").rglob("*.dcm"))
             received = ReceivedFiles(root, files, {str(p): str(p.relative_to(root / "dicom")) for p in files})
             outcome = import_upload(runtime, received, UploadOverrides(), None)
