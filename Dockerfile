@@ -36,6 +36,8 @@ WORKDIR /var/lib/fetalcns
 EXPOSE 8000
 VOLUME ["/var/lib/fetalcns"]
 HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health').status != 200)"
-# Migrations are idempotent; the admin password is taken from FETALCNS_ADMIN_PASSWORD or printed
-# once. `exec` makes the server PID 1's successor, so `docker stop`'s SIGTERM reaches uvicorn.
-CMD ["sh", "-c", "fetalcns db upgrade && fetalcns users bootstrap-admin && exec fetalcns serve --host 0.0.0.0 --port 8000"]
+# The server only: migrations and the first administrator are one-shot commands run once per
+# release, not on every replica's start (`docker run IMAGE fetalcns db upgrade`, then
+# `fetalcns users bootstrap-admin`; compose.yaml's `migrate` service). Exec form: fetalcns (and
+# uvicorn in it) is PID 1 and gets `docker stop`'s SIGTERM itself.
+CMD ["fetalcns", "serve", "--host", "0.0.0.0", "--port", "8000"]

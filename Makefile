@@ -64,6 +64,10 @@ system-deps:
 	@missing=""; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	command -v dcmdump >/dev/null 2>&1 || missing="$$missing dcmtk"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -x /usr/sbin/rabbitmq-server ] || missing="$$missing rabbitmq-server"; \
+	command -v dciodvfy >/dev/null 2>&1 || missing="$$missing dicom3tools"; \
+	command -v Orthanc >/dev/null 2>&1 || missing="$$missing orthanc orthanc-dicomweb"; \
 	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 			echo "installing$$missing with apt-get"; \

@@ -24,8 +24,10 @@ COMMAND_MODULES: dict[str, str] = {
     "db": "app.web.cli",
     "users": "app.web.cli",
     "demo-data": "app.web.cli",
+    "worker": "app.web.worker_cli",
     "backup": "app.web.backup_cli",
     "restore": "app.web.backup_cli",
+    "dicom-listener": "app.web.dicom.cli",
 }
 
 

@@ -9,9 +9,12 @@ requests keep their parameter names and lose their values (a worklist search is 
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 import traceback
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -75,8 +78,33 @@ class PrivateFormatter(PrivateExceptions, logging.Formatter):
     """A plain Formatter whose exceptions carry no messages."""
 
 
+class PrivateJsonFormatter(logging.Formatter):
+    """One JSON object per line (time, level, logger, message and, for an exception, its
+    redacted traceback), for log collectors; the same rules as PrivateFormatter."""
+
+    def fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        return {"message": record.getMessage()}
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            **self.fields(record),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            payload["exception"] = redacted_traceback(record.exc_info[1])
+        return json.dumps(payload, ensure_ascii=False)
+
+
+def json_logs_requested() -> bool:
+    """``FETALCNS_LOG_FORMAT=json`` (read before any settings: logging starts first)."""
+    return os.environ.get("FETALCNS_LOG_FORMAT", "text").strip().lower() == "json"
+
+
 def install_private_logging(level: int = logging.INFO) -> None:
-    """Root logging to stderr through PrivateFormatter (the `fetalcns` command's setup)."""
+    """Root logging to stderr through PrivateFormatter, or PrivateJsonFormatter with
+    FETALCNS_LOG_FORMAT=json (the `fetalcns` command's setup)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(PrivateFormatter(LOG_FORMAT))
+    handler.setFormatter(PrivateJsonFormatter() if json_logs_requested() else PrivateFormatter(LOG_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)

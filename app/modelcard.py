@@ -89,6 +89,12 @@ DEFAULT_TEMPERATURE = 1.0
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+# The card's optional "input_policy": JPEG 2000 at 10:1 moves a probability by about 0.1, so a
+# card may leave lossily compressed images out of the verdict.
+LOSSY_POLICIES = ("accept", "warn", "exclude")
+DEFAULT_LOSSY_POLICY = "warn"
+
+
 class ModelCardError(ValueError):
     """The model directory is missing or incomplete, its card is malformed, or its model file
     does not match the card. The message names the file and, for a bad card, the field."""
@@ -234,6 +240,13 @@ class ModelCard:
             min_usable_images=int(block.get("min_usable_images", DEFAULT_MIN_USABLE_IMAGES)),
             max_excluded_fraction=float(block.get("max_excluded_fraction", DEFAULT_MAX_EXCLUDED_FRACTION)),
         )
+
+    @property
+    def lossy_policy(self) -> str:
+        """What lossily compressed inputs get (``input_policy.lossy``): "accept" (used, recorded),
+        "warn" (used, flagged to the reader; the default) or "exclude" (left out of the verdict)."""
+        block = self.raw.get("input_policy") or {}
+        return str(block.get("lossy", DEFAULT_LOSSY_POLICY))
 
     @property
     def temperature(self) -> float:
@@ -450,6 +463,15 @@ def _check_verdict(value: object) -> None:
         _fail("verdict", f"has unknown field(s) {', '.join(unknown)}")
 
 
+def _check_input_policy(value: object) -> None:
+    policy = _object(value, "input_policy")
+    if "lossy" in policy:
+        _choice(policy["lossy"], "input_policy.lossy", LOSSY_POLICIES)
+    unknown = sorted(set(policy) - {"lossy"})
+    if unknown:
+        _fail("input_policy", f"has unknown field(s) {', '.join(unknown)}")
+
+
 def _check_calibration(value: object) -> None:
     calibration = _object(value, "calibration")
     _choice(calibration.get("method"), "calibration.method", CALIBRATION_METHODS)
@@ -492,6 +514,8 @@ def validate_card(raw: object) -> None:
     _check_thresholds(card["thresholds"])
     if "verdict" in card:  # optional: absent means the defaults (VerdictRule)
         _check_verdict(card["verdict"])
+    if "input_policy" in card:  # optional: absent means lossy inputs are used with a warning
+        _check_input_policy(card["input_policy"])
     if "calibration" in card:  # optional: absent means T = 1 (plain softmax)
         _check_calibration(card["calibration"])
     provenance = _object(card["provenance"], "provenance")

@@ -85,6 +85,9 @@ class Server:
                 "FETALCNS_INFERENCE_DEVICE": "cpu",
                 "FETALCNS_INFERENCE_THREADS": "1",
                 "FETALCNS_WORKER_POLL_S": "0.5",
+                # The killed server's lease runs out this soon after its last heartbeat; then the
+                # restarted one takes the analysis again (it no longer resets "running" at start).
+                "FETALCNS_WORKER_LEASE_S": "3",
                 "FETALCNS_SWEEP_GRACE_S": "0",
                 "TMPDIR": str(self.tmp_dir),
             }

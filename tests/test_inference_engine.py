@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from app.inference.engine import InferenceEngine
-from app.inference.runtime import CPU, EngineError, choose_providers, gpu_present
+from app.inference.runtime import CPU, EngineError, choose_providers, gpu_present, split_device
 from app.ingest import ingest_paths
 from tests.ingest_support import as_ingested, copy_model_with_card, phantom
 
@@ -42,6 +42,13 @@ def test_cpu_machine_uses_only_the_cpu_provider(tiny_model_dir: Path) -> None:
 def test_unknown_device_is_refused() -> None:
     with pytest.raises(EngineError, match="unknown device"):
         choose_providers("tpu")
+
+
+def test_one_gpu_of_several_is_named_cuda_n() -> None:
+    assert split_device("cuda:3") == ("cuda", 3) and split_device("cpu") == ("cpu", 0)
+    for bad in ("cuda:", "cuda:x", "cpu:1", "cuda:-1"):
+        with pytest.raises(EngineError, match="unknown device"):
+            split_device(bad)
 
 
 def test_one_session_per_model_and_settings(tiny_model_dir: Path, engine: InferenceEngine) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import pytest
 from web_browser_support import PASSWORD, free_port, prepare_database
-from web_support import BACKENDS, new_database
+from web_support import new_database
 
 from app.logsafe import WITHHELD, PrivateFormatter, redact_query, redacted_traceback
 from tests.ingest_support import phantom
@@ -100,9 +100,13 @@ def _multipart(fields: dict[str, str], filename: str, content: bytes) -> tuple[b
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    ("backend", "log_format"),
+    [("sqlite", "text"), pytest.param("postgres", "text", marks=pytest.mark.postgres), ("sqlite", "json")],
+)
 def test_server_log_has_no_patient_data_after_errors(
     backend: str,
+    log_format: str,
     tmp_path: Path,
     tmp_path_factory: pytest.TempPathFactory,
     request: pytest.FixtureRequest,
@@ -116,6 +120,7 @@ def test_server_log_has_no_patient_data_after_errors(
         "FETALCNS_MODEL_DIR": str(tiny_model_dir),
         "FETALCNS_SECRET_KEY": "log-test-secret",
         "FETALCNS_INFERENCE_THREADS": "1",
+        "FETALCNS_LOG_FORMAT": log_format,
     }
     prepare_database(env, {"rad": "radiologist"})
     port = free_port()
@@ -172,5 +177,37 @@ def test_server_log_has_no_patient_data_after_errors(
     text = log_path.read_text(encoding="utf-8", errors="replace")
     assert 500 in statuses or all(400 <= s < 500 for s in statuses), statuses
     assert "label=…" in text  # the access log was written, with the query value dropped
+    if log_format == "json":
+        # Every log line is one JSON object. Not logged, so not JSON: the start-up lines that name
+        # the database, storage and model (printed), and Python's own runpy warning of `-m`.
+        lines = [line for line in text.splitlines() if line.strip()]
+        printed = ("fetalcns ", "  ", "<frozen runpy>")
+        assert all(line.startswith(("{", *printed)) for line in lines), lines
+        records = [json.loads(line) for line in lines if line.startswith("{")]
+        assert {"time", "level", "logger", "message"} <= set(records[0])
+        access = [r for r in records if r.get("path", "").startswith("/api/v1/studies?")]
+        assert access and access[0]["path"] == "/api/v1/studies?label=…" and access[0]["status"] == 200
     for secret in (SECRET_NAME, SECRET_ID, "Secretname", "SECRET-918273"):
         assert secret not in text, f"{secret!r} reached the server log"
+
+
+def test_json_lines_keep_the_same_rules() -> None:
+    from app.logsafe import PrivateJsonFormatter
+    from app.web.core.logging_config import PrivateJsonAccessFormatter
+
+    try:
+        raise ValueError(f"duplicate key ({SECRET_NAME})")
+    except ValueError:
+        import sys as _sys
+
+        record = logging.LogRecord("app.x", logging.ERROR, __file__, 1, "failed %d", (7,), _sys.exc_info())
+    line = json.loads(PrivateJsonFormatter().format(record))
+    assert line["message"] == "failed 7" and line["level"] == "ERROR" and line["logger"] == "app.x"
+    assert "ValueError" in line["exception"] and SECRET_NAME not in json.dumps(line)
+    access = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", f"/api/v1/studies?q={SECRET_NAME}", "1.1", 200), None,
+    )  # fmt: skip
+    fields = json.loads(PrivateJsonAccessFormatter().format(access))
+    assert fields["path"] == "/api/v1/studies?q=…" and fields["status"] == 200
+    assert SECRET_NAME not in json.dumps(fields)

@@ -133,6 +133,18 @@ def test_dcmtk_reads_every_file(study_root: Path) -> None:
         assert "E:" not in result.stderr and "W:" not in result.stderr, result.stderr
 
 
+def test_dciodvfy_finds_no_error_in_any_file(study_root: Path) -> None:
+    """dicom3tools' IOD checker: warnings (the standard extended acquisition context) are allowed,
+    errors are not (it used to flag the missing Type 2C Laterality)."""
+    dciodvfy = shutil.which("dciodvfy")
+    if dciodvfy is None:
+        pytest.skip("dicom3tools' dciodvfy is not installed (apt-get install dicom3tools)")
+    for path in _files(study_root):
+        result = subprocess.run([dciodvfy, str(path)], capture_output=True, text=True, timeout=60)
+        errors = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("Error")]
+        assert errors == [], (path.name, errors)
+
+
 def test_same_seed_gives_identical_dicom_bytes(study_root: Path, tmp_path: Path) -> None:
     generate_dataset(tmp_path, 2, seed=21, fmt="dicom", images_per_patient=(2, 3))
     files = [p.relative_to(study_root) for p in _files(study_root)]

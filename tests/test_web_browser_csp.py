@@ -64,7 +64,7 @@ def _page_paths(study_id: int) -> list[str]:
 
     with tempfile.TemporaryDirectory() as tmp:
         app = create_app(Settings(data_dir=Path(tmp), secret_key="x"), load_model=False)
-    skip = ("/api/", "/health", "/docs", "/redoc", "/openapi.json", "/static")
+    skip = ("/api/", "/dicomweb/", "/health", "/docs", "/redoc", "/openapi.json", "/static")
     paths = [
         re.sub(r"\{[^}]+\}", str(study_id), path)
         for path, methods in all_routes(app.routes)

@@ -34,6 +34,7 @@ NOT_ULTRASOUND = "not_ultrasound"  # another modality, or a colour picture (app.
 OOD = "ood"
 VIEW = "view"  # flagged by the view-scope signal: a non-CNS fetal view (abdomen, femur, heart, face)
 QUALITY = "quality"
+LOSSY = "lossy"  # lossily compressed, and the model card's input_policy excludes such images
 FAILED = "failed"
 FLAGGED = "flagged"  # excluded without a stated reason (a bare boolean flag)
 EXCLUSION_WORDS: dict[str, str] = {
@@ -41,6 +42,7 @@ EXCLUSION_WORDS: dict[str, str] = {
     OOD: "unlike the images the model was trained on (out of distribution)",
     VIEW: "an ultrasound view this model was not trained on",
     QUALITY: "blank or of too poor quality",
+    LOSSY: "lossily compressed (the model card leaves them out)",
     FAILED: "could not be analysed",
     FLAGGED: "flagged as unusable",
 }

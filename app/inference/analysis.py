@@ -14,7 +14,17 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from app.inference.aggregate import FAILED, FLAGGED, NOT_ULTRASOUND, OOD, QUALITY, VIEW, Verdict, aggregate
+from app.inference.aggregate import (
+    FAILED,
+    FLAGGED,
+    LOSSY,
+    NOT_ULTRASOUND,
+    OOD,
+    QUALITY,
+    VIEW,
+    Verdict,
+    aggregate,
+)
 from app.inference.engine import ImagePrediction, InferenceEngine
 from app.ingest.types import IngestedImage
 from app.modelcard import AGGREGATIONS, VerdictRule
@@ -100,6 +110,8 @@ def exclusion_key(prediction: ImagePrediction | None) -> str | None:
         return NOT_ULTRASOUND
     if prediction.quality_issue is not None:
         return QUALITY
+    if prediction.lossy_excluded is not None:
+        return LOSSY
     if prediction.out_of_scope_view:
         return VIEW
     if prediction.ood:

@@ -30,6 +30,7 @@ from app.inference.runtime import (
     choose_providers,
     default_threads,
     get_session,
+    split_device,
 )
 from app.inference.scores import OOD_SCORES, blank_frame_issue
 from app.inference.temperature import scaled_softmax
@@ -82,10 +83,17 @@ class ImagePrediction:
     # Why this is not an ultrasound image at all (another modality, a colour picture); None when
     # it may be one (app.inference.image_kind).
     not_ultrasound: str | None = None
+    # How the input was lossily compressed, when the card's input_policy.lossy is "exclude".
+    lossy_excluded: str | None = None
 
     @property
     def excluded(self) -> bool:
-        return self.ood or self.quality_issue is not None or self.not_ultrasound is not None
+        return (
+            self.ood
+            or self.quality_issue is not None
+            or self.not_ultrasound is not None
+            or self.lossy_excluded is not None
+        )
 
     @property
     def out_of_scope_view(self) -> bool:
@@ -106,6 +114,8 @@ class ImagePrediction:
             return self.not_ultrasound
         if self.quality_issue is not None:
             return self.quality_issue
+        if self.lossy_excluded is not None:
+            return f"{self.lossy_excluded}; the model card leaves lossy images out"
         if self.out_of_scope_view:
             return VIEW_REASON
         if self.ood:
@@ -168,6 +178,7 @@ class InferenceEngine:
             providers=tuple(choose_providers(device)),
             intra_op_threads=threads or default_threads(),
             inter_op_threads=1,
+            device_id=split_device(device)[1],
         )
         self._session = get_session(key)
         self.provider: str = self._session.get_providers()[0] if self._session.get_providers() else CPU
@@ -284,4 +295,7 @@ class InferenceEngine:
             ood_scores=ood_scores,
             ood_signals=fired,
             not_ultrasound=not_ultrasound_reason(rgb, image.metadata),
+            lossy_excluded=(image.metadata or {}).get("lossy_compression")
+            if self.card.lossy_policy == "exclude"
+            else None,
         )

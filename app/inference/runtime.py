@@ -41,9 +41,19 @@ def gpu_present() -> bool:
     return True
 
 
+def split_device(device: str) -> tuple[str, int]:
+    """``cuda:N`` → ("cuda", N): one GPU of a host with several (``fetalcns worker --device``);
+    any other device is itself with GPU 0."""
+    kind, sep, index = device.partition(":")
+    if sep and kind == "cuda" and index.isdigit():
+        return kind, int(index)
+    if sep or device not in DEVICES:
+        raise EngineError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)} or cuda:N")
+    return device, 0
+
+
 def choose_providers(device: str) -> list[str]:
-    if device not in DEVICES:
-        raise EngineError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    device, _ = split_device(device)
     cuda_usable = CUDA in ort.get_available_providers() and gpu_present()
     if device == "cuda" and not cuda_usable:
         raise EngineError("device 'cuda' was requested but no usable NVIDIA GPU was found")
@@ -63,6 +73,8 @@ class SessionKey:
     providers: tuple[str, ...]
     intra_op_threads: int
     inter_op_threads: int
+    # Which GPU CUDA runs on (``cuda:N``); ignored on the CPU.
+    device_id: int = 0
 
 
 _SESSIONS: dict[SessionKey, ort.InferenceSession] = {}
@@ -87,7 +99,13 @@ def _create_session(key: SessionKey) -> ort.InferenceSession:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
-        return ort.InferenceSession(key.onnx_path, sess_options=options, providers=list(key.providers))
+        provider_options = [{"device_id": str(key.device_id)} if p == CUDA else {} for p in key.providers]
+        return ort.InferenceSession(
+            key.onnx_path,
+            sess_options=options,
+            providers=list(key.providers),
+            provider_options=provider_options,
+        )
     except Exception as exc:  # onnxruntime raises its own exception types per failure
         if CUDA in key.providers:
             # A GPU without matching CUDA/cuDNN libraries: serve on CPU rather than not at all.

@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, pixel_array
 from pydicom.uid import UID
 
@@ -63,6 +64,9 @@ class DicomStudyFacts:
 
     patient_id: str | None
     patient_name: str | None
+    # Who issued the PatientID (IssuerOfPatientID), else the institution (InstitutionName).
+    issuer: str | None
+    institution: str | None
     study_uid: str | None
     study_date: str | None
     gestational_age_weeks: float | None
@@ -149,6 +153,8 @@ def study_facts(ds: Dataset) -> DicomStudyFacts:
     return DicomStudyFacts(
         patient_id=_text(ds, "PatientID"),
         patient_name=_text(ds, "PatientName"),
+        issuer=_text(ds, "IssuerOfPatientID"),
+        institution=_text(ds, "InstitutionName"),
         study_uid=_text(ds, "StudyInstanceUID"),
         study_date=_text(ds, "StudyDate"),
         gestational_age_weeks=read_gestational_age(ds),
@@ -171,6 +177,44 @@ def _check_is_image(ds: Dataset) -> None:
             raise RejectedFile(f"this DICOM file lacks the image attribute {keyword} and cannot be displayed")
 
 
+# Every compressed syntax is decoded by pylibjpeg (libjpeg, openjpeg, rle: runtime dependencies),
+# never by whichever plugin happens to be installed first: Pillow's and gdcm's JPEG decoders round
+# differently (±1 grey level), and pyjpegls arrives with highdicom. The same file then decodes to
+# the same pixels everywhere. Uncompressed and deflated data need no plugin.
+PINNED_PLUGIN = "pylibjpeg"
+
+
+def decoder_plugin(syntax: UID) -> str:
+    """The pixel decoder plugin used for ``syntax`` ("" for uncompressed data)."""
+    return PINNED_PLUGIN if syntax.is_compressed else ""
+
+
+def _pinned_decoder_available(syntax: UID) -> bool:
+    try:
+        decoder = pydicom.pixels.get_decoder(syntax)
+    except NotImplementedError:
+        return False
+    return decoder is not None and PINNED_PLUGIN in decoder.available_plugins
+
+
+def decodable_transfer_syntaxes() -> list[UID]:
+    """Every transfer syntax whose pixels this process can decode (the uncompressed ones, and
+    the compressed ones with an installed decoder), in pydicom's order; video streams excluded.
+
+    The DICOM listener accepts exactly these, so a sender is never told "accepted" for an
+    encoding that ingestion would then reject.
+    """
+    syntaxes: list[UID] = []
+    for syntax in pydicom.uid.AllTransferSyntaxes:
+        syntax = UID(syntax)
+        if str(syntax).startswith(_VIDEO_SYNTAX_PREFIXES) or syntax.is_private:
+            continue
+        if syntax.is_compressed and not _pinned_decoder_available(syntax):
+            continue
+        syntaxes.append(syntax)
+    return syntaxes
+
+
 def _check_decodable(ds: Dataset) -> str:
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is None:
@@ -180,13 +224,8 @@ def _check_decodable(ds: Dataset) -> str:
         raise RejectedFile(
             f"this DICOM file holds a video stream ({syntax.name}); export it as images instead"
         )
-    if syntax.is_compressed:
-        try:
-            decoder = pydicom.pixels.get_decoder(syntax)
-        except NotImplementedError:
-            decoder = None
-        if decoder is None or not decoder.is_available:
-            raise RejectedFile(f"this DICOM file is compressed with an unsupported method ({syntax.name})")
+    if syntax.is_compressed and not _pinned_decoder_available(syntax):
+        raise RejectedFile(f"this DICOM file is compressed with an unsupported method ({syntax.name})")
     return syntax.name
 
 
@@ -254,6 +293,43 @@ def _check_decode_budget(
     )
 
 
+# Transfer syntaxes whose compression always loses information; JPEG 2000 (.91) and HTJ2K (.203)
+# may be either, so they count as lossy unless the file says LossyImageCompression "00".
+_LOSSY_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81"})
+_MAYBE_LOSSY_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.203"})
+
+
+def lossy_compression(ds: Dataset) -> str | None:
+    """Words saying how the pixels were lossily compressed (now, by the transfer syntax, or
+    before, by LossyImageCompression (0028,2110) "01" with its ratio and method), or None.
+
+    A JPEG 2000 at 10:1 moves a probability by about 0.1, so the reader is told.
+    """
+    syntax = UID(str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or ""))
+    flag = str(ds.get("LossyImageCompression", "") or "").strip()
+    lossy = (
+        flag == "01"
+        or str(syntax) in _LOSSY_SYNTAXES
+        or (str(syntax) in _MAYBE_LOSSY_SYNTAXES and flag != "00")
+    )
+    if not lossy:
+        return None
+    parts = []
+    if str(syntax) in _LOSSY_SYNTAXES | _MAYBE_LOSSY_SYNTAXES:
+        parts.append(syntax.name)
+    ratios = ds.get("LossyImageCompressionRatio")
+    if ratios not in (None, ""):
+        values = ratios if isinstance(ratios, list | tuple | MultiValue) else [ratios]
+        parts.append("ratio " + " then ".join(f"{float(r):g}:1" for r in values))
+    methods = ds.get("LossyImageCompressionMethod")
+    if methods not in (None, ""):
+        values = methods if isinstance(methods, list | tuple | MultiValue) else [methods]
+        parts.append("method " + " then ".join(str(m) for m in values))
+    if flag == "01" and not parts:
+        parts.append("LossyImageCompression (0028,2110) is 01")
+    return "lossy compression: " + ", ".join(parts) if parts else "lossy compression"
+
+
 def _metadata(ds: Dataset, syntax_name: str, n_frames: int) -> dict[str, Any]:
     sop_class = UID(str(ds.get("SOPClassUID", "")))
     return {
@@ -269,6 +345,7 @@ def _metadata(ds: Dataset, syntax_name: str, n_frames: int) -> dict[str, Any]:
         "n_frames": n_frames,
         "rows": int(ds.Rows),
         "columns": int(ds.Columns),
+        "lossy_compression": lossy_compression(ds),
     }
 
 
@@ -330,15 +407,17 @@ def _read_dicom(
         n_frames = max(1, int(ds.get("NumberOfFrames") or 1))
     except (TypeError, ValueError):
         n_frames = 1
+    plugin = decoder_plugin(UID(str(ds.file_meta.TransferSyntaxUID)))
     indices = sample_frame_indices(n_frames, options.max_frames_per_cine)
     _check_decode_budget(ds, len(indices), n_frames, rows, columns, options)
     box = tissue_box(ds.get("SequenceOfUltrasoundRegions") or [], rows, columns)
     base_metadata = _metadata(ds, syntax_name, n_frames)
+    base_metadata["decoder"] = plugin or "native"
     base_metadata["scan_box_source"] = "ultrasound_regions" if box is not None else "detected"
     images = []
     for index in indices:
         try:
-            frame = pixel_array(ds, index=index, raw=False)
+            frame = pixel_array(ds, index=index, raw=False, decoding_plugin=plugin)
             pixels = _frame_to_display(frame, ds)
         except RejectedFile:
             raise

@@ -19,5 +19,19 @@ def patient_key(identity: str, salt: str) -> str:
     return KEY_PREFIX + digest[:12]
 
 
+def dicom_patient_identity(patient_id: str, issuer: str | None, institution: str | None) -> str:
+    """The identity a DICOM patient is keyed by: PatientID within its issuer (IssuerOfPatientID),
+    else within the institution (InstitutionName), else alone.
+
+    Two sites' "12345" are two patients. Only a bare PatientID (no issuer, no institution) keys
+    as the ID itself, so PNG exports in a folder named by the ID still meet their DICOM study.
+    """
+    if issuer:
+        return f"{patient_id}^^^{issuer}"
+    if institution:
+        return f"{patient_id}^^^institution:{institution}"
+    return patient_id
+
+
 def file_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

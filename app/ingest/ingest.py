@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 from app.ingest.archive import is_zip, unpack_zip
 from app.ingest.dicom import DicomStudyFacts, has_dicom_magic, read_dicom
 from app.ingest.errors import RejectedFile, SinkFailed, reraise_if_fatal
-from app.ingest.identity import file_sha256, patient_key
+from app.ingest.identity import dicom_patient_identity, file_sha256, patient_key
 from app.ingest.raster import read_raster, sniff_raster
 from app.ingest.types import ImageSink, IngestedImage, IngestedStudy, IngestOptions, IngestResult, Rejection
 
@@ -181,7 +181,7 @@ class _StudyCollector:
 
     def add_dicom(self, facts: DicomStudyFacts, images: list[IngestedImage], folder: str) -> None:
         if facts.patient_id:
-            identity = facts.patient_id
+            identity = dicom_patient_identity(facts.patient_id, facts.issuer, facts.institution)
         elif facts.study_uid:
             identity = "study:" + facts.study_uid
         else:
@@ -193,6 +193,7 @@ class _StudyCollector:
                 patient_key=patient_key(identity, self._options.key_salt),
                 patient_id=facts.patient_id,
                 patient_name=facts.patient_name,
+                issuer=facts.issuer if facts.patient_id else None,
                 study_uid=facts.study_uid,
                 study_date=facts.study_date,
                 gestational_age_weeks=facts.gestational_age_weeks,

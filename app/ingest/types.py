@@ -119,6 +119,8 @@ class IngestedStudy:
     study_date: str | None
     gestational_age_weeks: float | None
     images: list[IngestedImage] = field(default_factory=list)
+    # IssuerOfPatientID: part of the patient's identity (``patient_key``), shown beside the ID.
+    issuer: str | None = None
 
 
 @dataclass

@@ -108,6 +108,9 @@ def _base(rendered: PatientImages, sop_class: str, sop_uid: str, series: int) ->
     ds.SeriesInstanceUID = _uid(patient.seed, patient.patient_id, "series", series)
     ds.SeriesNumber = series
     ds.SeriesDescription = "Synthetic cine" if series == 2 else "Synthetic stills"
+    # General Series Laterality is Type 2C: dciodvfy asks for it without ImageLaterality. The fetal
+    # head and spine are not paired structures, so it is present and empty.
+    ds.Laterality = ""
     ds.SeriesDate = ds.StudyDate
     ds.ContentDate = ds.StudyDate
     ds.ContentTime = patient.study_time

@@ -7,8 +7,9 @@ the error handlers that turn ServiceError (and every other failure) into JSON or
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -144,6 +145,28 @@ class UnexpectedErrorMiddleware:
             await _error_response(request, 500, message)(scope, receive, send)
 
 
+def _card_banner(runtime: Runtime) -> Callable[[], str | None]:
+    """The loaded model card's warning ("not for clinical use ..."), read when a report is made."""
+    return lambda: runtime.model_card.banner if runtime.model_card is not None else None
+
+
+def _start_dicom_listener(runtime: Runtime) -> Any:
+    """The C-STORE listener inside the server (FETALCNS_DICOM_LISTENER); a failure to start it
+    (port taken, bad allow-list entry) is logged and the web app still serves."""
+    settings = runtime.settings
+    if not settings.dicom_listener or runtime.schema_error is not None:
+        return None
+    from app.web.dicom.cli import start_listener
+
+    try:
+        return start_listener(
+            runtime, settings.dicom_host, settings.dicom_port, settings.dicom_ae_title, [settings.dicom_allow]
+        )
+    except (ValueError, OSError) as exc:
+        log.error("the DICOM listener did not start: %s", exc)
+        return None
+
+
 def create_app(settings: Settings | None = None, *, load_model: bool = True) -> FastAPI:
     """Build the app. The model is loaded and the worker started in the lifespan (startup).
 
@@ -159,14 +182,30 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
             sweep_at_start(runtime)
         if load_model:
             load_inference(runtime)
-        if settings.worker_enabled and runtime.inference is not None and runtime.schema_error is None:
+        if settings.broker_url:
+            # Web processes only send; `fetalcns worker` processes analyse (docs/deployment.md).
+            from app.web.services.task_queue import BrokerQueue
+
+            runtime.worker = BrokerQueue(settings.broker_url, settings.broker_queue, settings.worker_lease_s)
+        elif settings.worker_enabled and runtime.inference is not None and runtime.schema_error is None:
             from app.web.services.analysis_worker import AnalysisWorker
 
             runtime.worker = AnalysisWorker(runtime)
             runtime.worker.start()
+        listener = _start_dicom_listener(runtime)
+        pusher = None
+        if settings.pacs_host and runtime.schema_error is None:
+            from app.web.dicom.push import ResultPusher
+
+            pusher = ResultPusher(runtime, _card_banner(runtime))
+            pusher.start()
         try:
             yield
         finally:
+            if pusher is not None:
+                pusher.stop()
+            if listener is not None:
+                listener.stop()
             if runtime.worker is not None:
                 runtime.worker.stop()
                 runtime.worker = None
@@ -183,6 +222,10 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         swagger_ui_oauth2_redirect_url=None,
     )
     app.state.runtime = runtime
+    from app.web.dicom.results import make_result_provider
+
+    # Results (SR, SC, PDF) join their study in DICOMweb; the PDF carries the card's warning.
+    app.state.dicom_result_providers = [make_result_provider(_card_banner(runtime))]
     _install_error_handlers(app)
     app.add_middleware(CSRFCookieMiddleware, secure_always=settings.secure_cookies)
     app.add_middleware(RequestSizeLimitMiddleware, max_bytes=settings.max_request_bytes)

@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 
+def local_only(settings: Any, what: str) -> str | None:
+    from app.web.core.blob_store import local_only as why
+
+    return why(settings, what)
+
+
 def _settings() -> Any:
     from app.web.settings import get_settings
 
@@ -34,6 +40,8 @@ def _backup(args: argparse.Namespace) -> int:
     from app.web.services.backup import BackupError, create_backup
 
     settings = _settings()
+    if refusal := local_only(settings, "this command"):
+        return _fail(refusal)
     where = settings.locations()
     print(f"backing up {where['database']} and {where['storage']} into {args.dest}", file=sys.stderr)
     try:
@@ -74,6 +82,8 @@ def _restore(args: argparse.Namespace) -> int:
     from app.web.services.restore import restore_backup
 
     settings = _settings()
+    if refusal := local_only(settings, "this command"):
+        return _fail(refusal)
     where = settings.locations()
     print(f"restoring {args.source} into {where['database']} and {where['storage']}", file=sys.stderr)
     try:
@@ -104,6 +114,8 @@ def _db_verify(args: argparse.Namespace) -> int:
     from app.web.services.blob_check import check_blobs, named_blobs
 
     settings = _settings()
+    if refusal := local_only(settings, "this command"):
+        return _fail(refusal)
     url = settings.resolved_database_url
     engine = make_engine(url)
     try:

@@ -31,24 +31,54 @@ def _say_locations(settings: Any, keys: tuple[str, ...] = ("database", "storage"
 
 
 # ---- serve ----------------------------------------------------------------------------
+def sqlite_refusal(settings: Any, workers: int) -> str | None:
+    """Why ``workers`` processes may not serve this database, or None when they may."""
+    from sqlalchemy.engine import make_url
+
+    if workers > 1 and make_url(settings.resolved_database_url).get_backend_name() == "sqlite":
+        return (
+            f"--workers {workers} needs PostgreSQL: SQLite lets one process write at a time, so "
+            "several server processes would queue behind each other's writes and time out. Set "
+            "FETALCNS_DATABASE_URL=postgresql+psycopg://user:password@host/fetalcns, or serve "
+            "SQLite with one process (--workers 1)."
+        )
+    return None
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.web.app import create_app
     from app.web.core.logging_config import uvicorn_log_config
 
+    if args.workers < 1:
+        print("error: --workers must be at least 1", file=sys.stderr)
+        return 2
     settings = _settings()
+    refusal = sqlite_refusal(settings, args.workers)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     _say_locations(settings)
-    app = create_app(settings)
-    # One process: the model and the worker live in it (see docs/configuration.md).
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        proxy_headers=True,
-        log_level="info",
-        log_config=uvicorn_log_config(),
-    )
+    common: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "proxy_headers": True,
+        "log_level": "info",
+        "log_config": uvicorn_log_config(),
+    }
+    if args.workers == 1:
+        from app.web.app import create_app
+
+        # One process: the model and (without a broker) the worker live in it.
+        uvicorn.run(create_app(settings), **common)
+        return 0
+    # Several processes, each building the app from the same environment (app.main). Sessions
+    # and API tokens are database rows; CSRF tokens are signed with the secret key, resolved
+    # here once before the processes start, so that a generated key is written once and every
+    # process reads the same one. Without a broker each process runs its own in-process worker:
+    # the analysis leases (app.web.services.leases) keep them from running a study twice.
+    settings.resolved_secret_key()
+    uvicorn.run("app.main:app", workers=args.workers, **common)
     return 0
 
 
@@ -85,9 +115,9 @@ def _db_current(args: argparse.Namespace) -> int:
 
 
 def _db_sweep(args: argparse.Namespace) -> int:
+    from app.web.core.blob_store import make_store
     from app.web.core.db import make_engine, make_session_factory
     from app.web.core.migrations import current_revision, head_revision
-    from app.web.core.storage import ContentStore
     from app.web.services.sweep import sweep
 
     settings = _settings()
@@ -101,7 +131,7 @@ def _db_sweep(args: argparse.Namespace) -> int:
     engine = make_engine(url)
     try:
         result = sweep(
-            ContentStore(settings.resolved_storage_dir),
+            make_store(settings),
             make_session_factory(engine),
             settings.upload_tmp_dir,
             grace_s,
@@ -183,6 +213,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serve = subparsers.add_parser("serve", help="run the web app (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (default 1); more than 1 needs PostgreSQL and shares the secret key",
+    )
     serve.set_defaults(handler=_serve)
 
     db = subparsers.add_parser("db", help="database migrations")

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.web.core.blob_store import BlobStore, make_store
 from app.web.core.db import make_engine, make_session_factory
 from app.web.core.security import Signer
-from app.web.core.storage import ContentStore
 from app.web.services.login_throttle import LoginThrottle, ThrottlePolicy
 from app.web.settings import Settings
 
 if TYPE_CHECKING:
     from app.web.services.analysis_worker import AnalysisWorker
+    from app.web.services.task_queue import BrokerQueue
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,8 @@ class Runtime:
     settings: Settings
     db_engine: Engine
     session_factory: sessionmaker[Session]
-    store: ContentStore
+    # The local content-addressed folder or an S3 bucket (FETALCNS_STORAGE_BACKEND).
+    store: BlobStore
     signer: Signer
     login_throttle: LoginThrottle
     # The InferenceEngine (app.inference), or None when the model could not be loaded.
@@ -38,7 +40,8 @@ class Runtime:
     inference_error: str | None = None
     # Set when the database is unreachable or not migrated to the latest revision.
     schema_error: str | None = None
-    worker: AnalysisWorker | None = field(default=None)
+    # The in-process worker, or with FETALCNS_BROKER_URL the sender of jobs to `fetalcns worker`s.
+    worker: AnalysisWorker | BrokerQueue | None = field(default=None)
 
     @property
     def model_card(self) -> Any | None:
@@ -69,7 +72,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         db_engine=db_engine,
         session_factory=make_session_factory(db_engine),
-        store=ContentStore(settings.resolved_storage_dir),
+        store=make_store(settings),
         signer=Signer(settings.resolved_secret_key()),
         login_throttle=LoginThrottle(ThrottlePolicy.from_settings(settings)),
     )

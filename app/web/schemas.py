@@ -61,6 +61,7 @@ class PatientOut(BaseModel):
     id: int
     patient_id: str | None
     name: str | None
+    issuer: str | None = Field(None, description="who issued the patient ID (IssuerOfPatientID), when known")
 
 
 class VerdictOut(BaseModel):
@@ -95,7 +96,7 @@ class StudySummaryOut(BaseModel):
     final_label: str | None  # the current final diagnosis (the latest amendment wins)
 
 
-ExclusionKey = Literal["not_ultrasound", "quality", "view", "ood", "flagged", "failed"]
+ExclusionKey = Literal["not_ultrasound", "quality", "lossy", "view", "ood", "flagged", "failed"]
 
 
 class ImageOut(BaseModel):
@@ -119,6 +120,10 @@ class ImageOut(BaseModel):
     used_in_verdict: bool | None
     heatmap_url: str | None
     error: str | None  # why this image could not be analysed
+    lossy_compression: str | None = Field(
+        None,
+        description="how the pixels were lossily compressed (transfer syntax, ratio, method); null: lossless",
+    )
 
 
 class DiagnosisOut(BaseModel):
@@ -149,11 +154,27 @@ class AnalysisOut(BaseModel):
     finished_at: datetime | None
 
 
+PushStatus = Literal["pending", "sent", "failed"]
+
+
+class PushOut(BaseModel):
+    """The latest push of the case's result objects (SR, SC, PDF) to the PACS."""
+
+    destination: str = Field(description="AE@host:port of the PACS")
+    status: PushStatus
+    attempts: int
+    n_instances: int
+    last_error: str | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+
+
 class StudyOut(StudySummaryOut):
     study_uid: str | None
     analysis: AnalysisOut | None
     images: list[ImageOut]
     diagnoses: list[DiagnosisOut]
+    pacs_push: PushOut | None = Field(None, description="null when no result was pushed to a PACS")
 
     @computed_field(  # type: ignore[prop-decorator]
         description="the case's version: id of the current final diagnosis or amendment (null before "

@@ -47,11 +47,22 @@ class Settings(BaseSettings):
     storage_dir: Path | None = Field(
         None, description="content-addressed image storage; default DATA_DIR/storage"
     )
+    storage_backend: Literal["local", "s3"] = Field(
+        "local", description="local: the content-addressed folder STORAGE_DIR; s3: an S3-compatible bucket"
+    )
+    s3_endpoint_url: str = Field(
+        "https://s3.amazonaws.com", description="the S3-compatible server, http(s)://host[:port]"
+    )
+    s3_bucket: str = Field("fetalcns", description="the bucket, created beforehand by the operator")
+    s3_prefix: str = Field("", description="a folder-like prefix for every key in the bucket")
+    s3_region: str = Field("us-east-1", description="the bucket's region")
+    s3_access_key_id: str | None = Field(None, description="S3 access key id")
+    s3_secret_access_key: str | None = Field(None, description="S3 secret access key")
     model_dir: Path = Field(
         default_factory=default_model_dir,
         description="model directory (model.onnx + model.json); default the bundled demo model",
     )
-    inference_device: str = Field("auto", description="auto, cpu or cuda")
+    inference_device: str = Field("auto", description="auto, cpu, cuda or cuda:N (one GPU of several)")
     inference_batch_size: int = Field(16, ge=1, le=256)
     inference_threads: int | None = Field(
         None, ge=1, description="CPU threads for inference; default: runtime's"
@@ -98,6 +109,33 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(
         5.0, gt=0, description="how often the worker looks for queued analyses in the DB"
     )
+    worker_lease_s: float = Field(
+        60.0,
+        ge=1,
+        description="an analysis's lease: its worker renews it every third of this; when the worker "
+        "dies, another takes the analysis this long after the last renewal",
+    )
+    worker_max_attempts: int = Field(
+        3, ge=1, description="an analysis whose worker died this many times is failed, not taken again"
+    )
+    broker_url: str | None = Field(
+        None,
+        description="redis://… or amqp://…: analyses go to `fetalcns worker` processes through this "
+        "broker and the web processes run none; unset: the in-process worker",
+    )
+    broker_queue: str = Field(
+        "fetalcns-analysis",
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        description="the broker's queue name for analysis jobs (one per installation)",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text, or json: one JSON object per log line (no patient data either way)"
+    )
+    metrics_token: str | None = Field(
+        None,
+        description="GET /metrics answers clients on this host, and others sending "
+        "Authorization: Bearer <this token>; unset: this host only",
+    )
     admin_password: str | None = Field(None, description="password for `fetalcns users bootstrap-admin`")
     login_max_failures_per_account: int = Field(
         5, ge=1, description="failed sign-ins of one account before each further attempt waits"
@@ -118,6 +156,49 @@ class Settings(BaseSettings):
     sweep_grace_s: int = Field(
         3600, ge=0, description="files younger than this are never swept (an upload may still be writing)"
     )
+
+    dicom_listener: bool = Field(
+        False,
+        description="run the DICOM C-STORE listener inside `fetalcns serve` (else `fetalcns dicom-listener`)",
+    )
+    dicom_ae_title: str = Field(
+        "FETALCNS", min_length=1, max_length=16, description="the listener's AE title (called AE title)"
+    )
+    dicom_host: str = Field("127.0.0.1", description="address the DICOM listener binds to")
+    dicom_port: int = Field(11112, ge=1, le=65535, description="port of the DICOM listener")
+    dicom_allow: str = Field(
+        "",
+        description="calling AE titles allowed to send, comma-separated, each AE or AE@HOST "
+        "(host name or address); empty: every association is refused",
+    )
+    dicom_quiet_s: float = Field(
+        0.0,
+        ge=0,
+        description="0: analyse a received study when the sending association ends; above 0: when "
+        "the study has received nothing for this many seconds (for senders that use one "
+        "association per image)",
+    )
+
+    pacs_host: str | None = Field(
+        None, description="push result objects (SR, SC, PDF) by C-STORE to this PACS; unset: no push"
+    )
+    pacs_port: int = Field(104, ge=1, le=65535, description="the PACS's DICOM port")
+    pacs_ae_title: str = Field("PACS", min_length=1, max_length=16, description="the PACS's AE title")
+    push_max_attempts: int = Field(5, ge=1, description="attempts of one push before it is marked failed")
+    push_retry_base_s: float = Field(
+        30.0, gt=0, description="wait after the first failed attempt; doubles with each further one"
+    )
+    push_poll_s: float = Field(10.0, gt=0, description="how often the pusher looks for new results to send")
+
+    @field_validator("dicom_ae_title", "pacs_ae_title")
+    @classmethod
+    def _ae_title(cls, value: str) -> str:
+        # PS3.5 AE VR: up to 16 characters of the default repertoire, no backslash or control
+        # characters; leading and trailing spaces are not significant.
+        value = value.strip()
+        if not value or "\\" in value or not value.isascii() or not value.isprintable():
+            raise ValueError("an AE title is 1-16 printable ASCII characters without a backslash")
+        return value
 
     @field_validator("data_dir", "storage_dir", "model_dir")
     @classmethod
@@ -142,8 +223,11 @@ class Settings(BaseSettings):
         """What this process reads and writes, for the start-up message (no password)."""
         return {
             "database": make_url(self.resolved_database_url).render_as_string(hide_password=True),
-            "storage": str(self.resolved_storage_dir),
+            "storage": str(self.resolved_storage_dir)
+            if self.storage_backend == "local"
+            else f"s3://{self.s3_bucket}/{self.s3_prefix} at {self.s3_endpoint_url}",
             "model": str(self.model_dir),
+            "broker": _without_password(self.broker_url) if self.broker_url else "none (in-process worker)",
         }
 
     def resolved_secret_key(self) -> str:
@@ -167,6 +251,17 @@ class Settings(BaseSettings):
                 return key
             time.sleep(0.01)  # the other process is still writing it
         raise RuntimeError(f"{path} is empty; delete it or set FETALCNS_SECRET_KEY")
+
+
+def _without_password(url: str) -> str:
+    """A broker URL as it may be printed: any password replaced by ***."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @lru_cache(maxsize=1)

@@ -59,7 +59,8 @@
     var name = image.filename + (image.frame !== null && image.frame !== undefined ? " (frame " + (image.frame + 1) + ")" : "");
     if (viewer) viewer.show(image.original_url, meta.ai_visible ? image.heatmap_url : null, "Ultrasound image " + (current + 1) + ", " + name);
     caption.textContent = "Image " + (current + 1) + " of " + images.length + " · " + name;
-    fileOut.textContent = name + " · " + image.width + "×" + image.height + " px";
+    // Lossy inputs move the model's probabilities: the reader sees it beside the file name.
+    fileOut.textContent = name + " · " + image.width + "×" + image.height + " px" + (image.lossy ? " · " + image.lossy : "");
     if (labelOut) {
       labelOut.textContent = image.human || (image.error ? "not analysed" : "no result yet");
       probsOut.textContent = "";

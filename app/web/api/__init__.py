@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.web.api import account, auth, health, images, studies, tokens, users
+from app.web.api import account, auth, dicomweb, health, images, metrics, studies, tokens, users
 
 _v1 = APIRouter(prefix="/api/v1")
 _v1.include_router(auth.router)
@@ -16,4 +16,6 @@ _v1.include_router(account.router)
 
 router = APIRouter()
 router.include_router(health.router)
+router.include_router(metrics.router)
 router.include_router(_v1)
+router.include_router(dicomweb.router)

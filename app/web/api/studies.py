@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, UploadFile
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from app.web.api.contract import ADMIN, CHANGE, SIGNED_IN, errors
 from app.web.core.input_guard import IsoDate, RowId
@@ -25,6 +25,7 @@ from app.web.schemas import (
 )
 from app.web.services.audit import list_audit
 from app.web.services.diagnoses import record_diagnosis
+from app.web.services.reports import study_report_pdf
 from app.web.services.studies import get_study, list_studies
 from app.web.services.upload_flow import upload_studies
 from app.web.services.uploads import UploadOverrides
@@ -156,6 +157,25 @@ def diagnose(
         reason=body.reason,
         based_on=body.based_on,
     )
+
+
+@router.get(
+    "/studies/{study_id}/report.pdf",
+    response_class=Response,
+    summary="The case's PDF report",
+    response_description="a PDF: images and heatmaps, the AI verdict with its model, the signed diagnosis",
+    responses={**errors(*SIGNED_IN, 404, 409), 200: {"content": {"application/pdf": {}}}},
+)
+def report_pdf(study_id: RowId, user: ApiUser, db: DbSession, runtime: RuntimeDep) -> Response:
+    """The report the PACS also receives (as an Encapsulated PDF), with the model card's "not
+    for clinical use" line when it has one. 409 until the analysis is done, and in second-read
+    mode until you have recorded a read. The download is written to the audit log."""
+    card = runtime.model_card
+    pdf = study_report_pdf(
+        db, runtime.store, study_id, user, runtime.settings.assistance_mode, card.banner if card else None
+    )
+    headers = {"Content-Disposition": f'attachment; filename="study-{study_id}-report.pdf"'}
+    return Response(pdf, media_type="application/pdf", headers=headers)
 
 
 @router.get(

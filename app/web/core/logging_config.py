@@ -11,7 +11,7 @@ from typing import Any
 
 from uvicorn.logging import AccessFormatter, DefaultFormatter
 
-from app.logsafe import PrivateExceptions, redact_query
+from app.logsafe import PrivateExceptions, PrivateJsonFormatter, json_logs_requested, redact_query
 
 # uvicorn's access records carry (client, method, path with query, HTTP version, status).
 _ACCESS_ARGS = 5
@@ -34,12 +34,35 @@ class PrivateAccessFormatter(PrivateExceptions, AccessFormatter):
         return super().formatMessage(record)
 
 
-def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
-    """uvicorn's default configuration with the private formatters, plus the app's own loggers."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {
+class PrivateJsonAccessFormatter(PrivateJsonFormatter):
+    """uvicorn's access log as JSON fields, each query value replaced by '…'."""
+
+    def fields(self, record: logging.LogRecord) -> dict[str, Any]:
+        args = record.args
+        if not (isinstance(args, tuple) and len(args) == _ACCESS_ARGS):
+            return super().fields(record)
+        client, method, path, version, status = args
+        path = redact_query(str(path))
+        return {
+            "message": f"{method} {path} {status}",
+            "client": str(client),
+            "method": str(method),
+            "path": path,
+            "http_version": str(version),
+            "status": int(status),  # type: ignore[call-overload]
+        }
+
+
+def uvicorn_log_config(level: str = "INFO", json_logs: bool | None = None) -> dict[str, Any]:
+    """uvicorn's default configuration with the private formatters, plus the app's own loggers;
+    JSON lines when ``json_logs`` (default: FETALCNS_LOG_FORMAT=json)."""
+    if json_logs if json_logs is not None else json_logs_requested():
+        formatters: dict[str, Any] = {
+            "default": {"()": f"{PrivateJsonFormatter.__module__}.PrivateJsonFormatter"},
+            "access": {"()": f"{__name__}.PrivateJsonAccessFormatter"},
+        }
+    else:
+        formatters = {
             "default": {
                 "()": f"{__name__}.PrivateDefaultFormatter",
                 "fmt": "%(levelprefix)s %(name)s: %(message)s",
@@ -49,7 +72,11 @@ def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
                 "()": f"{__name__}.PrivateAccessFormatter",
                 "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
             },
-        },
+        }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": formatters,
         "handlers": {
             "default": {
                 "formatter": "default",

@@ -62,6 +62,8 @@ class Patient(Base):
     # Stable, non-identifying key (a hash) used to match later studies of the same patient.
     patient_key: Mapped[str] = mapped_column(String(64), unique=True)
     patient_id: Mapped[str | None] = mapped_column(String(64))
+    # IssuerOfPatientID (migration 0008): with it, the same PatientID of two sites is two patients.
+    issuer: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -135,6 +137,13 @@ class Analysis(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lease of a running analysis (app.web.services.leases, migration 0007): which worker runs
+    # it and until when, renewed by that worker's heartbeat. Another worker takes the analysis
+    # only after the lease has expired (a NULL expiry counts as expired). ``attempts`` counts
+    # the claims: 1 for an analysis that ran once.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     study: Mapped[Study] = relationship(back_populates="analyses")
     predictions: Mapped[list[ImagePredictionRow]] = relationship(
@@ -259,6 +268,38 @@ BLOB_KEY_COLUMNS = (
     Image.source_key,
     ImagePredictionRow.heatmap_key,
 )
+
+PUSH_STATUSES = ("pending", "sent", "failed")
+
+
+class DicomPush(Base):
+    """One push of a study's result objects (SR, SC, PDF) to the configured PACS (migration 0008).
+
+    ``revision`` names the content pushed (app.web.dicom.case_record.CaseRecord.revision: the
+    analysis and the signed reads), so a new analysis or a new signed read makes a new push and
+    an old one is never repeated. ``last_error`` holds DIMSE words, never patient data.
+    """
+
+    __tablename__ = "dicom_pushes"
+    __table_args__ = (
+        CheckConstraint(_in("status", PUSH_STATUSES), name="status"),
+        UniqueConstraint(
+            "study_id", "destination", "revision", name="uq_dicom_pushes_study_destination_revision"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    destination: Mapped[str] = mapped_column(String(128))
+    revision: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    n_instances: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
 
 THROTTLE_SCOPES = ("account", "address")
 

@@ -27,6 +27,7 @@ EXCLUSION_TEXT: dict[str, str] = {
     "ood": "unlike the training images (out of distribution)",
     "view": "an ultrasound view this model was not trained on",
     "quality": "blank or poor quality",
+    "lossy": "lossily compressed (the model card leaves them out)",
     "failed": "could not be analysed",
     "flagged": "flagged as unusable",
 }
@@ -131,7 +132,7 @@ def exclusion_text(image: ImageOut) -> str | None:
     return None
 
 
-def image_flags(image: ImageOut) -> list[str]:
+def image_flags(image: ImageOut, lossy_policy: str = "warn") -> list[str]:
     flags = []
     if image.error:
         flags.append("could not be analysed")
@@ -141,13 +142,17 @@ def image_flags(image: ImageOut) -> list[str]:
         flags.append("out of distribution")
     if image.quality_issue:
         flags.append(f"quality: {image.quality_issue}")
+    if image.lossy_compression and lossy_policy != "accept":
+        flags.append(image.lossy_compression)
     return flags
 
 
-def image_item(image: ImageOut, classes: Sequence[str], human: HumanLabel) -> dict[str, Any]:
+def image_item(
+    image: ImageOut, classes: Sequence[str], human: HumanLabel, lossy_policy: str = "warn"
+) -> dict[str, Any]:
     """What the viewer and thumbnail strip need for one image (serialised into the page as JSON)."""
     label_human = human(image.label) if image.label else None
-    flags = image_flags(image)
+    flags = image_flags(image, lossy_policy)
     return {
         "id": image.id,
         "filename": image.filename,
@@ -170,6 +175,7 @@ def image_item(image: ImageOut, classes: Sequence[str], human: HumanLabel) -> di
         "flag_text": "; ".join(flags),
         "excluded": exclusion_text(image) is not None,
         "excluded_reason": exclusion_text(image),
+        "lossy": image.lossy_compression,
     }
 
 
@@ -278,7 +284,12 @@ def next_diagnosis_form(detail: StudyOut, human: HumanLabel) -> DiagnosisForm:
 
 
 def case_page(
-    detail: StudyOut, classes: Sequence[str], normal_class: str, human: HumanLabel, status_api_url: str
+    detail: StudyOut,
+    classes: Sequence[str],
+    normal_class: str,
+    human: HumanLabel,
+    status_api_url: str,
+    lossy_policy: str = "warn",
 ) -> dict[str, Any]:
     verdict = detail.verdict
     return {
@@ -293,8 +304,29 @@ def case_page(
         "analysis_error": detail.error,
         "status_api_url": status_api_url,
         "verdict": verdict_item(verdict, classes, normal_class, human) if verdict else None,
-        "images": [image_item(i, classes, human) for i in order_by_support(detail.images, verdict)],
+        "images": [
+            image_item(i, classes, human, lossy_policy) for i in order_by_support(detail.images, verdict)
+        ],
+        "report_url": f"/api/v1/studies/{detail.id}/report.pdf" if detail.status == "done" else None,
+        "pacs_push": push_item(detail),
     }
+
+
+def push_item(detail: StudyOut) -> dict[str, Any] | None:
+    """The line the case page shows about sending the results to the PACS."""
+    push = detail.pacs_push
+    if push is None:
+        return None
+    if push.status == "sent":
+        text = f"sent to {push.destination} ({push.n_instances} objects) at {format_datetime(push.sent_at)}"
+    elif push.status == "pending":
+        text = f"waiting to be sent to {push.destination}"
+        if push.attempts:
+            retry = format_datetime(push.next_attempt_at)
+            text += f"; attempt {push.attempts} failed ({push.last_error}), next at {retry}"
+    else:
+        text = f"not sent to {push.destination} after {push.attempts} attempts: {push.last_error}"
+    return {"status": push.status, "text": text}
 
 
 def case_status_item(detail: StudyOut) -> dict[str, Any]:

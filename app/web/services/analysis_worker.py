@@ -2,10 +2,16 @@
 
 The queue only holds hints (analysis ids). The truth is the ``status`` column:
 an upload commits its analyses as "queued" before enqueueing them, so a full
-queue or a restart loses nothing. At start, "running" analyses (interrupted by
-a crash) are put back to "queued", and the worker keeps polling the database
-for queued analyses. Claiming is an atomic UPDATE ... WHERE status='queued',
-so several server processes never analyse the same study twice.
+queue or a restart loses nothing. The worker keeps polling the database for
+analyses it may take: queued ones, and running ones whose lease has expired
+(their worker died). Claiming is one conditional UPDATE that writes a lease
+(app.web.services.leases), renewed by heartbeats while the analysis runs, and
+the result is written only while the lease is held: several server processes
+and ``fetalcns worker`` processes never analyse a study twice, and one
+starting while another analyses changes nothing.
+
+``process(analysis_id)`` is the one analysis step: the in-process thread calls it, and so does
+``fetalcns worker`` for each message of the broker (app.web.services.task_queue).
 
 Every database step is one short transaction, retried with a bounded backoff when it meets a
 transient error (a locked SQLite, a PostgreSQL deadlock, serialization failure or lost
@@ -34,10 +40,13 @@ import cv2
 import numpy as np
 from sqlalchemy import select, update
 
+from app.web.core.blob_store import StorageUnavailable
 from app.web.core.db import utcnow
 from app.web.core.db_retry import describe, is_transient, retry_transient
+from app.web.core.metrics import record_analysis
 from app.web.core.models import Analysis, Image, ImagePredictionRow, Study, VerdictRow
 from app.web.runtime import Runtime
+from app.web.services import leases
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -91,9 +100,8 @@ class AnalysisWorker:
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
-        requeued = self.requeue_interrupted()
-        if requeued:
-            log.info("re-queued %d analyses interrupted by a restart", requeued)
+        # Nothing is reset here: an analysis another process runs keeps its lease, and one whose
+        # worker died is found by the poll once its lease has expired.
         self._thread = threading.Thread(target=self._run, name="analysis-worker", daemon=True)
         self._thread.start()
 
@@ -119,23 +127,12 @@ class AnalysisWorker:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
-    def requeue_interrupted(self) -> int:
-        """Put analyses left "running" by a previous process back to "queued"."""
-        with self.runtime.session_factory() as db:
-            running = list(db.scalars(select(Analysis).where(Analysis.status == "running")))
-            for analysis in running:
-                analysis.status = "queued"
-                analysis.started_at = None
-                analysis.study.status = "queued"
-            db.commit()
-            return len(running)
-
     # ---- loop ------------------------------------------------------------------------
     def _next_from_db(self) -> int | None:
+        """The oldest analysis this worker may take: queued, or running on an expired lease."""
         with self.runtime.session_factory() as db:
-            return db.scalar(
-                select(Analysis.id).where(Analysis.status == "queued").order_by(Analysis.id).limit(1)
-            )
+            found = leases.expired_or_queued(db, limit=1)
+            return found[0] if found else None
 
     def _take(self) -> int | None:
         try:
@@ -164,46 +161,49 @@ class AnalysisWorker:
         return count
 
     # ---- one analysis ----------------------------------------------------------------
-    def _claim(self, analysis_id: int) -> bool:
-        return self._retry(lambda: self._claim_once(analysis_id), f"claiming analysis {analysis_id}")
+    @property
+    def lease_s(self) -> float:
+        return self.runtime.settings.worker_lease_s
 
-    def _claim_once(self, analysis_id: int) -> bool:
+    def _claim(self, analysis_id: int, owner: str) -> bool:
+        return self._retry(lambda: self._claim_once(analysis_id, owner), f"claiming analysis {analysis_id}")
+
+    def _claim_once(self, analysis_id: int, owner: str) -> bool:
         inference = self.runtime.inference
         with self.runtime.session_factory() as db:
-            result = db.execute(
-                update(Analysis)
-                .where(Analysis.id == analysis_id, Analysis.status == "queued")
-                .values(
-                    status="running",
-                    started_at=utcnow(),
-                    model_name=inference.card.name if inference else None,
-                    model_version=inference.card.version if inference else None,
-                    model_sha256=inference.card.sha256 if inference else None,
-                    provider=inference.provider if inference else None,
-                )
+            return leases.claim(
+                db,
+                analysis_id,
+                owner,
+                self.lease_s,
+                model_name=inference.card.name if inference else None,
+                model_version=inference.card.version if inference else None,
+                model_sha256=inference.card.sha256 if inference else None,
+                provider=inference.provider if inference else None,
             )
-            if result.rowcount != 1:
-                db.rollback()
-                return False
-            study_id = db.scalar(select(Analysis.study_id).where(Analysis.id == analysis_id))
-            db.execute(update(Study).where(Study.id == study_id).values(status="running"))
-            db.commit()
-            return True
 
-    def _finish_failed(self, analysis_id: int, reason: str, timings: dict[str, float]) -> None:
+    def _attempts(self, analysis_id: int) -> int:
+        with self.runtime.session_factory() as db:
+            return int(db.scalar(select(Analysis.attempts).where(Analysis.id == analysis_id)) or 0)
+
+    def _finish_failed(self, analysis_id: int, owner: str, reason: str, timings: dict[str, float]) -> None:
         self._retry(
-            lambda: self._finish_failed_once(analysis_id, reason, timings), f"failing analysis {analysis_id}"
+            lambda: self._finish_failed_once(analysis_id, owner, reason, timings),
+            f"failing analysis {analysis_id}",
         )
 
-    def _finish_failed_once(self, analysis_id: int, reason: str, timings: dict[str, float]) -> None:
+    def _finish_failed_once(
+        self, analysis_id: int, owner: str, reason: str, timings: dict[str, float]
+    ) -> None:
         with self.runtime.session_factory() as db:
-            analysis = db.get(Analysis, analysis_id)
+            analysis = leases.hold(db, analysis_id, owner)
             if analysis is None:
-                return
+                return  # the lease was lost: another worker has the analysis now
             analysis.status = "failed"
             analysis.error = reason
             analysis.finished_at = utcnow()
             analysis.timings = timings
+            leases.end_lease(analysis)
             analysis.study.status = "failed"
             db.commit()
 
@@ -215,53 +215,65 @@ class AnalysisWorker:
         """
         if self.runtime.inference is None:
             return False
+        # One owner per claim, so that even two threads of one process never share a lease.
+        owner = leases.new_owner_id()
         try:
-            claimed = self._claim(analysis_id)
+            claimed = self._claim(analysis_id, owner)
         except Exception as exc:
-            # Still "queued" (the claim's transaction was rolled back): a later poll takes it.
+            # Unchanged (the claim's transaction was rolled back): a later poll takes it.
             log.warning("analysis %d could not be claimed now: %s", analysis_id, describe(exc))
             return False
         if not claimed:
-            return True  # another worker has it
+            return True  # done already, or another worker holds a live lease on it
         started = time.perf_counter()
         timings: dict[str, float] = {}
         try:
-            self._analyse(analysis_id, timings)
+            attempts = self._attempts(analysis_id)
+            max_attempts = self.runtime.settings.worker_max_attempts
+            if attempts > max_attempts:
+                # Each earlier worker died while running it (e.g. killed for memory): stop the loop.
+                reason = f"the analysis was started {attempts - 1} times and its worker stopped each time"
+                self._finish_failed(analysis_id, owner, reason, timings)
+                return True
+            with leases.LeaseKeeper(self.runtime.session_factory, analysis_id, owner, self.lease_s):
+                self._analyse(analysis_id, owner, timings)
         except Exception as exc:
-            if is_transient(exc):
-                # The database was busy or away even after the retries: nothing is wrong with the
-                # study, so it goes back to the queue (and is analysed again) instead of failing.
+            if is_transient(exc) or isinstance(exc, StorageUnavailable):
+                # The database was busy or away even after the retries, or the blob store was
+                # unreachable: nothing is wrong with the study, so it goes back to the queue (and
+                # is analysed again) instead of failing.
                 log.warning("analysis %d put back in the queue: %s", analysis_id, describe(exc))
-                self._requeue(analysis_id)
+                self._requeue(analysis_id, owner)
                 return False
             log.exception("analysis %d failed", analysis_id)
             timings["total_s"] = time.perf_counter() - started
             try:
-                self._finish_failed(analysis_id, f"the analysis failed: {exc}", timings)
+                self._finish_failed(analysis_id, owner, f"the analysis failed: {exc}", timings)
+                record_analysis(timings["total_s"], 0, "failed")
             except Exception as db_exc:
-                # Left "running": the next start of the server puts it back in the queue.
+                # Left "running": its lease expires and another worker (or this one) takes it again.
                 log.error("analysis %d could not be marked failed: %s", analysis_id, describe(db_exc))
                 return False
         if self.on_done is not None:
             self.on_done(analysis_id)
         return True
 
-    def _requeue(self, analysis_id: int) -> None:
+    def _requeue(self, analysis_id: int, owner: str) -> None:
         def requeue() -> None:
             with self.runtime.session_factory() as db:
-                db.execute(
-                    update(Analysis)
-                    .where(Analysis.id == analysis_id, Analysis.status == "running")
-                    .values(status="queued", started_at=None)
-                )
-                study_id = db.scalar(select(Analysis.study_id).where(Analysis.id == analysis_id))
-                db.execute(update(Study).where(Study.id == study_id).values(status="queued"))
+                analysis = leases.hold(db, analysis_id, owner)
+                if analysis is None:
+                    return
+                analysis.status = "queued"
+                analysis.started_at = None
+                leases.end_lease(analysis)
+                db.execute(update(Study).where(Study.id == analysis.study_id).values(status="queued"))
                 db.commit()
 
         try:
             self._retry(requeue, f"re-queueing analysis {analysis_id}")
         except Exception as exc:
-            # Left "running": the next start of the server puts it back in the queue.
+            # Left "running": its lease expires and a worker takes it again.
             log.error("analysis %d could not be re-queued: %s", analysis_id, describe(exc))
 
     def _image_rows(self, analysis_id: int) -> list[Image]:
@@ -296,7 +308,7 @@ class AnalysisWorker:
             metadata=dict(image.source_metadata or {}),
         )
 
-    def _analyse(self, analysis_id: int, timings: dict[str, float]) -> None:
+    def _analyse(self, analysis_id: int, owner: str, timings: dict[str, float]) -> None:
         from app.inference.analysis import conclude_study, score_images
         from app.inference.render import encode_png, heatmap_rgba
 
@@ -339,6 +351,8 @@ class AnalysisWorker:
                     heatmaps[position], _ = self.runtime.store.put_bytes(
                         encode_png(heatmap_rgba(prediction.cam)), "png"
                     )
+                except StorageUnavailable:
+                    raise  # the store is away, not the image at fault: the study is requeued
                 except Exception as exc:
                     # An image without its heatmap is not shown, so it must not count in the verdict.
                     failures[position] = _image_error(exc)
@@ -355,10 +369,14 @@ class AnalysisWorker:
 
         verdict = result.verdict if good else None
         timings["total_s"] = sum(timings.values())
-        self._retry(
-            lambda: self._save_result(analysis_id, card.classes, good, errors, verdict, ids, timings),
+        saved = self._retry(
+            lambda: self._save_result(analysis_id, owner, card.classes, good, errors, verdict, ids, timings),
             f"saving analysis {analysis_id}",
         )
+        if not saved:
+            log.warning("analysis %d: the lease was lost before the result was saved; dropped", analysis_id)
+            return
+        record_analysis(timings["total_s"], len(ids), "done" if verdict is not None else "failed")
         log.info(
             "analysis %d finished: %d images analysed, %d failed, %.2fs",
             analysis_id,
@@ -370,19 +388,28 @@ class AnalysisWorker:
     def _save_result(
         self,
         analysis_id: int,
+        owner: str,
         classes: Any,
         good: list[tuple[int, Any, str]],
         errors: dict[int, str],
         verdict: Any | None,
         ids: list[int],
         timings: dict[str, float],
-    ) -> None:
-        """One transaction with every prediction and the verdict (run again whole on a retry)."""
+    ) -> bool:
+        """One transaction with every prediction and the verdict (run again whole on a retry).
+
+        Written only while ``owner`` holds the lease, and the row stays locked until the commit
+        that ends the lease: of two workers that analysed one study, exactly one writes, so a
+        duplicated delivery never doubles rows nor meets a unique constraint. False when the
+        lease was lost and nothing was written.
+        """
         from app.inference.analysis import exclusion_key
 
         with self.runtime.session_factory() as db:
-            analysis = db.get(Analysis, analysis_id)
-            assert analysis is not None
+            analysis = leases.hold(db, analysis_id, owner)
+            if analysis is None:
+                db.rollback()
+                return False
             used = {ids[i] for i in verdict.support} if verdict is not None else set()
             for image_id, prediction, heatmap_key in good:
                 db.add(
@@ -406,6 +433,7 @@ class AnalysisWorker:
                 db.add(ImagePredictionRow(analysis_id=analysis_id, image_id=image_id, error=reason))
             analysis.finished_at = utcnow()
             analysis.timings = dict(timings)
+            leases.end_lease(analysis)
             if verdict is None:
                 analysis.status = "failed"
                 first_reason = next(iter(errors.values()), "")
@@ -434,3 +462,4 @@ class AnalysisWorker:
                 analysis.status = "done"
                 analysis.study.status = "done"
             db.commit()
+            return True

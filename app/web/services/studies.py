@@ -16,13 +16,23 @@ from typing import Any, Literal
 from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from app.web.core.models import Analysis, Diagnosis, Image, ImagePredictionRow, Study, User, VerdictRow
+from app.web.core.models import (
+    Analysis,
+    Diagnosis,
+    DicomPush,
+    Image,
+    ImagePredictionRow,
+    Study,
+    User,
+    VerdictRow,
+)
 from app.web.errors import NotFound
 from app.web.schemas import (
     AnalysisOut,
     DiagnosisOut,
     ImageOut,
     PatientOut,
+    PushOut,
     StudyOut,
     StudySummaryOut,
     VerdictOut,
@@ -94,7 +104,12 @@ def _summary_fields(study: Study, n_images: int, withheld: bool) -> dict[str, An
         created_at=study.created_at,
         study_date=study.study_date,
         gestational_age_weeks=study.gestational_age_weeks,
-        patient=PatientOut(id=study.patient.id, patient_id=study.patient.patient_id, name=study.patient.name),
+        patient=PatientOut(
+            id=study.patient.id,
+            patient_id=study.patient.patient_id,
+            name=study.patient.name,
+            issuer=study.patient.issuer,
+        ),
         n_images=n_images,
         verdict=None if withheld or analysis is None else _verdict_out(analysis.verdict),
         ai_withheld=withheld,
@@ -235,6 +250,7 @@ def _image_out(image: Image, prediction: ImagePredictionRow | None, withheld: bo
         used_in_verdict=None,
         heatmap_url=None,
         error=None,
+        lossy_compression=(image.source_metadata or {}).get("lossy_compression"),
     )
     if prediction is not None and prediction.error:
         fields["error"] = prediction.error
@@ -269,6 +285,23 @@ def diagnosis_out(d: Diagnosis) -> DiagnosisOut:
     )
 
 
+def _latest_push(db: Session, study_id: int) -> PushOut | None:
+    push = db.scalar(
+        select(DicomPush).where(DicomPush.study_id == study_id).order_by(DicomPush.id.desc()).limit(1)
+    )
+    if push is None:
+        return None
+    return PushOut(
+        destination=push.destination,
+        status=push.status,
+        attempts=push.attempts,
+        n_instances=push.n_instances,
+        last_error=push.last_error,
+        next_attempt_at=push.next_attempt_at,
+        sent_at=push.sent_at,
+    )
+
+
 def get_study(
     db: Session, study_id: int, viewer: User, mode: str = "concurrent", audit: bool = True
 ) -> StudyOut:
@@ -297,6 +330,7 @@ def get_study(
         ),
         images=[_image_out(img, predictions.get(img.id), withheld) for img in study.images],
         diagnoses=[diagnosis_out(d) for d in study.diagnoses],
+        pacs_push=_latest_push(db, study.id),
     )
     if audit:
         record_event(db, viewer, "study.view", study_id=study.id, ai_withheld=withheld)

@@ -25,8 +25,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.web.core.blob_store import BlobStore
 from app.web.core.models import BLOB_KEY_COLUMNS
-from app.web.core.storage import ContentStore
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def sweep_upload_tmp(upload_tmp_dir: Path, grace_s: float) -> int:
 
 
 def sweep(
-    store: ContentStore,
+    store: BlobStore,
     session_factory: sessionmaker[Session],
     upload_tmp_dir: Path,
     grace_s: float,

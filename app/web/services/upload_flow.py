@@ -27,5 +27,6 @@ async def upload_studies(
         received.cleanup()
     if runtime.worker is not None:
         for study in outcome.studies:
-            runtime.worker.enqueue(study.analysis_id)
+            if study.analysis_id is not None:
+                runtime.worker.enqueue(study.analysis_id)
     return outcome

@@ -27,10 +27,10 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app.web.core.blob_store import BlobStore
 from app.web.core.db import utcnow
 from app.web.core.input_guard import EARLIEST_YEAR, LATEST_YEAR, control_character_message
 from app.web.core.models import BLOB_KEY_COLUMNS, Analysis, Image, Patient, Study, User
-from app.web.core.storage import ContentStore
 from app.web.errors import InvalidInput, TooLarge
 from app.web.runtime import Runtime
 from app.web.services.audit import record_event
@@ -111,9 +111,20 @@ class RejectedUpload:
 @dataclass(frozen=True)
 class CreatedStudy:
     study_id: int
-    analysis_id: int
+    # None when the import was asked not to queue an analysis (the DICOM listener queues one
+    # per study once the sender is done) and the study has none yet.
+    analysis_id: int | None
     status: str
     n_images: int
+
+
+class NothingUsable(InvalidInput):
+    """No file of the import gave an image; ``rejected`` says why for each (the DICOM listener
+    answers a C-STORE with the reason, without parsing the message)."""
+
+    def __init__(self, message: str, rejected: list[RejectedUpload]) -> None:
+        super().__init__(message)
+        self.rejected = rejected
 
 
 @dataclass
@@ -212,7 +223,9 @@ def _patient_key_for(patient_id: str, salt: str) -> str:
     return patient_key(patient_id, salt)
 
 
-def _upsert_patient(db: Session, key: str, patient_id: str | None, name: str | None) -> Patient:
+def _upsert_patient(
+    db: Session, key: str, patient_id: str | None, name: str | None, issuer: str | None = None
+) -> Patient:
     """The patient with ``key``, created if new, and locked until the transaction ends.
 
     INSERT ... ON CONFLICT DO NOTHING then SELECT: the same new patient uploaded by several
@@ -224,13 +237,14 @@ def _upsert_patient(db: Session, key: str, patient_id: str | None, name: str | N
     insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
     db.execute(
         insert(Patient)
-        .values(patient_key=key, patient_id=patient_id, name=name, created_at=utcnow())
+        .values(patient_key=key, patient_id=patient_id, issuer=issuer, name=name, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=[Patient.patient_key])
     )
     patient = db.scalars(select(Patient).where(Patient.patient_key == key).with_for_update()).one()
     # Later uploads may carry details the first lacked.
     patient.patient_id = patient.patient_id or patient_id
     patient.name = patient.name or name
+    patient.issuer = patient.issuer or issuer
     return patient
 
 
@@ -280,7 +294,7 @@ def _remove_unreferenced(runtime: Runtime, keys: set[str]) -> None:
         runtime.store.delete(key)
 
 
-def _store(store: ContentStore, created: set[str], data: bytes, suffix: str) -> str:
+def _store(store: BlobStore, created: set[str], data: bytes, suffix: str) -> str:
     key, new = store.put_bytes(data, suffix)
     if new:
         created.add(key)
@@ -292,7 +306,7 @@ class _StoringSink:
     its pixels go: an upload holds about one decoded frame at a time, not every frame of every
     file until the import ends. Blobs it writes are in ``created`` until rows name them."""
 
-    def __init__(self, store: ContentStore) -> None:
+    def __init__(self, store: BlobStore) -> None:
         self.store = store
         self.created: set[str] = set()
         # (file sha256, frame) -> (display key, thumbnail key); ingestion admits each file once.
@@ -329,6 +343,7 @@ class _PreparedStudy:
     study_date: date | None
     gestational_age_weeks: float | None
     images: list[_StoredImage]
+    issuer: str | None = None
 
 
 def _prepare(
@@ -374,8 +389,10 @@ def _prepare(
         if single or ga is None:
             ga = overrides.gestational_age_weeks if overrides.gestational_age_weeks is not None else ga
         key = ingested.patient_key
+        issuer = ingested.issuer
         if patient_id and patient_id != ingested.patient_id:
-            key = _patient_key_for(patient_id, key_salt)
+            # A typed patient ID: its issuer is unknown, so it keys alone.
+            key, issuer = _patient_key_for(patient_id, key_salt), None
         images: list[_StoredImage] = []
         for image in ingested.images:
             source_path = Path(image.source)
@@ -387,7 +404,7 @@ def _prepare(
             storage_key, thumbnail_key = sink.keys[(image.sha256, image.frame)]
             images.append(_StoredImage(image, storage_key, thumbnail_key, source_key))
         prepared.append(
-            _PreparedStudy(index, key, patient_id, name, ingested.study_uid, study_date, ga, images)
+            _PreparedStudy(index, key, patient_id, name, ingested.study_uid, study_date, ga, images, issuer)
         )
     return prepared
 
@@ -433,10 +450,20 @@ def _image_row(study_id: int, position: int, stored: _StoredImage, received: Rec
 
 
 def _save_study(
-    db: Session, prepared: _PreparedStudy, received: ReceivedFiles, user: User | None, n_rejected: int
+    db: Session,
+    prepared: _PreparedStudy,
+    received: ReceivedFiles,
+    user: User | None,
+    n_rejected: int,
+    queue_analysis: bool = True,
+    audit_detail: dict[str, Any] | None = None,
 ) -> CreatedStudy:
-    """Create (or, for a Study Instance UID the patient already has, extend) one study's rows."""
-    patient = _upsert_patient(db, prepared.key, prepared.patient_id, prepared.name)
+    """Create (or, for a Study Instance UID the patient already has, extend) one study's rows.
+
+    ``queue_analysis=False`` stores the images only; the caller queues the analysis later
+    (``queue_study_analysis``), when the sender has sent the whole study.
+    """
+    patient = _upsert_patient(db, prepared.key, prepared.patient_id, prepared.name, prepared.issuer)
     study = _existing_study(db, patient, prepared.study_uid)
     if study is None:
         study = Study(
@@ -466,13 +493,9 @@ def _save_study(
         db.add(_image_row(study.id, next_position + added, stored, received))
         added += 1
     analysis_id = db.scalar(select(func.max(Analysis.id)).where(Analysis.study_id == study.id))
-    if added or analysis_id is None:
+    if queue_analysis and (added or analysis_id is None):
         # New images: the study is analysed again, as a whole.
-        analysis = Analysis(study_id=study.id, status="queued")
-        db.add(analysis)
-        study.status = "queued"
-        db.flush()
-        analysis_id = analysis.id
+        analysis_id = _queue_analysis(db, study)
     record_event(
         db,
         user,
@@ -482,13 +505,40 @@ def _save_study(
         n_already_stored=len(prepared.images) - added,
         n_rejected=n_rejected,
         patient_key=prepared.key,
+        **(audit_detail or {}),
     )
     n_images = int(db.scalar(select(func.count(Image.id)).where(Image.study_id == study.id)) or 0)
     return CreatedStudy(study.id, analysis_id, study.status, n_images)
 
 
+def _queue_analysis(db: Session, study: Study) -> int:
+    analysis = Analysis(study_id=study.id, status="queued")
+    db.add(analysis)
+    study.status = "queued"
+    db.flush()
+    return analysis.id
+
+
+def queue_study_analysis(db: Session, study_id: int) -> int | None:
+    """Queue a new analysis of the whole study unless one is already queued; returns its id, or
+    None when the study no longer exists. Not committed: the caller commits."""
+    study = db.get(Study, study_id)
+    if study is None:
+        return None
+    queued = db.scalar(
+        select(Analysis.id).where(Analysis.study_id == study_id, Analysis.status == "queued").limit(1)
+    )
+    return queued if queued is not None else _queue_analysis(db, study)
+
+
 def import_upload(
-    runtime: Runtime, received: ReceivedFiles, overrides: UploadOverrides, user: User | None
+    runtime: Runtime,
+    received: ReceivedFiles,
+    overrides: UploadOverrides,
+    user: User | None,
+    *,
+    queue_analysis: bool = True,
+    audit_detail: dict[str, Any] | None = None,
 ) -> UploadOutcome:
     """Ingest received files and create studies with queued analyses (blocking; run in a thread).
 
@@ -517,12 +567,14 @@ def import_upload(
         outcome.rejected = rejected
         if not result.studies:
             reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejected) or "no images found"
-            raise InvalidInput(f"none of the uploaded files could be used ({reasons})")
+            raise NothingUsable(f"none of the uploaded files could be used ({reasons})", rejected)
         prepared = _prepare(runtime, result, overrides, received, options.key_salt, sink)
         saved: dict[int, CreatedStudy] = {}
         with runtime.session_factory() as db:
             for study in sorted(prepared, key=lambda p: (p.key, p.index)):
-                saved[study.index] = _save_study(db, study, received, user, len(rejected))
+                saved[study.index] = _save_study(
+                    db, study, received, user, len(rejected), queue_analysis, audit_detail
+                )
             db.commit()
         outcome.studies = [saved[index] for index in sorted(saved)]
     except BaseException:

@@ -1,0 +1,99 @@
+"""Prometheus metrics, all named ``fetalcns_*`` (served by app.web.api.metrics and, for a
+``fetalcns worker``, on its ``--metrics-port``).
+
+Two kinds, because web and worker processes are separate:
+- what the database says, the same from every process, read at each scrape (``DatabaseCollector``):
+  analyses by status (queued = the queue depth), running analyses whose lease expired;
+- what this process did, counted as it happens (``PROCESS``): analysis durations (histogram),
+  images analysed (``rate()`` of it is images per second), analyses failed; and the model and
+  provider this process loaded. Scrape each worker for these.
+
+No label ever holds a patient value: only statuses, model names and providers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from app.web.core.models import ANALYSIS_STATUSES, Analysis
+
+# This process's own counts; one registry per process, shared by every app built in it.
+PROCESS = CollectorRegistry(auto_describe=True)
+ANALYSIS_SECONDS = Histogram(
+    "fetalcns_analysis_duration_seconds",
+    "Time from claim to stored result of one analysis, in this process",
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+    registry=PROCESS,
+)
+IMAGES_ANALYSED = Counter(
+    "fetalcns_images_analysed",
+    "Images analysed (with a result or an image error) in this process",
+    registry=PROCESS,
+)
+ANALYSES_FINISHED = Counter(
+    "fetalcns_analyses_finished",
+    "Analyses finished in this process, by outcome",
+    ["outcome"],
+    registry=PROCESS,
+)
+
+
+def record_analysis(seconds: float, n_images: int, outcome: str) -> None:
+    """Called by the worker once an analysis's outcome is stored ("done" or "failed")."""
+    ANALYSIS_SECONDS.observe(seconds)
+    IMAGES_ANALYSED.inc(n_images)
+    ANALYSES_FINISHED.labels(outcome=outcome).inc()
+
+
+class DatabaseCollector(Collector):
+    """Counts read from the database at each scrape, plus the model this process serves."""
+
+    def __init__(self, runtime: Any) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Any]:
+        from app.web.services import leases
+
+        by_status = GaugeMetricFamily(
+            "fetalcns_analyses", "Analyses by status (queued is the queue depth)", labels=["status"]
+        )
+        with self.runtime.session_factory() as db:
+            counts = dict(db.execute(select(Analysis.status, func.count()).group_by(Analysis.status)).all())
+            expired = len(leases.expired(db))
+        for status in ANALYSIS_STATUSES:
+            by_status.add_metric([status], float(counts.get(status, 0)))
+        yield by_status
+        yield GaugeMetricFamily(
+            "fetalcns_analyses_lease_expired",
+            "Running analyses whose worker stopped renewing the lease (taken again soon)",
+            value=float(expired),
+        )
+        card = self.runtime.model_card
+        model = InfoMetricFamily("fetalcns_model", "The model and inference provider of this process")
+        model.add_metric(
+            [],
+            {
+                "name": card.name if card else "",
+                "version": card.version if card else "",
+                "provider": self.runtime.inference.provider if self.runtime.inference else "",
+            },
+        )
+        yield model
+
+
+def render(runtime: Any | None) -> bytes:
+    """The text exposition of this process's metrics (and the database's, given a runtime)."""
+    from prometheus_client import generate_latest
+
+    body = generate_latest(PROCESS)
+    if runtime is not None:
+        scrape = CollectorRegistry(auto_describe=False)
+        scrape.register(DatabaseCollector(runtime))
+        body += generate_latest(scrape)
+    return body

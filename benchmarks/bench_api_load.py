@@ -1,0 +1,252 @@
+"""Latency of the case page and the study API under 20 concurrent clients while a study is being
+analysed, for 1 and 4 web processes (`fetalcns serve --workers N`); prints JSON.
+
+For each process count it starts a real server on a fresh PostgreSQL database (the bundled model,
+the in-process worker, or `fetalcns worker` processes with ``--broker-url``), signs in, uploads a
+small study and waits for its verdict (the case that is read), then uploads a large study and,
+while that one is being analysed, runs ``--clients`` concurrent clients that each alternate
+``GET /cases/{id}`` (the HTML case page, session cookie) and ``GET /api/v1/studies/{id}`` (bearer
+token) for ``--seconds``. Every answer must be 200; p50/p95 are over all of them.
+
+    .venv/bin/python benchmarks/bench_api_load.py [--processes 1 4] [--clients 20] [--seconds 20]
+        [--broker-url redis://127.0.0.1:6379/0]
+
+Not a test: numbers depend on the machine; run it on an otherwise idle one to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+import httpx  # noqa: E402
+
+PG_ADMIN_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=3"
+PASSWORD = "bench-password-long-enough"
+_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _new_database() -> tuple[str, str]:
+    import psycopg
+
+    name = f"fetalcns_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def _drop_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    return {
+        "n": len(values),
+        "p50_ms": round(statistics.median(values) * 1000, 1),
+        "p95_ms": round(_percentile(values, 0.95) * 1000, 1),
+        "max_ms": round(max(values) * 1000, 1),
+    }
+
+
+def _study(seed: int, n_images: int, height: int, width: int) -> list[tuple[str, bytes]]:
+    from pydicom.uid import generate_uid
+    from web_support import dicom_bytes, ultrasound_pixels
+
+    uid = generate_uid()
+    return [
+        (
+            f"b{seed}-{i}.dcm",
+            dicom_bytes(ultrasound_pixels(seed * 1000 + i, height, width), f"BENCH-{seed}", None, uid),
+        )
+        for i in range(n_images)
+    ]
+
+
+def _status(base: str, token: str, study_id: int) -> str:
+    response = httpx.get(f"{base}/api/v1/studies/{study_id}", headers={"Authorization": f"Bearer {token}"})
+    return str(response.json()["status"])
+
+
+async def _client(
+    base: str, cookies: httpx.Cookies, token: str, case_id: int, until: float, out: dict
+) -> None:
+    async with httpx.AsyncClient(base_url=base, cookies=cookies, timeout=60) as client:
+        while time.monotonic() < until:
+            for kind, path, headers in (
+                ("case_page", f"/cases/{case_id}", {}),
+                ("study_api", f"/api/v1/studies/{case_id}", {"Authorization": f"Bearer {token}"}),
+            ):
+                started = time.perf_counter()
+                response = await client.get(path, headers=headers)
+                elapsed = time.perf_counter() - started
+                if response.status_code != 200:
+                    out["errors"].append(response.status_code)
+                else:
+                    out[kind].append(elapsed)
+
+
+def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
+    from web_support import multipart
+
+    db_name, db_url = _new_database()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FETALCNS_")}
+    env.update(
+        PYTHONPATH=str(REPO),
+        FETALCNS_DATA_DIR=str(tmp / "var"),
+        FETALCNS_DATABASE_URL=db_url,
+        FETALCNS_MODEL_DIR=str(args.model_dir),
+        FETALCNS_SECRET_KEY="bench-secret",
+        FETALCNS_INFERENCE_DEVICE="cpu",
+        FETALCNS_WORKER_POLL_S="0.5",
+    )
+    if args.broker_url:
+        env.update(FETALCNS_BROKER_URL=args.broker_url, FETALCNS_BROKER_QUEUE=f"bench-{secrets.token_hex(4)}")
+    python = [sys.executable, "-m", "app.cli"]
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        subprocess.run([*python, "db", "upgrade"], env=env, check=True, capture_output=True)
+        create = subprocess.run(
+            [*python, "users", "create", "bench", "--password-stdin"],
+            env=env,
+            input=PASSWORD.encode(),
+            capture_output=True,
+            check=True,
+        )
+        assert create.returncode == 0
+        port = _free_port()
+        started.append(
+            subprocess.Popen(
+                [*python, "serve", "--port", str(port), "--workers", str(processes)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        if args.broker_url:
+            started.append(
+                subprocess.Popen(
+                    [*python, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+            )
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.3)
+
+        token = httpx.post(
+            f"{base}/api/v1/auth/token", data={"username": "bench", "password": PASSWORD}
+        ).json()["access_token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        browser = httpx.Client(base_url=base, follow_redirects=False, timeout=60)
+        csrf = _CSRF.search(browser.get("/login").text).group(1)  # type: ignore[union-attr]
+        signed_in = browser.post(
+            "/login", data={"username": "bench", "password": PASSWORD, "csrf_token": csrf, "next": "/"}
+        )
+        assert signed_in.status_code == 303, signed_in.status_code
+
+        case = httpx.post(
+            f"{base}/api/v1/studies", files=multipart(_study(1, 4, 240, 320)), headers=auth, timeout=120
+        ).json()["study_id"]
+        while _status(base, token, case) not in ("done", "failed"):
+            time.sleep(0.2)
+        busy = httpx.post(
+            f"{base}/api/v1/studies",
+            files=multipart(_study(2, args.busy_images, 480, 640)),
+            headers=auth,
+            timeout=300,
+        ).json()["study_id"]
+        while _status(base, token, busy) == "queued":
+            time.sleep(0.1)
+
+        out: dict[str, list[Any]] = {"case_page": [], "study_api": [], "errors": []}
+        until = time.monotonic() + args.seconds
+
+        async def load() -> None:
+            await asyncio.gather(
+                *(_client(base, browser.cookies, token, case, until, out) for _ in range(args.clients))
+            )
+
+        asyncio.run(load())
+        still_analysing = _status(base, token, busy) == "running"
+        browser.close()
+        return {
+            "processes": processes,
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "analysis_running_throughout": still_analysing,
+            "errors": len(out["errors"]),
+            "case_page": _summary(out["case_page"]),
+            "study_api": _summary(out["study_api"]),
+        }
+    finally:
+        for process in started:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        _drop_database(db_name)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--busy-images", type=int, default=120, help="images of the study analysed meanwhile")
+    parser.add_argument("--model-dir", type=Path, default=REPO / "models" / "fetal-cns-demo")
+    parser.add_argument(
+        "--broker-url", default=None, help="analyse in a `fetalcns worker` through this broker"
+    )
+    args = parser.parse_args()
+    results = [run_one(n, args) for n in args.processes]
+    load = os.getloadavg()
+    print(
+        json.dumps(
+            {"cpus": os.cpu_count(), "load_avg_1m_after": round(load[0], 2), "runs": results}, indent=2
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
