@@ -58,7 +58,7 @@ CAM_TARGETS = ("logit", "normal-contrast")
 DEFAULT_CAM_TARGET = "logit"
 
 # How per-image probabilities become the patient verdict (app.inference.aggregate).
-AGGREGATIONS = ("mean", "vote")
+AGGREGATIONS = ("mean", "vote", "geomean")
 
 # The card's optional "verdict" block (app.inference.aggregate): when a patient verdict may be
 # given at all. Absent keys take these defaults, so cards written before the block stay valid.

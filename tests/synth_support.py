@@ -5,12 +5,29 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from app.synth.dataset import make_patient
-from app.synth.scene import RenderedImage, acquire, plan_view
+from app.synth.dataset import SyntheticPatient, make_patient
+from app.synth.planes import visible_planes
+from app.synth.scene import PLANES, RenderedImage, acquire, plan_view
 
 
-def render(diagnosis: str, plane: str, seed: int = 0, index: int = 0) -> RenderedImage:
-    patient = make_patient(seed, index, diagnosis)
+def visible_patient(diagnosis: str, plane: str, seed: int, index: int, **traits: object) -> SyntheticPatient:
+    """The first patient from `index` on whose lesion shows in CNS `plane` (and who has `traits`).
+
+    Lesions show only in some planes and vary between patients (app/synth/planes.py,
+    anatomy.py), so a test about how a lesion is drawn picks a patient who has it there.
+    """
+    for candidate in range(index, index + 500):
+        patient = make_patient(seed, candidate, diagnosis)
+        anatomy = patient.anatomy
+        shown = diagnosis == "normal" or plane not in PLANES or plane in visible_planes(anatomy)
+        if shown and all(getattr(anatomy, key) == value for key, value in traits.items()):
+            return patient
+    raise AssertionError(f"no {diagnosis} patient with {traits} shows the lesion in {plane}")
+
+
+def render(diagnosis: str, plane: str, seed: int = 0, index: int = 0, **traits: object) -> RenderedImage:
+    patient = visible_patient(diagnosis, plane, seed, index, **traits)
+    index = patient.index
     rng = np.random.default_rng([seed, index, 99])
     return acquire(plan_view(plane, patient.anatomy, rng), rng, ("TEST HEADER", "2025-01-01 09:00"))
 

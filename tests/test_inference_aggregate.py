@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import gmean
 
-from app.inference.aggregate import FAILED, INDETERMINATE, OOD, QUALITY, aggregate, vote_winner
+from app.inference.aggregate import (
+    FAILED,
+    INDETERMINATE,
+    OOD,
+    QUALITY,
+    aggregate,
+    geometric_mean_probabilities,
+    vote_winner,
+)
 from app.modelcard import VerdictRule
 
 CLASSES = ("Anencephaly", "Encephalocele_meningocele", "Holoprosencephaly", "normal", "Rachischisis")
@@ -52,6 +61,45 @@ def test_mean_matches_numpy_reference(seed: int) -> None:
     ]
     assert verdict.support == expected_support
     assert verdict.n_used == len(kept) and verdict.n_excluded == int(excluded.sum())
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_geomean_matches_scipy_gmean(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 12))
+    probabilities = rng.dirichlet(np.ones(5), size=n)
+    excluded = rng.random(n) < 0.3
+    verdict = aggregate(probabilities, CLASSES, NORMAL, "geomean", excluded=excluded, rule=UNGATED)
+    kept = probabilities[~excluded]
+    if len(kept) == 0:
+        assert verdict.label == INDETERMINATE
+        return
+    reference = gmean(kept, axis=0)
+    reference = reference / reference.sum()
+    assert verdict.label == CLASSES[int(np.argmax(reference))]
+    np.testing.assert_allclose([verdict.probabilities[c] for c in CLASSES], reference, rtol=1e-10)
+    assert verdict.p_abnormal == pytest.approx(1 - reference[3])
+    assert verdict.aggregation == "geomean"
+
+
+def test_geomean_lets_the_one_image_that_shows_the_lesion_count() -> None:
+    # Four normal-looking views of a Rachischisis fetus (any class but Anencephaly fits them)
+    # and one sagittal spine view that shows the open spine: the mean sides with the
+    # normal-looking majority, the product with the evidence.
+    looks_normal = [0.0, 0.15, 0.2, 0.45, 0.2]
+    open_spine = [0.0, 0.0, 0.0, 0.02, 0.98]
+    probabilities = [looks_normal] * 4 + [open_spine]
+    assert aggregate(probabilities, CLASSES, NORMAL, "mean").label == "normal"
+    assert aggregate(probabilities, CLASSES, NORMAL, "geomean").label == "Rachischisis"
+
+
+def test_geomean_survives_underflow_and_many_images() -> None:
+    probabilities = np.full((500, 5), 1e-30)
+    probabilities[:, 3] = 1.0
+    probabilities[0] = [0.0, 0.0, 0.0, 1.0, 0.0]  # exact zeros from a float32 softmax
+    combined = geometric_mean_probabilities(probabilities)
+    assert np.isfinite(combined).all() and combined.sum() == pytest.approx(1.0)
+    assert int(np.argmax(combined)) == 3
 
 
 def test_vote_by_hand() -> None:

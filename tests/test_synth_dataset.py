@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import filecmp
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -13,7 +14,8 @@ from PIL import Image
 
 from app.labels import PAPER_CLASSES
 from app.synth import generate_dataset
-from app.synth.dataset import MANIFEST_COLUMNS
+from app.synth.dataset import MANIFEST_COLUMNS, make_patient
+from app.synth.planes import visible_planes
 
 N_PATIENTS = 5
 
@@ -48,7 +50,9 @@ def test_layout_keeps_masks_out_of_patient_folders(dataset: Path) -> None:
         pixels = np.asarray(Image.open(dataset / image))
         lesion = np.asarray(Image.open(dataset / mask))
         assert pixels.shape == lesion.shape == (480, 640)
-        assert lesion.any() == (row["class"] != "normal")
+        # A lesion shows only in the planes where it is visible; normal images never have one.
+        patient = make_patient(11, int(row["patient_id"].rsplit("-", 1)[1]) - 1, row["class"])
+        assert lesion.any() == (row["plane"] in visible_planes(patient.anatomy))
         assert 12.0 <= float(row["gestational_age_weeks"]) <= 40.0
 
 
@@ -73,9 +77,14 @@ def test_same_seed_gives_identical_bytes_and_another_seed_differs(dataset: Path,
     again, other = tmp_path / "again", tmp_path / "other"
     generate_dataset(again, N_PATIENTS, seed=11, images_per_patient=(2, 3))
     generate_dataset(other, 1, seed=12, images_per_patient=(2, 3))
-    files = [p.relative_to(dataset) for p in dataset.rglob("*") if p.is_file()]
+    # dataset.json records when it was written; everything else must be byte-identical.
+    files = [p.relative_to(dataset) for p in dataset.rglob("*") if p.is_file() and p.name != "dataset.json"]
     match, mismatch, errors = filecmp.cmpfiles(dataset, again, [str(f) for f in files], shallow=False)
     assert not mismatch and not errors and len(match) == len(files)
+    records = [json.loads((d / "dataset.json").read_text()) for d in (dataset, again)]
+    for record in records:
+        del record["created"]
+    assert records[0] == records[1]
     first = _rows(dataset)[0]["image"]
     other_first = _rows(other)[0]["image"]
     assert (dataset / first).read_bytes() != (other / other_first).read_bytes()

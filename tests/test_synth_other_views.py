@@ -203,12 +203,11 @@ def test_thorax_is_scaled_from_the_abdominal_circumference() -> None:
 
 # sha256 over (relative path, decoded pixels) of every PNG, and over (relative path, PixelData)
 # of every DICOM file, of generate_dataset(OUT, 2, seed=5, fmt="both", images_per_patient=(2, 2))
-# as written before the non-CNS views existed (commit f3e0e37). If you change the CNS phantoms
-# on purpose, regenerate these; the non-CNS views must never change them.
-# Patient folders are SYN<full seed>-<n> (SYN5-00001); the pixels are those of the former
-# SYN0005-00001 folders, whose digests were a0f58ff8… and d2f604ec… with the old names.
-GOLDEN_PNG = "35b3d693b8f3e6230856796dec462f8cb6d3ddd4526586844015808e711053fb"
-GOLDEN_DICOM = "dbcd8cdaf4ef6cd7e7d86054060b24e00376218463ff771f7bea893293d7836a"
+# regenerated when issue 11 gave every class one plane mix and drew anomaly variants (the
+# default site renders as before). If you change the CNS phantoms on purpose, regenerate these;
+# the non-CNS views must never change them. Patient folders are SYN<full seed>-<n> (SYN5-00001).
+GOLDEN_PNG = "7b992241aa0ae41097ceb13f9e29d1af55a8e44a64b577b90bf9fb2a4220ec7e"
+GOLDEN_DICOM = "a12891c752f401337ac0296fd8c2d8557672a245e9d8753ad1add2210bf930bf"
 
 
 # The two files beside the images: the manifest and the record of how the set was made.

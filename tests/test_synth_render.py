@@ -95,7 +95,7 @@ def test_holoprosencephaly_mask_is_inside_an_intact_skull() -> None:
 
 
 def test_lemon_sign_mask_touches_the_frontal_skull_only() -> None:
-    image = render("Rachischisis", "transventricular", seed=6)
+    image = render("Rachischisis", "transventricular", seed=6, lemon=True)
     geometry = image.geometry
     assert geometry.skull_contour is not None
     touched = near(image.mask > 0, geometry.skull_contour, 1.0)
@@ -109,7 +109,7 @@ def test_lemon_sign_mask_touches_the_frontal_skull_only() -> None:
 def test_ventriculomegaly_of_chiari_ii_is_marked_inside_the_skull() -> None:
     # The dilated lateral ventricles are drawn for Rachischisis, so they must be in the mask too:
     # an unmarked sign would count a heatmap that points at it as a miss.
-    image = render("Rachischisis", "transventricular", seed=6)
+    image = render("Rachischisis", "transventricular", seed=6, lemon=True, ventriculomegaly=True)
     geometry = image.geometry
     assert geometry.skull_contour is not None
     count, labels = cv2.connectedComponents((image.mask > 0).astype(np.uint8))

@@ -58,9 +58,10 @@ def test_export_cli_then_onnx_runtime_reproduces_torch(
 ) -> None:
     out = tmp_path / "models" / "tiny-demo"
     command = ["export", "--checkpoint", str(final_checkpoint), "--out", str(out), "--version", "0.0.1"]
-    assert main(command) == 0
+    assert main([*command, "--aggregation", "geomean"]) == 0
     card = load_model_card(out)
     assert card.name == "tiny-demo"
+    assert card.aggregation == "geomean"
     assert card.banner == "demo model — synthetic training data — not for clinical use"
     assert card.raw["provenance"]["generator"]["seed"] == 7
     assert card.raw["thresholds"]["ood"]["calibrated_on"].endswith("training images")

@@ -79,6 +79,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     report = write_report(evaluation, args.out)
     summary = evaluation.metrics["summary"]
     print(f"report: {report}")
+    print(f"  patient rule (the card's aggregation): {evaluation.metrics['patient_rule']}")
     for key, value in summary.items():
         print(f"  {key}: {'–' if value is None else f'{value:.3f}'}")
     if "robustness" in evaluation.metrics:

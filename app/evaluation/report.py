@@ -183,8 +183,10 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 SUMMARY_ROWS = (
+    ("Patient accuracy (the card's rule)", "patient_accuracy"),
     ("Patient accuracy (mean probability)", "patient_accuracy_mean"),
     ("Patient accuracy (majority vote)", "patient_accuracy_vote"),
+    ("Patient accuracy (product of probabilities)", "patient_accuracy_geomean"),
     ("Image accuracy", "image_accuracy"),
     ("Image macro AUROC, 5 classes", "image_macro_auroc_all_classes"),
     ("Image macro AUROC, 4 anomaly classes", "image_macro_auroc_anomaly_classes"),
@@ -210,6 +212,7 @@ def _robustness_section(block: dict[str, Any] | None) -> str:
             row["image_accuracy"],
             row["patient_accuracy_mean"],
             row["patient_accuracy_vote"],
+            row.get("patient_accuracy_geomean"),
             row["ood_flagged_fraction"],
             row["patient_accuracy_served"],
             row["patient_indeterminate_fraction"],
@@ -221,6 +224,7 @@ def _robustness_section(block: dict[str, Any] | None) -> str:
         "image accuracy",
         "patient accuracy (mean)",
         "patient accuracy (vote)",
+        "patient accuracy (product)",
         "flagged OOD",
         "patient accuracy (served, gated)",
         "patients indeterminate",
@@ -298,7 +302,11 @@ def render_html(metrics: dict[str, Any], figures: dict[str, str]) -> str:
     summary = metrics["summary"]
     data = metrics["data"]
     model = metrics["model"]
-    rows = [(label, summary[key], _ci(metrics, key), _ci_method(metrics, key)) for label, key in SUMMARY_ROWS]
+    rows = [
+        (label, summary.get(key), _ci(metrics, key), _ci_method(metrics, key))
+        for label, key in SUMMARY_ROWS
+        if key in summary
+    ]
     per_class = [
         (_human(name), m["support"], m["sensitivity"], m["specificity"], m["ppv"], m["npv"], m["f1"])
         for name, m in metrics["patient_mean"]["per_class"].items()

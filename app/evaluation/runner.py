@@ -42,6 +42,7 @@ from app.inference.analysis import exclusion_key
 from app.inference.engine import InferenceEngine
 from app.inference.temperature import negative_log_likelihood, scaled_softmax
 from app.ingest.types import IngestedImage
+from app.modelcard import AGGREGATIONS
 from app.provenance import portable_path
 
 # The data-set reader is torch-free; sharing it keeps training and evaluation reading one layout.
@@ -347,7 +348,7 @@ def gated_patient_outcomes(
             probabilities[rows],
             classes,
             card.normal_class,
-            "mean",
+            card.aggregation,
             reasons=[OOD if ood[i] else None for i in rows],
             rule=card.verdict_rule,
         )
@@ -377,6 +378,9 @@ def robustness_block(
             "patient_accuracy_vote": patient_accuracy(
                 y_true, probabilities, patients, classes, normal_class, "vote"
             ),
+            "patient_accuracy_geomean": patient_accuracy(
+                y_true, probabilities, patients, classes, normal_class, "geomean"
+            ),
             "ood_flagged_fraction": float(ood.mean()),
             "patient_accuracy_served": served,
             "patient_indeterminate_fraction": indeterminate,
@@ -395,8 +399,9 @@ def robustness_block(
         "images": len(samples),
         "patients": len(set(patients)),
         "applied": "to each image's display pixels before scan-area detection and preprocessing",
-        "aggregation": "mean probability and majority vote over every image; 'served' leaves out the "
-        "OOD-flagged images and applies the card's verdict rule (an indeterminate patient is not correct)",
+        "aggregation": "mean probability, majority vote and product of probabilities over every image; "
+        "'served' leaves out the OOD-flagged images and applies the card's aggregation and verdict rule "
+        "(an indeterminate patient is not correct)",
         "rows": rows,
     }
 
@@ -462,25 +467,41 @@ def evaluate_model(
     patients = sorted({r.sample.patient for r in records})
     rows_of = {p: [i for i, r in enumerate(records) if r.sample.patient == p] for p in patients}
     patient_true = np.array([y_true[rows_of[p][0]] for p in patients])
-    mean_verdicts = [patient_verdict(engine, records, rows_of[p], "mean") for p in patients]
-    vote_verdicts = [patient_verdict(engine, records, rows_of[p], "vote") for p in patients]
-    patient_probs = np.array(
-        [
-            verdict_probabilities(v, probs[rows_of[p]].mean(axis=0), classes)
-            for v, p in zip(mean_verdicts, patients, strict=True)
-        ]
-    )
-    patient_mean_pred = np.array([verdict_index(v, classes) for v in mean_verdicts])
-    patient_vote_pred = np.array([verdict_index(v, classes) for v in vote_verdicts])
+    # Every rule is reported; the card's rule (for "vote", the mean probabilities it ranks by)
+    # gives the headline patient metrics: AUROC, ECE, subgroups, the OOD check.
+    rule = engine.card.aggregation
+    headline = "geomean" if rule == "geomean" else "mean"
+    verdicts = {m: [patient_verdict(engine, records, rows_of[p], m) for p in patients] for m in AGGREGATIONS}
+    predicted = {m: np.array([verdict_index(v, classes) for v in verdicts[m]]) for m in AGGREGATIONS}
+
+    def verdict_matrix(method: str) -> np.ndarray:
+        return np.array(
+            [
+                verdict_probabilities(v, probs[rows_of[p]].mean(axis=0), classes)
+                for v, p in zip(verdicts[method], patients, strict=True)
+            ]
+        )
+
+    def probability_block(method: str) -> dict[str, Any]:
+        block = _classification_block(
+            patient_true, verdict_matrix(method), predicted[method], classes, normal
+        )
+        block["indeterminate"] = indeterminate_block(verdicts[method], patient_true, classes)
+        return block
+
+    mean_verdicts = verdicts[headline]
+    patient_probs = verdict_matrix(headline)
+    patient_rule_pred = predicted[rule]
+    patient_vote_pred = predicted["vote"]
 
     image_block = _classification_block(y_true, probs, probs.argmax(axis=1), classes, normal)
-    patient_block = _classification_block(patient_true, patient_probs, patient_mean_pred, classes, normal)
-    patient_block["indeterminate"] = indeterminate_block(mean_verdicts, patient_true, classes)
+    probability_blocks = {m: probability_block(m) for m in ("mean", "geomean")}
+    patient_block = probability_blocks[headline]
     vote_block = {
         "accuracy": accuracy(patient_true, patient_vote_pred),
         "per_class": per_class_metrics(patient_true, patient_vote_pred, classes),
         "confusion_matrix": _confusion(patient_true, patient_vote_pred, len(classes)),
-        "indeterminate": indeterminate_block(vote_verdicts, patient_true, classes),
+        "indeterminate": indeterminate_block(verdicts["vote"], patient_true, classes),
     }
 
     localisation = localisation_block(records, classes, normal, tolerance_px, engine.card.cam_target)
@@ -498,7 +519,7 @@ def evaluate_model(
             image_rows = [row for i in members for row in rows_of[patients[i]]]
             entry: dict[str, Any] = {"patients": len(members), "images": len(image_rows)}
             if members:
-                right = int((patient_true[members] == patient_mean_pred[members]).sum())
+                right = int((patient_true[members] == patient_rule_pred[members]).sum())
                 entry["patient_accuracy"] = right / len(members)
                 interval = clopper_pearson(right, len(members))
                 entry["patient_accuracy_ci"] = interval.as_json() if interval else None
@@ -518,13 +539,14 @@ def evaluate_model(
     pointing = np.array([np.nan if r.pointing_true is None else float(r.pointing_true) for r in records])
 
     correct_images = probs.argmax(axis=1) == y_true
-    right_mean = int((patient_mean_pred == patient_true).sum())
-    right_vote = int((patient_vote_pred == patient_true).sum())
+    right_by_rule = {m: int((predicted[m] == patient_true).sum()) for m in AGGREGATIONS}
     with_mask = ~np.isnan(pointing)
     intervals: dict[str, Interval | None] = {
         # Patients are independent units: an exact binomial interval on the count of right verdicts.
-        "patient_accuracy_mean": clopper_pearson(right_mean, len(patients)),
-        "patient_accuracy_vote": clopper_pearson(right_vote, len(patients)),
+        "patient_accuracy": clopper_pearson(right_by_rule[rule], len(patients)),
+        "patient_accuracy_mean": clopper_pearson(right_by_rule["mean"], len(patients)),
+        "patient_accuracy_vote": clopper_pearson(right_by_rule["vote"], len(patients)),
+        "patient_accuracy_geomean": clopper_pearson(right_by_rule["geomean"], len(patients)),
         # Images of one patient are alike: resample patients.
         "image_accuracy": cluster_proportion_interval(image_groups, correct_images, None, n_bootstrap, seed),
         "image_macro_auroc_all_classes": bca_interval(
@@ -556,8 +578,8 @@ def evaluate_model(
             image_groups, np.array([r.ood for r in records], bool), None, n_bootstrap, seed
         ),
     }  # fmt: skip
-    for block, predicted in ((patient_block, patient_mean_pred), (vote_block, patient_vote_pred)):
-        _attach_intervals(block["per_class"], per_class_intervals(patient_true, predicted, classes))
+    for method, block in (*probability_blocks.items(), ("vote", vote_block)):
+        _attach_intervals(block["per_class"], per_class_intervals(patient_true, predicted[method], classes))
     _attach_intervals(
         image_block["per_class"],
         per_class_intervals(y_true, probs.argmax(axis=1), classes, image_groups, n_bootstrap, seed),
@@ -565,8 +587,10 @@ def evaluate_model(
 
     provenance = describe_dataset(data_dir, samples)
     summary = {
-        "patient_accuracy_mean": patient_block["accuracy"],
+        "patient_accuracy": accuracy(patient_true, predicted[rule]),
+        "patient_accuracy_mean": probability_blocks["mean"]["accuracy"],
         "patient_accuracy_vote": vote_block["accuracy"],
+        "patient_accuracy_geomean": probability_blocks["geomean"]["accuracy"],
         "image_accuracy": image_block["accuracy"],
         "image_macro_auroc_all_classes": image_block["auroc_all_classes"]["macro"],
         "image_macro_auroc_anomaly_classes": image_block["auroc_anomaly_classes"]["macro"],
@@ -592,8 +616,10 @@ def evaluate_model(
         "bootstrap": {"resamples": n_bootstrap, "unit": "patient", "level": 0.95, "seed": seed},
         "interval_methods": INTERVAL_METHODS,
         "image": image_block,
-        "patient_mean": patient_block,
+        "patient_rule": rule,
+        "patient_mean": probability_blocks["mean"],
         "patient_vote": vote_block,
+        "patient_geomean": probability_blocks["geomean"],
         "gestational_age": subgroups,
         "site": by_site,
         "localisation": localisation,
@@ -735,10 +761,12 @@ def card_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """The compact part of metrics.json that the model card carries."""
     return {
         "evaluated_on": metrics["data"],
+        # The aggregation the card serves: "patient_accuracy" and the patient AUROC/ECE follow it.
+        "patient_rule": metrics.get("patient_rule", "mean"),
         "summary": metrics["summary"],
         "confidence_intervals": metrics["confidence_intervals"],
         "interval_methods": metrics.get("interval_methods", {}),
-        "per_class_patient": metrics["patient_mean"]["per_class"],
+        "per_class_patient": metrics[f"patient_{metrics.get('patient_rule', 'mean')}"]["per_class"],
         "gestational_age": metrics["gestational_age"],
         "site": metrics.get("site", {}),
         "localisation": metrics["localisation"],

@@ -2,8 +2,13 @@
 
 "mean" averages the softmax vectors of the usable images (the paper's patient-level rule);
 "vote" takes each image's top class, breaks ties by the higher mean probability and then
-by the model card's class order. Flagged images (out of distribution, blank) and images that
-could not be analysed are left out and counted by reason.
+by the model card's class order. "geomean" multiplies the images' probabilities (the
+renormalised geometric mean): with balanced class weights in training it is the posterior of
+images taken as independent evidence, so one image that rules a class out counts. That is
+what a study needs when a lesion shows only in some of its planes and every other image looks
+normal: the mean lets those images outvote the one that shows the lesion. Flagged images
+(out of distribution, blank) and images that could not be analysed are left out and counted
+by reason.
 
 The gate (the card's ``VerdictRule``): a verdict needs at least ``min_usable_images`` usable
 images, and no more than ``max_excluded_fraction`` of the study left out. Otherwise the
@@ -47,8 +52,9 @@ EXCLUSION_WORDS: dict[str, str] = {
 class Verdict:
     """The patient-level suggestion.
 
-    ``probabilities`` are the mean class probabilities of the images used (under both
-    rules), ``p_abnormal`` = 1 − P(normal) from them; ``votes`` is set for "vote".
+    ``probabilities`` are the mean class probabilities of the images used ("mean" and
+    "vote"), or their renormalised geometric mean ("geomean"); ``p_abnormal`` = 1 − P(normal)
+    from them; ``votes`` is set for "vote".
     ``support`` lists used image indices, the one most in favour of ``label`` first.
     An indeterminate verdict has empty probabilities, ``p_abnormal`` None and a ``reason``.
     Counts: ``n_used`` + ``n_excluded`` = ``n_total``; ``excluded_by_reason`` splits
@@ -143,6 +149,21 @@ def _reasons(
     return result
 
 
+# Probabilities are clipped here before the logarithm: a softmax can underflow to 0 in float32.
+PROBABILITY_FLOOR = 1e-12
+
+
+def geometric_mean_probabilities(matrix: np.ndarray) -> np.ndarray:
+    """Row-wise product of an N×C probability matrix, renormalised to sum to 1 (N ≥ 1).
+
+    Equal to the normalised geometric mean of the rows; computed in log space so that many
+    images cannot underflow it.
+    """
+    logs = np.log(np.clip(np.asarray(matrix, dtype=np.float64), PROBABILITY_FLOOR, 1.0)).mean(axis=0)
+    weights = np.exp(logs - logs.max())
+    return weights / weights.sum()
+
+
 def vote_winner(top_classes: np.ndarray, mean_probabilities: np.ndarray) -> tuple[int, np.ndarray]:
     """Most-voted class; ties → higher mean probability → lower class index. Returns (class, counts)."""
     counts = np.bincount(top_classes, minlength=len(mean_probabilities))
@@ -178,7 +199,7 @@ def aggregate(
     refusal = gate_reason(int(used.size), n_images, excluded_by_reason, rule or VerdictRule())
     if refusal is not None:
         return _indeterminate(method, n_images, excluded_by_reason, refusal)
-    mean = matrix[used].mean(axis=0)
+    mean = geometric_mean_probabilities(matrix[used]) if method == "geomean" else matrix[used].mean(axis=0)
     votes: dict[str, int] | None = None
     if method == "vote":
         winner, counts = vote_winner(matrix[used].argmax(axis=1), mean)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.modelcard import AGGREGATIONS
 from app.paths import DEFAULT_MODEL_NAME
 from app.paths import default_model_dir as bundled_model_dir
 
@@ -44,7 +45,7 @@ def register(subparsers: Any) -> None:
         "--overlays", type=Path, default=None, metavar="DIR", help="write Grad-CAM overlay PNGs"
     )
     parser.add_argument(
-        "--aggregate", choices=("mean", "vote"), default=None, help="patient rule (default: the model card's)"
+        "--aggregate", choices=AGGREGATIONS, default=None, help="patient rule (default: the model card's)"
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--max-frames", type=int, default=8, help="frames sampled per cine loop")

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from app.synth.geometry import Sector, sector_maps
+from app.synth.sites import DEFAULT_SITE, Site
 
 # Scanners map the weakest echoes to a dark grey pedestal rather than pure black,
 # which also keeps anechoic fluid distinguishable from the black background.
@@ -20,18 +21,23 @@ class ScannerSettings:
     gain_compensation: float  # fraction of the loss that time-gain compensation restores
     dynamic_range_db: float
     gain_db: float
+    speckle_sigma: tuple[float, float] = DEFAULT_SITE.speckle_sigma  # lateral, axial grain (px)
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> ScannerSettings:
+    def sample(cls, rng: np.random.Generator, site: Site = DEFAULT_SITE) -> ScannerSettings:
+        """One image's settings within the site's preset ranges (draw order fixed for reproducibility)."""
         return cls(
-            attenuation_per_mm=float(rng.uniform(0.008, 0.016)),
-            gain_compensation=float(rng.uniform(0.7, 0.95)),
-            dynamic_range_db=float(rng.uniform(34.0, 42.0)),
-            gain_db=float(rng.uniform(-2.0, 2.0)),
+            attenuation_per_mm=float(rng.uniform(*site.attenuation_per_mm)),
+            gain_compensation=float(rng.uniform(*site.gain_compensation)),
+            dynamic_range_db=float(rng.uniform(*site.dynamic_range_db)),
+            gain_db=float(rng.uniform(*site.gain_db)),
+            speckle_sigma=site.speckle_sigma,
         )
 
 
-def speckle(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def speckle(
+    shape: tuple[int, int], rng: np.random.Generator, sigma: tuple[float, float] = (1.1, 0.8)
+) -> np.ndarray:
     """Fully developed speckle: magnitude of band-limited complex Gaussian noise, mean 1.
 
     Uniform bytes are used as the noise source because blurring them already
@@ -41,7 +47,8 @@ def speckle(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """
     raw = np.frombuffer(rng.bytes(2 * shape[0] * shape[1]), np.uint8).reshape(2, *shape)
     parts = [
-        cv2.GaussianBlur(part.astype(np.float32) - 127.5, (0, 0), sigmaX=1.1, sigmaY=0.8) for part in raw
+        cv2.GaussianBlur(part.astype(np.float32) - 127.5, (0, 0), sigmaX=sigma[0], sigmaY=sigma[1])
+        for part in raw
     ]
     magnitude = cv2.magnitude(parts[0], parts[1])
     return magnitude / np.float32(magnitude.mean())
@@ -69,7 +76,7 @@ def to_bmode(
     gain = np.exp(-net_loss * depth) * np.float32(10 ** (settings.gain_db / 20))
     lateral = np.linspace(-1, 1, sector.n_beams, dtype=np.float32)[None, :]
     apodisation = 1.0 - 0.25 * lateral**4
-    grains = speckle(beam_echo.shape, rng)
+    grains = speckle(beam_echo.shape, rng, settings.speckle_sigma)
     signal = beam_echo * transmission * gain * apodisation * grains
     # Electronic noise floor; the mirrored speckle field is uncorrelated with the tissue's at each pixel.
     signal += 0.01 * grains[:, ::-1]

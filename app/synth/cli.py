@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from app.labels import PAPER_CLASSES
+from app.synth.sites import SITE_MIX_RANDOM, SITES
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,14 @@ def _image_range(text: str) -> tuple[int, int]:
     return low, high
 
 
+def _site_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SITES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown sites {unknown or text!r}; choose from {', '.join(SITES)}")
+    return names
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "synth",
@@ -35,7 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed; equal seeds give identical files")
     parser.add_argument("--format", choices=("png", "dicom", "both"), default="png", dest="fmt")
     parser.add_argument(
-        "--images-per-patient", type=_image_range, default=(3, 6), metavar="MIN-MAX", help="default 3-6"
+        "--images-per-patient",
+        type=_image_range,
+        default=(5, 7),
+        metavar="MIN-MAX",
+        help="default 5-7: each standard plane once, then repeats",
     )
     parser.add_argument(
         "--classes",
@@ -44,11 +57,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="CLASS",
         help=f"subset of {', '.join(PAPER_CLASSES)}",
     )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--sites",
+        type=_site_list,
+        metavar="A,B,...",
+        help=f"spread patients over these scanner sites (class-balanced per site); choose from "
+        f"{', '.join(SITES)}; default: one default site",
+    )
+    where.add_argument(
+        "--site-mix",
+        choices=(SITE_MIX_RANDOM,),
+        help="draw each patient's site at random from all sites",
+    )
     parser.add_argument(
         "--contact-sheet",
         type=Path,
         metavar="PNG",
-        help="write one row per class (axial, coronal, spine) to PNG",
+        help="write one row per class (axial, coronal, spine) and a row per site and variant to PNG",
     )
     others = parser.add_argument_group(
         "non-CNS views",
@@ -120,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
                 other_views_only=args.other_views_only,
                 other_views_per_patient=args.other_views_per_patient,
                 command=getattr(args, "command_line", None),
+                sites=args.sites,
+                site_mix=args.site_mix,
             )
         except ValueError as error:
             print(f"fetalcns synth: {error}", file=sys.stderr)

@@ -4,10 +4,16 @@ Layout under OUT:
   <class>/<patient_id>/<NN>_<plane>.png          B-mode images (PNG formats)
   masks/<class>/<patient_id>/<NN>_<plane>.png    lesion masks, 0/255, all zero for normal
   dicom/<class>/<patient_id>/*.dcm               one DICOM study per patient (DICOM formats)
-  manifest.csv  patient_id,class,gestational_age_weeks,plane,image,mask,view_scope
-                (paths relative to OUT; view_scope "cns", or "other" for non-CNS planes)
+  manifest.csv  patient_id,class,gestational_age_weeks,plane,image,mask,view_scope,site,variant
+                (paths relative to OUT; view_scope "cns", or "other" for non-CNS planes;
+                site: the scanner preset, see app/synth/sites.py; variant: the anomaly's
+                subtype, e.g. "alobar" or "occipital-cystic", empty for normal. The last two
+                columns come last so that readers of the older layout keep working.)
   dataset.json  how the set was made: tool, version, the full seed, options, command line,
                 counts and creation time (training copies it into the model card)
+
+Every class draws its planes from one distribution; an image of a plane in which
+the patient's lesion is not visible has an all-zero mask (see app/synth/planes.py).
 
 With other views requested, each patient also gets a few non-CNS planes (abdomen,
 femur, four-chamber heart, face profile), outside the class folders so that no
@@ -40,10 +46,21 @@ from app.synth.body import OTHER_PLANES
 from app.synth.planes import choose_planes
 from app.synth.pngio import write_png
 from app.synth.scene import RenderedImage, acquire, plan_view
+from app.synth.sites import DEFAULT_SITE, SITE_MIX_RANDOM, Site, get_site, site_for_patient
 
 SYNTH_TOOL = "fetalcns synth"
 FORMATS = ("png", "dicom", "both")
-MANIFEST_COLUMNS = ("patient_id", "class", "gestational_age_weeks", "plane", "image", "mask", "view_scope")
+MANIFEST_COLUMNS = (
+    "patient_id",
+    "class",
+    "gestational_age_weeks",
+    "plane",
+    "image",
+    "mask",
+    "view_scope",
+    "site",
+    "variant",
+)
 SCOPE_CNS = "cns"
 SCOPE_OTHER = "other"  # non-CNS plane: outside the classifier's scope, never training data
 OTHER_VIEWS_DIR = "other_views"
@@ -81,9 +98,10 @@ class SyntheticPatient:
     study_date: dt.date
     study_time: str  # HHMMSS
     seed: int
+    site: Site = DEFAULT_SITE
 
 
-def make_patient(seed: int, index: int, diagnosis: str) -> SyntheticPatient:
+def make_patient(seed: int, index: int, diagnosis: str, site: Site = DEFAULT_SITE) -> SyntheticPatient:
     rng = np.random.default_rng([seed, index, 0])
     anatomy = sample_anatomy(diagnosis, rng)
     date = _EPOCH + dt.timedelta(days=int(rng.integers(0, 730)))
@@ -96,6 +114,7 @@ def make_patient(seed: int, index: int, diagnosis: str) -> SyntheticPatient:
         study_date=date,
         study_time=time,
         seed=seed,
+        site=site,
     )
 
 
@@ -106,15 +125,20 @@ class PatientImages:
     planes: list[str]
 
 
-def render_patient(patient: SyntheticPatient, images_per_patient: tuple[int, int]) -> PatientImages:
-    rng = np.random.default_rng([patient.seed, patient.index, 1])
+def draw_planes(rng: np.random.Generator, diagnosis: str, images_per_patient: tuple[int, int]) -> list[str]:
+    """How many images a patient gets, and of which planes (the first draws of their stream)."""
     low, high = images_per_patient
     count = int(rng.integers(low, high + 1))
-    planes = choose_planes(patient.diagnosis, count, rng)
+    return choose_planes(diagnosis, count, rng)
+
+
+def render_patient(patient: SyntheticPatient, images_per_patient: tuple[int, int]) -> PatientImages:
+    rng = np.random.default_rng([patient.seed, patient.index, 1])
+    planes = draw_planes(rng, patient.diagnosis, images_per_patient)
     stamp = f"{patient.study_date:%Y-%m-%d} {patient.study_time[:2]}:{patient.study_time[2:4]}"
     images = []
     for plane in planes:
-        composition = plan_view(plane, patient.anatomy, rng)
+        composition = plan_view(plane, patient.anatomy, rng, patient.site)
         images.append(acquire(composition, rng, (HEADER, stamp)))
     return PatientImages(patient=patient, images=images, planes=planes)
 
@@ -131,7 +155,10 @@ def render_other_views(patient: SyntheticPatient, per_patient: tuple[int, int]) 
     picks = sorted(int(i) for i in rng.choice(len(OTHER_PLANES), size=count, replace=False))
     planes = [OTHER_PLANES[i] for i in picks]
     stamp = f"{patient.study_date:%Y-%m-%d} {patient.study_time[:2]}:{patient.study_time[2:4]}"
-    images = [acquire(plan_view(plane, patient.anatomy, rng), rng, (HEADER, stamp)) for plane in planes]
+    images = [
+        acquire(plan_view(plane, patient.anatomy, rng, patient.site), rng, (HEADER, stamp))
+        for plane in planes
+    ]
     return PatientImages(patient=patient, images=images, planes=planes)
 
 
@@ -153,13 +180,15 @@ def generate_dataset(
     n_patients: int,
     seed: int = 0,
     fmt: str = "png",
-    images_per_patient: tuple[int, int] = (3, 6),
+    images_per_patient: tuple[int, int] = (5, 7),
     classes: Sequence[str] | None = None,
     progress: bool = False,
     include_other_views: bool = False,
     other_views_only: bool = False,
     other_views_per_patient: tuple[int, int] = OTHER_VIEWS_PER_PATIENT,
     command: Sequence[str] | None = None,
+    sites: Sequence[str] | None = None,
+    site_mix: str | None = None,
 ) -> Path:
     """Write `n_patients` synthetic patients, balanced across `classes`; returns the manifest path.
 
@@ -170,6 +199,8 @@ def generate_dataset(
     for the out-of-distribution check. Neither changes the CNS images of a seed.
     Beside the manifest, DATASET_RECORD (dataset.json) records how the set was made; `command`
     is the command line to record there (the `fetalcns synth` CLI passes its own).
+    `sites` spreads patients over the named sites (class-balanced per site);
+    `site_mix="random"` draws each patient's site; with neither, all use the default site.
     """
     chosen = list(classes) if classes else list(PAPER_CLASSES)
     _validate(n_patients, fmt, images_per_patient, chosen)
@@ -177,11 +208,16 @@ def generate_dataset(
     low, high = other_views_per_patient
     if not 1 <= low <= high:
         raise ValueError(f"other views per patient must satisfy 1 <= MIN <= MAX, got {low}-{high}")
+    if site_mix not in (None, SITE_MIX_RANDOM):
+        raise ValueError(f"unknown site mix {site_mix!r}; the only mix is {SITE_MIX_RANDOM!r}")
+    for name in sites or ():
+        get_site(name)  # fails early, with the list of sites, on an unknown name
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, str]] = []
     for index in tqdm(range(n_patients), desc="synthetic patients", unit="patient", disable=not progress):
-        patient = make_patient(seed, index, chosen[index % len(chosen)])
+        site = site_for_patient(index, seed, len(chosen), sites, site_mix == SITE_MIX_RANDOM)
+        patient = make_patient(seed, index, chosen[index % len(chosen)], site)
         if not other_views_only:
             rows.extend(_write_patient(out, render_patient(patient, images_per_patient), fmt))
         if include_other_views or other_views_only:
@@ -200,6 +236,8 @@ def generate_dataset(
         "include_other_views": include_other_views,
         "other_views_only": other_views_only,
         "other_views_per_patient": list(other_views_per_patient),
+        "sites": list(sites) if sites else None,
+        "site_mix": site_mix,
     }
     write_dataset_record(out, options, rows, command)
     return manifest
@@ -266,6 +304,8 @@ def _write_patient(out: Path, rendered: PatientImages, fmt: str) -> list[dict[st
                 "image": image_rel.as_posix(),
                 "mask": mask_rel.as_posix(),
                 "view_scope": SCOPE_CNS,
+                "site": patient.site.name,
+                "variant": patient.anatomy.variant,
             }
         )
     return rows
@@ -296,6 +336,8 @@ def _write_other_views(out: Path, rendered: PatientImages, fmt: str) -> list[dic
                 "image": image_rel.as_posix(),
                 "mask": "",
                 "view_scope": SCOPE_OTHER,
+                "site": patient.site.name,
+                "variant": patient.anatomy.variant,
             }
         )
     return rows

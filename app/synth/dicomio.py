@@ -115,7 +115,12 @@ def _base(rendered: PatientImages, sop_class: str, sop_uid: str, series: int) ->
     ds.ContentDate = ds.StudyDate
     ds.ContentTime = patient.study_time
     ds.Manufacturer = "fetalcns synth"
-    ds.ManufacturerModelName = "phantom"
+    # The site (app/synth/sites.py) travels with the file, as a real scanner's model name does;
+    # the default site keeps the original value so that its files are unchanged.
+    site = patient.site
+    ds.ManufacturerModelName = "phantom" if site.name == "default" else f"phantom site {site.name}"
+    if site.name != "default":
+        ds.TransducerData = [site.probe_label, f"{site.frequency_mhz:.1f}MHz", site.probe]
     ds.BodyPartExamined = "FETUS"
     ds.PatientOrientation = ""
     ds.ImageType = ["DERIVED", "PRIMARY"]
@@ -127,9 +132,13 @@ def _base(rendered: PatientImages, sop_class: str, sop_uid: str, series: int) ->
 
 
 def _set_pixels(ds: Dataset, frames: np.ndarray, rgb: bool) -> None:
-    """`frames`: uint8 [N, H, W] grey; RGB files repeat the grey level in each channel."""
-    if rgb:
-        frames = np.repeat(frames[..., None], 3, axis=-1)
+    """`frames`: uint8 [N, H, W] grey or [N, H, W, 3] colour (tinted sites: always RGB).
+
+    Grey RGB files repeat the grey level in each channel.
+    """
+    if frames.ndim == 4 or rgb:
+        if frames.ndim == 3:
+            frames = np.repeat(frames[..., None], 3, axis=-1)
         ds.SamplesPerPixel = 3
         ds.PhotometricInterpretation = "RGB"
         ds.PlanarConfiguration = 0
@@ -192,7 +201,7 @@ def _write_cine(path: Path, rendered: PatientImages) -> None:
     stamp = f"{patient.study_date:%Y-%m-%d} {patient.study_time[:2]}:{patient.study_time[2:4]}"
     frames = np.stack(
         [
-            render_view(view, patient.anatomy, rng, ("FETALCNS  OB  CINE", stamp), first.sector).pixels
+            render_view(view, patient.anatomy, rng, ("FETALCNS  OB  CINE", stamp)).pixels
             for view in cine_views(first.view, count, rng)
         ]
     )

@@ -1,4 +1,8 @@
-"""The curvilinear probe's sector and the maps between image and beam space.
+"""The probe's field of view (a sector) and the maps between image and beam space.
+
+Every probe is modelled as a sector: a curvilinear probe has its virtual apex a
+little above the image, a phased array at the skin, and a linear array so far
+above that the field is a near-rectangle (see app/synth/sites.py).
 
 Rendering happens in beam space (rows = depth samples, columns = beams) where
 attenuation and acoustic shadows run straight down the columns; scan conversion
@@ -68,7 +72,7 @@ class SectorMaps:
     box: Box
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)  # one entry per site's sector
 def sector_maps(sector: Sector) -> SectorMaps:
     radii = np.linspace(sector.r_min, sector.r_max, sector.n_samples, dtype=np.float64)
     angles = np.linspace(-sector.half_angle, sector.half_angle, sector.n_beams, dtype=np.float64)

@@ -104,12 +104,16 @@ def _cerebellum(canvas: Canvas, frame: LocalFrame, a: float, b: float) -> None:
     fill_ellipse(canvas, frame, -0.81 * a, 0.0, 0.07 * a, 0.22 * b, FLUID)
 
 
-def _banana(canvas: Canvas, frame: LocalFrame, a: float, b: float) -> None:
-    """Cerebellum pulled into the foramen magnum: a crescent with the cisterna magna obliterated."""
+def _banana(canvas: Canvas, frame: LocalFrame, a: float, b: float, strength: float = 1.0) -> None:
+    """Cerebellum pulled into the foramen magnum: a crescent with the cisterna magna obliterated.
+
+    `strength` varies how tightly it is curled and how thick it is: the degree of hindbrain
+    herniation differs from fetus to fetus.
+    """
     t = np.linspace(0.55 * np.pi, 1.45 * np.pi, 20)
-    u, v = -0.5 * a + 0.2 * a * np.cos(t), 0.3 * b * np.sin(t)
+    u, v = -0.5 * a + 0.2 * a * strength * np.cos(t), 0.3 * b * np.sin(t)
     pts = frame.to_image(u, v)
-    thickness = max(5, round(0.13 * b))
+    thickness = max(5, round(0.13 * b * (0.7 + 0.3 * strength)))
     stroke(canvas.echo, pts, 0.38, thickness)
     stroke(canvas.lesion, pts, 255, thickness + 10)
 
@@ -137,6 +141,24 @@ def _monoventricle(canvas: Canvas, frame: LocalFrame, a: float, b: float, size: 
         thal = fill_ellipse(canvas, frame, -0.3 * a, 0.0, 0.22 * a, 0.32 * b, THALAMUS)
     mark_lesion(canvas, vent, dilate=2)
     mark_lesion(canvas, thal, dilate=2)
+
+
+def _semilobar_back(canvas: Canvas, frame: LocalFrame, a: float, b: float) -> None:
+    """Semilobar HPE: the back of the brain is divided: a posterior falx and two occipital horns."""
+    _falx(canvas, frame, a, b, -0.92, -0.45)
+    for side in (-1, 1):
+        fill_ellipse(canvas, frame, -0.58 * a, side * 0.22 * b, 0.16 * a, 0.07 * b, FLUID, 0.2 * side)
+
+
+def _fused_frontal_horns(
+    canvas: Canvas, frame: LocalFrame, a: float, b: float, size: float, coronal: bool
+) -> None:
+    """Lobar HPE: one box-shaped frontal horn across the midline, where the cavum should be."""
+    if coronal:
+        horn = fill_ellipse(canvas, frame, 0.1 * a, 0.0, 0.12 * a * size, 0.3 * b * size, FLUID)
+    else:
+        horn = fill_ellipse(canvas, frame, 0.4 * a, 0.0, 0.14 * a * size, 0.2 * b * size, FLUID)
+    mark_lesion(canvas, horn, dilate=2)
 
 
 def _outward_normal(a: float, b: float, u: float, v: float) -> np.ndarray:
@@ -205,27 +227,35 @@ def draw_axial_head(
     present = np.ones(len(t), bool)
     extent = [frame.to_image(outline[:, 0] * 1.06, outline[:, 1] * 1.06)]
     hpe = anatomy.diagnosis == dx.HOLOPROSENCEPHALY
-    if hpe:
+    if hpe and anatomy.subtype != "lobar":
         _monoventricle(canvas, frame, a, b, anatomy.monoventricle, coronal=False)
+        if anatomy.subtype == "semilobar":
+            _semilobar_back(canvas, frame, a, b)
     else:
         _sylvian(canvas, frame, a, b)
-        _falx(canvas, frame, a, b, -0.92, 0.92)
-        _cavum(canvas, frame, a, b, rng)
+        # Lobar HPE: the hemispheres are divided behind but the frontal lobes are fused, so the
+        # falx stops short of the forehead and there is no cavum septi pellucidi.
+        _falx(canvas, frame, a, b, -0.92, 0.2 if hpe else 0.92)
+        if not hpe:
+            _cavum(canvas, frame, a, b, rng)
         chiari = anatomy.diagnosis == dx.RACHISCHISIS
         if plane == TRANSVENTRICULAR:
-            _ventricles(canvas, frame, a, b, 1.5 if chiari else 1.0, enlarged_is_lesion=chiari)
+            scale = anatomy.ventricle_scale if chiari else 1.0
+            _ventricles(canvas, frame, a, b, scale, enlarged_is_lesion=chiari and anatomy.ventriculomegaly)
         elif plane == TRANSTHALAMIC:
             _thalami(canvas, frame, a, b)
         elif plane == TRANSCEREBELLAR:
             _thalami(canvas, frame, a, b, size=0.8)
-            if anatomy.diagnosis == dx.RACHISCHISIS:
-                _banana(canvas, frame, a, b)
+            if chiari and anatomy.banana:
+                _banana(canvas, frame, a, b, anatomy.banana_strength)
             else:
                 _cerebellum(canvas, frame, a, b)
+        if hpe:
+            _fused_frontal_horns(canvas, frame, a, b, anatomy.monoventricle, coronal=False)
     if anatomy.diagnosis == dx.ENCEPHALOCELE:
         present, sac = _encephalocele(canvas, frame, a, b, outline, t, anatomy, rng)
         extent.append(sac)
-    if anatomy.diagnosis == dx.RACHISCHISIS:
+    if anatomy.diagnosis == dx.RACHISCHISIS and lemon > 0:
         _lemon_mask(canvas, frame, a, b, lemon)
     specular_stroke(
         canvas,
@@ -348,8 +378,11 @@ def draw_coronal_head(
     head = frame.to_image(outline[:, 0], outline[:, 1])
     fill(canvas.echo, frame.to_image(outline[:, 0] * 1.06, outline[:, 1] * 1.06), SOFT_TISSUE)
     fill(canvas.echo, frame.to_image(outline[:, 0] * 0.975, outline[:, 1] * 0.975), BRAIN)
-    if hpe:
+    if hpe and anatomy.subtype != "lobar":
         _monoventricle(canvas, frame, height, b, anatomy.monoventricle, coronal=True)
+    elif hpe:
+        _falx(canvas, frame, height, b, 0.5, 0.95)  # divided above, fused frontal horns below
+        _fused_frontal_horns(canvas, frame, height, b, anatomy.monoventricle, coronal=True)
     else:
         _falx(canvas, frame, height, b, 0.15, 0.95)
         for side in (-1, 1):
@@ -362,8 +395,9 @@ def draw_coronal_head(
     present = np.ones(len(t), bool)
     extent = [frame.to_image(outline[:, 0] * 1.06, outline[:, 1] * 1.06), face]
     if anatomy.diagnosis == dx.ENCEPHALOCELE:
-        # Coronal sections through the back of the head show the defect high in the midline.
-        high = replace(anatomy, defect_angle=anatomy.defect_angle - np.pi)
+        # Coronal sections through the defect show it high in the midline (occipital) or
+        # high on one side (parietal).
+        high = replace(anatomy, defect_angle=anatomy.coronal_defect_angle)
         present, sac = _encephalocele(canvas, frame, height, b, outline, t, high, rng)
         extent.append(sac)
     specular_stroke(
@@ -375,6 +409,8 @@ def draw_coronal_head(
         anatomy.bone_absorption,
         max(2, round(0.05 * b)),
     )
-    separation = 0.24 if hpe else 0.36  # hypotelorism accompanies holoprosencephaly
+    separation = (
+        0.24 if hpe and anatomy.subtype != "lobar" else 0.36
+    )  # hypotelorism accompanies holoprosencephaly
     orbits = [_orbit(canvas, frame, -1.08 * height, s * separation * b, 0.15 * b, anatomy) for s in (-1, 1)]
     return DrawnGeometry(skull_contour=head, skull_present=present, extent=[*extent, *orbits])

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.modelcard import CAM_TARGETS, DEFAULT_CAM_TARGET
+from app.modelcard import AGGREGATIONS, CAM_TARGETS, DEFAULT_CAM_TARGET
 
 
 def register(subparsers: Any) -> None:
@@ -39,6 +39,14 @@ def register(subparsers: Any) -> None:
         choices=CAM_TARGETS,
         help="what each class heatmap explains: its own logit (default; Grad-CAM as in Qi et al.) or "
         "its log-odds against normal (normal-contrast)",
+    )
+    parser.add_argument(
+        "--aggregation",
+        default="mean",
+        choices=AGGREGATIONS,
+        help="the patient rule serving applies: mean of image probabilities (default; Qi et al.), "
+        "majority vote, or geomean (their renormalised product: images as independent evidence, "
+        "for data where a lesion shows in only some of a patient's planes)",
     )
     parser.set_defaults(handler=run_export)
 
@@ -74,6 +82,7 @@ def run_export(args: argparse.Namespace) -> int:
         print(f"error: cannot read checkpoint {args.checkpoint}: {exc}", file=sys.stderr)
         return 2
     card = card_from_checkpoint(payload, args.name or args.out.resolve().name, args.version)
+    card["aggregation"] = args.aggregation
     if args.metrics is not None:
         card["metrics"] = json.loads(args.metrics.read_text(encoding="utf-8"))
     out = export_onnx(model, args.out, card, cam_target=args.cam_target)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, computed_field
 AnalysisStatus = Literal["queued", "running", "done", "failed"]
 DiagnosisKind = Literal["preliminary", "final", "amendment"]
 Role = Literal["admin", "radiologist"]
-Aggregation = Literal["mean", "vote"]
+Aggregation = Literal["mean", "vote", "geomean"]
 ReviewFilter = Literal["reviewed", "unreviewed"]
 SortKey = Literal["p_abnormal", "date", "status"]
 

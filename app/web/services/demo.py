@@ -32,10 +32,20 @@ def import_demo_data(
             print(f"the database already has {existing} studies; no demo data added")
             return 0
         from app.synth import generate_dataset
+        from app.synth.sites import SITES
 
         with tempfile.TemporaryDirectory(prefix="fetalcns-demo-") as tmp:
             root = Path(tmp)
-            generate_dataset(root, n_patients=n_patients, seed=seed, fmt="dicom", images_per_patient=(3, 4))
+            # Five images: one per standard CNS plane, so each anomaly shows in at least one.
+            # The scanner sites in turn (app/synth/sites.py), as studies from several hospitals.
+            generate_dataset(
+                root,
+                n_patients=n_patients,
+                seed=seed,
+                fmt="dicom",
+                images_per_patient=(5, 5),
+                sites=list(SITES),
+            )
             files = sorted((root / "dicom").rglob("*.dcm"))
             received = ReceivedFiles(root, files, {str(p): str(p.relative_to(root / "dicom")) for p in files})
             outcome = import_upload(runtime, received, UploadOverrides(), None)
