@@ -205,3 +205,88 @@ def test_reference_from_csv_by_uid_and_from_signed_diagnoses(web) -> None:  # no
     ]:
         refused = h.client.post("/api/v1/reader-studies", json={**body, **change}, headers=h.auth("admin"))
         assert refused.status_code == 422 and words in refused.json()["detail"], refused.text
+
+
+def _script(reader: str, study_id: int, mode: str, reference: dict[int, str]) -> tuple[str, int]:
+    """A scripted reader: right on every case when aided; unaided, rad misses the first anomaly
+    and rad2 calls the first normal case abnormal. Confidence 4 when right, 5 when wrong."""
+    ordered = sorted(reference)
+    anomalies = [s for s in ordered if reference[s] != "normal"]
+    normals = [s for s in ordered if reference[s] == "normal"]
+    truth = reference[study_id]
+    if mode == "unassisted" and reader == "rad" and study_id == anomalies[0]:
+        return "normal", 5
+    if mode == "unassisted" and reader == "rad2" and study_id == normals[0]:
+        return "Anencephaly", 5
+    return truth, 4
+
+
+def test_a_scripted_study_gives_the_expected_metrics_and_exports(web) -> None:  # noqa: F811
+    from scipy import stats as sps
+    from sklearn.metrics import roc_auc_score
+
+    from app.readerstudy.stats import abnormality_score
+
+    h = web()
+    study_ids = _cases(h, 4)
+    reference = dict(zip(study_ids, ["normal", "Anencephaly", "normal", "Holoprosencephaly"], strict=True))
+    rs = _create(
+        h, study_ids, modes=["unassisted", "concurrent"], reference={str(k): v for k, v in reference.items()}
+    )
+    base = f"/api/v1/reader-studies/{rs}"
+    for reader in ("rad", "rad2"):
+        while (response := h.client.get(f"{base}/next", headers=h.auth(reader))).status_code == 200:
+            read = response.json()
+            label, confidence = _script(reader, read["study_id"], read["mode"], reference)
+            posted = h.client.post(
+                f"{base}/reads/{read['read_id']}",
+                json={"label": label, "confidence": confidence},
+                headers=h.auth(reader),
+            )
+            assert posted.status_code == 201
+        assert response.status_code == 204
+    assert h.client.get(f"{base}/results", headers=h.auth("rad")).status_code == 403
+    results = h.client.get(f"{base}/results", headers=h.auth("admin")).json()
+    unassisted, concurrent = results["modes"]["unassisted"], results["modes"]["concurrent"]
+    assert unassisted["n_reads"] == concurrent["n_reads"] == 8
+    assert unassisted["accuracy"] == pytest.approx(6 / 8) and concurrent["accuracy"] == 1.0
+    assert unassisted["misdiagnosis_rate"] == pytest.approx(2 / 8)
+    assert unassisted["per_reader"]["rad"]["accuracy"] == pytest.approx(3 / 4)
+    assert unassisted["sensitivity"]["Anencephaly"] == pytest.approx(1 / 2)  # rad missed it
+    assert unassisted["specificity"]["normal"] == pytest.approx(3 / 4)  # 4 anomaly reads, 1 called normal
+    assert unassisted["sensitivity"]["normal"] == pytest.approx(3 / 4)
+    classes = results["classes"]
+    confusion = unassisted["confusion"]
+    assert confusion[classes.index("Anencephaly")][classes.index("normal")] == 1
+    assert sum(map(sum, confusion)) == 8
+
+    export = h.client.get(f"{base}/reads", headers=h.auth("admin")).json()
+    assert len(export) == 16 and all(r["label"] is not None for r in export)
+    un = sorted((r for r in export if r["mode"] == "unassisted"), key=lambda r: (r["reader"], r["study_id"]))
+    co = sorted((r for r in export if r["mode"] == "concurrent"), key=lambda r: (r["reader"], r["study_id"]))
+    scores = [abnormality_score(r["label"], r["confidence"], "normal") for r in un]
+    assert unassisted["auc"] == pytest.approx(roc_auc_score([r["reference"] != "normal" for r in un], scores))
+    comparisons = {c["metric"]: c for c in results["comparisons"]}
+    acc = comparisons["accuracy"]
+    assert acc["test"] == "mcnemar-exact" and acc["estimate"] == pytest.approx(2 / 8)
+    assert acc["p_value"] == pytest.approx(sps.binomtest(0, 2, 0.5).pvalue)
+    times = comparisons["read_time_s"]
+    expected = sps.wilcoxon(
+        [r["read_time_s"] for r in co],
+        [r["read_time_s"] for r in un],
+        zero_method="wilcox",
+        correction=False,
+        method="exact" if times["test"] == "wilcoxon-exact" else "approx",
+    )
+    assert times["p_value"] == pytest.approx(expected.pvalue)
+    # Unaided, each reader's confident error ties half the pairs: AUC 0.5 each; aided 1.0.
+    assert unassisted["per_reader"]["rad"]["auc"] == 0.5 and unassisted["per_reader"]["rad2"]["auc"] == 0.5
+    assert comparisons["auc"]["n_readers"] == 2 and comparisons["auc"]["estimate"] == pytest.approx(0.5)
+    low, high = comparisons["auc"]["ci"]
+    assert low <= 0.5 <= high
+    assert results["ai_alone"]["n_reads"] == 4
+
+    text = h.client.get(f"{base}/reads.csv", headers=h.auth("admin")).text
+    lines = text.strip().split("\n")
+    assert lines[0].startswith("read_id,reader,study_id") and len(lines) == 17
+    assert h.client.get(f"{base}/reads.csv", headers=h.auth("rad")).status_code == 403

@@ -5,6 +5,8 @@ Thin routes over app.web.services.reader_study_build, reader_reads and reader_re
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from app.web.api.contract import ADMIN, CHANGE, SIGNED_IN, errors
@@ -17,8 +19,10 @@ from app.web.schemas import (
     ReadAnswerOut,
     ReaderStudyIn,
     ReaderStudyOut,
+    ReadRecordOut,
 )
 from app.web.services.reader_reads import answer_read, next_read, ping
+from app.web.services.reader_results import export_reads, reader_study_results, reads_csv
 from app.web.services.reader_study_build import (
     create_reader_study,
     get_reader_study,
@@ -125,3 +129,49 @@ def activity(reader_study_id: RowId, read_id: RowId, user: ApiUser, db: DbSessio
     the study's idle threshold) are excluded from the reading time."""
     ping(db, reader_study_id, read_id, user)
     return Response(status_code=204)
+
+
+@router.get(
+    "/{reader_study_id}/results",
+    summary="A reader study's results (administrators)",
+    response_description="per mode (pooled and per reader), the AI alone, and the paired comparisons",
+    responses=errors(*ADMIN, 404),
+)
+def results(reader_study_id: RowId, admin: ApiAdmin, db: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+    """``{modes: {MODE: {n_reads, accuracy, auc, misdiagnosis_rate, mean_read_time_s,
+    median_read_time_s, sensitivity, specificity, confusion, per_reader}}, ai_alone, comparisons:
+    [{a, b, metric, test, statistic, p_value, estimate, ci}]}`` over the answered reads."""
+    card = runtime.model_card
+    normal = card.normal_class if card is not None else "normal"
+    return reader_study_results(
+        db, get_reader_study(db, reader_study_id), admin, list(runtime.class_names), normal
+    )
+
+
+@router.get(
+    "/{reader_study_id}/reads",
+    response_model=list[ReadRecordOut],
+    summary="Every read of a reader study (administrators)",
+    response_description="each planned read with both answers, the reference, the AI and the times",
+    responses=errors(*ADMIN, 404),
+)
+def reads(reader_study_id: RowId, admin: ApiAdmin, db: DbSession) -> list[ReadRecordOut]:
+    """The export as JSON; unanswered reads have null answers."""
+    return export_reads(db, get_reader_study(db, reader_study_id), admin)
+
+
+@router.get(
+    "/{reader_study_id}/reads.csv",
+    response_class=Response,
+    summary="Every read of a reader study as CSV (administrators)",
+    response_description="the JSON export's fields as columns",
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}, **errors(*ADMIN, 404)},
+)
+def reads_as_csv(reader_study_id: RowId, admin: ApiAdmin, db: DbSession) -> Response:
+    """One row per planned read, the same fields as the JSON export."""
+    records = export_reads(db, get_reader_study(db, reader_study_id), admin)
+    return Response(
+        reads_csv(records),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="reader-study-{reader_study_id}.csv"'},
+    )
