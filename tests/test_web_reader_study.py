@@ -80,6 +80,14 @@ def test_readers_work_through_all_modes_blinded_until_the_mode_allows(web) -> No
         assert again["read_id"] == read["read_id"] and _ai_fields_present(again["study"]) == (
             mode == "concurrent"
         )
+        # The case API, the worklist and the heatmap route keep the same blinding during the read.
+        blinded = mode != "concurrent"
+        case_api = h.client.get(f"/api/v1/studies/{read['study_id']}", headers=h.auth("rad")).json()
+        assert case_api["ai_withheld"] is blinded and (case_api["verdict"] is None) is blinded
+        listed = h.client.get("/api/v1/studies", headers=h.auth("rad")).json()
+        assert {row["id"]: row["ai_withheld"] for row in listed}[read["study_id"]] is blinded
+        heatmap = h.client.get(f"/api/v1/images/{case['images'][0]['id']}/heatmap", headers=h.auth("rad"))
+        assert heatmap.status_code == (403 if blinded else 200)
         url = f"{base}/reads/{read['read_id']}"
         # Another reader cannot answer (or learn of) this read.
         assert (
@@ -290,3 +298,28 @@ def test_a_scripted_study_gives_the_expected_metrics_and_exports(web) -> None:  
     lines = text.strip().split("\n")
     assert lines[0].startswith("read_id,reader,study_id") and len(lines) == 17
     assert h.client.get(f"{base}/reads.csv", headers=h.auth("rad")).status_code == 403
+
+
+def test_aided_reads_show_heatmaps_on_a_second_read_site_and_can_hide_them(web) -> None:  # noqa: F811
+    h = web(assistance_mode="second-read")
+    study_ids = _cases(h, 1)
+    for show, expected in ((True, 200), (False, None)):
+        rs = _create(
+            h, study_ids, readers=["rad"] if show else ["rad2"], modes=["concurrent"], show_heatmaps=show
+        )
+        user = "rad" if show else "rad2"
+        read = h.client.get(f"/api/v1/reader-studies/{rs}/next", headers=h.auth(user)).json()
+        assert read["study"]["verdict"] is not None
+        urls = [image["heatmap_url"] for image in read["study"]["images"]]
+        if expected is None:
+            assert urls == [None, None]
+        else:
+            assert all(urls) and all(h.client.get(u, headers=h.auth(user)).status_code == 200 for u in urls)
+        h.client.post(
+            f"/api/v1/reader-studies/{rs}/reads/{read['read_id']}",
+            json={"label": "normal", "confidence": 3},
+            headers=h.auth(user),
+        )
+    # Once the read is answered, the site's second-read rule applies again.
+    image = h.client.get(f"/api/v1/studies/{study_ids[0]}", headers=h.auth("rad")).json()["images"][0]
+    assert image["heatmap_url"] is None
