@@ -14,6 +14,7 @@ Conventions:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -100,6 +101,10 @@ def ai_alone(facts: Sequence[AiFact], classes: Sequence[str], normal: str) -> di
     }
 
 
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
 def _pairs(reads: Sequence[ReadFact], a: str, b: str) -> list[tuple[ReadFact, ReadFact]]:
     by_key = {(r.reader, r.case, r.mode): r for r in reads}
     return [
@@ -134,11 +139,13 @@ def _auc_comparison(reads: Sequence[ReadFact], a: str, b: str, normal: str) -> d
         "b": b,
         "metric": "auc",
         "test": "obuchowski-rockette (DeLong covariances, Hillis df)",
-        "statistic": result.f_statistic,
+        "statistic": _finite(result.f_statistic),
         "p_value": result.p_value,
         "estimate": result.difference,
         "ci": list(result.difference_ci) if result.difference_ci else None,
-        "df": result.df_denominator,
+        # Infinite when the readers agree exactly across modes (no reader-by-mode variance):
+        # JSON has no infinity, so null.
+        "df": _finite(result.df_denominator),
         "n_readers": len(complete),
         "n_cases": len(cases),
     }

@@ -381,3 +381,43 @@ class ReadRecordOut(BaseModel):
     idle_s: float
     shown_at: datetime | None
     answered_at: datetime | None
+
+
+class ArmResultsOut(BaseModel):
+    """The metrics of one arm (a mode, one reader in a mode, or the AI alone); null where not defined."""
+
+    n_reads: int
+    accuracy: float | None = None
+    misdiagnosis_rate: float | None = Field(None, description="normal called an anomaly or an anomaly normal")
+    auc: float | None = Field(
+        None, description="normal vs anomaly; null when the reads hold one of the two only"
+    )
+    mean_read_time_s: float | None = None
+    median_read_time_s: float | None = None
+    sensitivity: dict[str, float | None] = Field(default_factory=dict)
+    specificity: dict[str, float | None] = Field(default_factory=dict)
+    confusion: list[list[int]] = Field(default_factory=list, description="reference rows × answer columns")
+    confusion_columns: list[str] | None = Field(None, description="the AI's columns (with 'indeterminate')")
+    per_reader: dict[str, ArmResultsOut] | None = None
+
+
+class ComparisonOut(BaseModel):
+    a: ReaderMode
+    b: ReaderMode
+    metric: Literal["accuracy", "read_time_s", "auc"]
+    test: str
+    statistic: float | None
+    p_value: float
+    estimate: float | None = Field(None, description="b − a")
+    ci: list[float] | None = Field(None, description="95 % interval of the estimate")
+    n_pairs: int | None = None
+    df: float | None = Field(None, description="Hillis's denominator degrees of freedom (AUC)")
+    n_readers: int | None = None
+    n_cases: int | None = None
+
+
+class ReaderResultsOut(BaseModel):
+    classes: list[str]
+    modes: dict[str, ArmResultsOut]
+    ai_alone: ArmResultsOut | None
+    comparisons: list[ComparisonOut]

@@ -5,8 +5,6 @@ Thin routes over app.web.services.reader_study_build, reader_reads and reader_re
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response
 
 from app.web.api.contract import ADMIN, CHANGE, SIGNED_IN, errors
@@ -17,6 +15,7 @@ from app.web.schemas import (
     NextReadOut,
     ReadAnswerIn,
     ReadAnswerOut,
+    ReaderResultsOut,
     ReaderStudyIn,
     ReaderStudyOut,
     ReadRecordOut,
@@ -133,18 +132,21 @@ def activity(reader_study_id: RowId, read_id: RowId, user: ApiUser, db: DbSessio
 
 @router.get(
     "/{reader_study_id}/results",
+    response_model=ReaderResultsOut,
     summary="A reader study's results (administrators)",
     response_description="per mode (pooled and per reader), the AI alone, and the paired comparisons",
     responses=errors(*ADMIN, 404),
 )
-def results(reader_study_id: RowId, admin: ApiAdmin, db: DbSession, runtime: RuntimeDep) -> dict[str, Any]:
+def results(reader_study_id: RowId, admin: ApiAdmin, db: DbSession, runtime: RuntimeDep) -> ReaderResultsOut:
     """``{modes: {MODE: {n_reads, accuracy, auc, misdiagnosis_rate, mean_read_time_s,
     median_read_time_s, sensitivity, specificity, confusion, per_reader}}, ai_alone, comparisons:
     [{a, b, metric, test, statistic, p_value, estimate, ci}]}`` over the answered reads."""
     card = runtime.model_card
     normal = card.normal_class if card is not None else "normal"
-    return reader_study_results(
-        db, get_reader_study(db, reader_study_id), admin, list(runtime.class_names), normal
+    return ReaderResultsOut.model_validate(
+        reader_study_results(
+            db, get_reader_study(db, reader_study_id), admin, list(runtime.class_names), normal
+        )
     )
 
 
