@@ -26,7 +26,7 @@ def client(tmp_path: Path, tiny_model_dir: Path) -> Iterator[TestClient]:
 
 
 def test_every_page_but_login_redirects_to_sign_in(client: TestClient) -> None:
-    for path in ("/", "/worklist", "/upload", "/cases/1", "/admin/users", "/admin/audit"):
+    for path in ("/", "/worklist", "/upload", "/cases/1", "/admin/users", "/admin/audit", "/reader-studies"):
         response = client.get(path)
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/login?next="), path

@@ -264,3 +264,160 @@ class HealthOut(BaseModel):
     database: str = Field(description="ok, or why the database cannot be used")
     worker: Literal["off", "running", "stopped"]
     detail: str | None = None
+
+
+# ---- reader studies (app.web.services.reader_studies) -------------------------------------
+ReaderMode = Literal["unassisted", "concurrent", "second-read"]
+ReaderDesign = Literal["crossover", "sequential"]
+
+
+class ReaderStudyIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    study_ids: list[int] = Field(
+        default_factory=list, description="analysed cases; may be left out when reference_csv names them"
+    )
+    readers: list[str] = Field(min_length=1, description="user names of the readers")
+    modes: list[ReaderMode] = Field(min_length=1)
+    design: ReaderDesign = "crossover"
+    washout_days: int = Field(0, ge=0, le=365, description="days between a reader's sessions on one case")
+    show_heatmaps: bool = Field(True, description="show the heatmaps in the aided modes")
+    idle_threshold_s: float = Field(60.0, gt=0, le=3600, description="gaps longer than this count as idle")
+    seed: int | None = Field(
+        None, ge=0, lt=2**31, description="seed of the readers' case orders; default random"
+    )
+    reference: dict[int, str] = Field(default_factory=dict, description="study id → reference label")
+    reference_csv: str | None = Field(
+        None,
+        max_length=2_000_000,
+        description="CSV with a header: 'label' and 'study_uid' (StudyInstanceUID) or 'study_id'",
+    )
+    reference_from_diagnoses: bool = Field(
+        False, description="cases without another reference take their signed final diagnosis"
+    )
+
+
+class CreatedOut(BaseModel):
+    id: int
+
+
+class ReaderStudyOut(BaseModel):
+    id: int
+    name: str
+    modes: list[ReaderMode]
+    design: ReaderDesign
+    washout_days: int
+    show_heatmaps: bool
+    idle_threshold_s: float
+    seed: int
+    n_cases: int
+    readers: list[str]
+    n_reads: int
+    n_done: int
+    created_at: datetime
+
+
+class ReadImageOut(BaseModel):
+    id: int
+    image_url: str
+    thumbnail_url: str
+    width: int
+    height: int
+    # AI fields: present only when the read's mode shows them.
+    label: str | None = None
+    probabilities: dict[str, float] | None = None
+    heatmap_url: str | None = None
+
+
+class ReadCaseOut(BaseModel):
+    images: list[ReadImageOut]
+    gestational_age_weeks: float | None
+    # The AI's verdict: null in unassisted reads and in second-read reads before the first answer.
+    verdict: VerdictOut | None = None
+
+
+class NextReadOut(BaseModel):
+    read_id: int
+    study_id: int
+    mode: ReaderMode
+    session: int
+    remaining: int = Field(description="reads this reader has left, this one included")
+    awaiting_final: bool = Field(description="second-read: the first answer is in, the final one is due")
+    classes: list[str]
+    study: ReadCaseOut
+
+
+class ReadAnswerIn(BaseModel):
+    label: str
+    confidence: int = Field(ge=1, le=5, description="1 unsure … 5 certain")
+
+
+class ReadAnswerOut(BaseModel):
+    read_id: int
+    final: bool = Field(description="false: the unaided answer of a second read; post the final one next")
+    study: ReadCaseOut | None = Field(
+        None, description="second-read: the case with the AI fields, now revealed"
+    )
+
+
+class ReadRecordOut(BaseModel):
+    """One read as exported: who, which case, which mode, both answers, the reference, the time."""
+
+    read_id: int
+    reader: str
+    study_id: int
+    study_uid: str | None
+    mode: ReaderMode
+    session: int
+    position: int
+    reference: str
+    ai_label: str | None
+    ai_p_abnormal: float | None
+    first_label: str | None
+    first_confidence: int | None
+    first_read_time_s: float | None
+    label: str | None
+    confidence: int | None
+    read_time_s: float | None
+    idle_s: float
+    shown_at: datetime | None
+    answered_at: datetime | None
+
+
+class ArmResultsOut(BaseModel):
+    """The metrics of one arm (a mode, one reader in a mode, or the AI alone); null where not defined."""
+
+    n_reads: int
+    accuracy: float | None = None
+    misdiagnosis_rate: float | None = Field(None, description="normal called an anomaly or an anomaly normal")
+    auc: float | None = Field(
+        None, description="normal vs anomaly; null when the reads hold one of the two only"
+    )
+    mean_read_time_s: float | None = None
+    median_read_time_s: float | None = None
+    sensitivity: dict[str, float | None] = Field(default_factory=dict)
+    specificity: dict[str, float | None] = Field(default_factory=dict)
+    confusion: list[list[int]] = Field(default_factory=list, description="reference rows × answer columns")
+    confusion_columns: list[str] | None = Field(None, description="the AI's columns (with 'indeterminate')")
+    per_reader: dict[str, ArmResultsOut] | None = None
+
+
+class ComparisonOut(BaseModel):
+    a: ReaderMode
+    b: ReaderMode
+    metric: Literal["accuracy", "read_time_s", "auc"]
+    test: str
+    statistic: float | None
+    p_value: float
+    estimate: float | None = Field(None, description="b − a")
+    ci: list[float] | None = Field(None, description="95 % interval of the estimate")
+    n_pairs: int | None = None
+    df: float | None = Field(None, description="Hillis's denominator degrees of freedom (AUC)")
+    n_readers: int | None = None
+    n_cases: int | None = None
+
+
+class ReaderResultsOut(BaseModel):
+    classes: list[str]
+    modes: dict[str, ArmResultsOut]
+    ai_alone: ArmResultsOut | None
+    comparisons: list[ComparisonOut]

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.web.api import account, auth, dicomweb, health, images, metrics, studies, tokens, users
+from app.web.api import (
+    account,
+    auth,
+    dicomweb,
+    health,
+    images,
+    metrics,
+    reader_studies,
+    studies,
+    tokens,
+    users,
+)
 
 _v1 = APIRouter(prefix="/api/v1")
 _v1.include_router(auth.router)
@@ -13,6 +24,7 @@ _v1.include_router(images.router)
 _v1.include_router(users.router)
 _v1.include_router(tokens.router)
 _v1.include_router(account.router)
+_v1.include_router(reader_studies.router)
 
 router = APIRouter()
 router.include_router(health.router)

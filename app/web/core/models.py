@@ -353,3 +353,108 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# ---- reader studies (migration 0009; app.web.services.reader_studies) ----------------------
+READER_MODES = ("unassisted", "concurrent", "second-read")
+READER_DESIGNS = ("crossover", "sequential")
+REFERENCE_SOURCES = ("import", "diagnosis")
+
+
+class ReaderStudy(Base):
+    """A reader study: cases with a reference standard, readers, modes and a design.
+
+    ``seed`` makes every reader's case order reproducible (app.readerstudy.design).
+    """
+
+    __tablename__ = "reader_studies"
+    __table_args__ = (CheckConstraint(_in("design", READER_DESIGNS), name="design"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    modes: Mapped[list[str]] = mapped_column(JSON)
+    design: Mapped[str] = mapped_column(String(16))
+    washout_days: Mapped[int] = mapped_column(Integer, default=0)
+    show_heatmaps: Mapped[bool] = mapped_column(Boolean, default=True)
+    idle_threshold_s: Mapped[float] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(Integer)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    cases: Mapped[list[ReaderStudyCase]] = relationship(order_by="ReaderStudyCase.id")
+    readers: Mapped[list[ReaderStudyReader]] = relationship(order_by="ReaderStudyReader.id")
+
+
+class ReaderStudyCase(Base):
+    """One case of a reader study and its reference standard (never shown to readers)."""
+
+    __tablename__ = "reader_study_cases"
+    __table_args__ = (
+        CheckConstraint(_in("reference_source", REFERENCE_SOURCES), name="reference_source"),
+        UniqueConstraint("reader_study_id", "study_id", name="uq_reader_study_cases_study"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_study_id: Mapped[int] = mapped_column(ForeignKey("reader_studies.id"), index=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    reference_label: Mapped[str] = mapped_column(String(64))
+    reference_source: Mapped[str] = mapped_column(String(16))
+    # The AI's answer frozen when the case joined the study, so a later re-analysis cannot change
+    # what the readers were shown or the AI-alone results.
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id"))
+
+    study: Mapped[Study] = relationship()
+    analysis: Mapped[Analysis] = relationship()
+
+
+class ReaderStudyReader(Base):
+    __tablename__ = "reader_study_readers"
+    __table_args__ = (UniqueConstraint("reader_study_id", "user_id", name="uq_reader_study_readers_user"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_study_id: Mapped[int] = mapped_column(ForeignKey("reader_studies.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+
+    user: Mapped[User] = relationship()
+
+
+class ReaderStudyRead(Base):
+    """One planned read: a reader, a case, a mode, in a session at a position of that reader's order.
+
+    Filled in as the read happens: shown (the server's clock), in second-read mode the unaided
+    answer and the reveal, then the answer. ``read_time_s`` excludes ``idle_s``, the part of
+    each gap between server-seen events longer than the study's idle threshold.
+    """
+
+    __tablename__ = "reader_study_reads"
+    __table_args__ = (
+        CheckConstraint(_in("mode", READER_MODES), name="mode"),
+        CheckConstraint("confidence IS NULL OR (confidence BETWEEN 1 AND 5)", name="confidence"),
+        CheckConstraint(
+            "first_confidence IS NULL OR (first_confidence BETWEEN 1 AND 5)", name="first_confidence"
+        ),
+        UniqueConstraint("reader_study_id", "user_id", "case_id", "mode", name="uq_reader_study_reads_plan"),
+        Index("ix_reader_study_reads_order", "reader_study_id", "user_id", "session", "position"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reader_study_id: Mapped[int] = mapped_column(ForeignKey("reader_studies.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("reader_study_cases.id"))
+    mode: Mapped[str] = mapped_column(String(16))
+    session: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    shown_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    idle_s: Mapped[float] = mapped_column(Float, default=0.0)
+    first_label: Mapped[str | None] = mapped_column(String(64))
+    first_confidence: Mapped[int | None] = mapped_column(Integer)
+    first_read_time_s: Mapped[float | None] = mapped_column(Float)
+    revealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    label: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[int | None] = mapped_column(Integer)
+    answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    read_time_s: Mapped[float | None] = mapped_column(Float)
+
+    case: Mapped[ReaderStudyCase] = relationship()
+    user: Mapped[User] = relationship()

@@ -12,7 +12,14 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from app.web.core.csrf import CSRFRejected, verify_csrf
-from app.web.pages import account_pages, admin_pages, auth_pages, case_pages, worklist_pages
+from app.web.pages import (
+    account_pages,
+    admin_pages,
+    auth_pages,
+    case_pages,
+    reader_study_pages,
+    worklist_pages,
+)
 
 router = APIRouter(dependencies=[Depends(verify_csrf)])
 router.include_router(auth_pages.router)
@@ -20,6 +27,7 @@ router.include_router(worklist_pages.router)
 router.include_router(case_pages.router)
 router.include_router(admin_pages.router)
 router.include_router(account_pages.router)
+router.include_router(reader_study_pages.router)
 
 # Pages that answer a rejected form with their own page instead of the 403 error page.
 _ON_CSRF_REJECTED: dict[Callable[..., Response], Callable[[Request, CSRFRejected], Response]] = {

@@ -22,6 +22,8 @@ from app.web.core.models import (
     DicomPush,
     Image,
     ImagePredictionRow,
+    ReaderStudyCase,
+    ReaderStudyRead,
     Study,
     User,
     VerdictRow,
@@ -64,7 +66,32 @@ def user_has_read(db: Session, study_id: int, user: User) -> bool:
     )
 
 
+def _open_reader_study_read(db: Session, study_id: int, user: User) -> ReaderStudyRead | None:
+    """The user's reader-study read of this case that is shown and not yet answered, if any."""
+    return db.scalar(
+        select(ReaderStudyRead)
+        .join(ReaderStudyCase, ReaderStudyCase.id == ReaderStudyRead.case_id)
+        .where(
+            ReaderStudyCase.study_id == study_id,
+            ReaderStudyRead.user_id == user.id,
+            ReaderStudyRead.shown_at.is_not(None),
+            ReaderStudyRead.answered_at.is_(None),
+        )
+        .limit(1)
+    )
+
+
 def ai_withheld_for(db: Session, study_id: int, user: User, mode: str) -> bool:
+    """Second-read mode withholds the AI until the user's own read. A reader-study read in
+    progress decides for its reader: a blinded one (unassisted, or second-read before the first
+    answer) withholds the AI from the case API and pages too, so the reader cannot look it up
+    there; an aided one shows it whatever the site's mode (its heatmap URLs must answer)."""
+    open_read = _open_reader_study_read(db, study_id, user)
+    if open_read is not None:
+        return not (
+            open_read.mode == "concurrent"
+            or (open_read.mode == "second-read" and open_read.first_label is not None)
+        )
     return mode == "second-read" and not user_has_read(db, study_id, user)
 
 
@@ -194,6 +221,23 @@ def list_studies(
             )
         )
     withheld = {s.id: mode == "second-read" and s.id not in read_by_viewer for s in studies}
+    # A reader-study read in progress decides for its case (ai_withheld_for); the worklist is
+    # rarely the page of a reader mid-read, so each open read is looked up on its own.
+    if studies:
+        open_cases = set(
+            db.scalars(
+                select(ReaderStudyCase.study_id)
+                .join(ReaderStudyRead, ReaderStudyRead.case_id == ReaderStudyCase.id)
+                .where(
+                    ReaderStudyRead.user_id == viewer.id,
+                    ReaderStudyRead.shown_at.is_not(None),
+                    ReaderStudyRead.answered_at.is_(None),
+                    ReaderStudyCase.study_id.in_([s.id for s in studies]),
+                )
+            )
+        )
+        for study_id in open_cases:
+            withheld[study_id] = ai_withheld_for(db, study_id, viewer, mode)
     return [StudySummaryOut(**_summary_fields(s, int(counts.get(s.id, 0)), withheld[s.id])) for s in studies]
 
 

@@ -1,0 +1,218 @@
+"""A reader study's results from its answered reads: per mode (pooled and per reader), the AI
+alone, and the paired comparisons between modes. Pure: the service hands in plain records.
+
+Conventions:
+- The final answer of a read is scored; in second-read mode that is the answer after the reveal.
+- The readers' AUC is over the 1–10 abnormality score (stats.abnormality_score), normal vs any
+  anomaly; the AI's over its P(abnormal). None where the reads hold only one of the two.
+- The AI alone counts an indeterminate verdict as not correct (as ``fetalcns evaluate`` does)
+  and leaves it out of its AUC.
+- Comparisons pair the same reader and case in two modes: McNemar for accuracy, Wilcoxon for
+  reading time, Obuchowski–Rockette (DeLong covariances) for AUC over the readers who read every
+  case in both modes (at least two readers are needed, else no AUC comparison is made).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from app.readerstudy import mrmc
+from app.readerstudy.stats import (
+    abnormality_score,
+    accuracy,
+    auc,
+    confusion_matrix,
+    mcnemar,
+    mean_median,
+    misdiagnosis_rate,
+    sensitivity_specificity,
+    wilcoxon_signed_rank,
+)
+
+
+@dataclass(frozen=True)
+class ReadFact:
+    reader: str
+    case: int
+    mode: str
+    reference: str
+    label: str
+    confidence: int
+    read_time_s: float
+
+
+@dataclass(frozen=True)
+class AiFact:
+    case: int
+    reference: str
+    label: str
+    p_abnormal: float | None
+
+
+def _safe_auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
+    return auc(scores, positive) if any(positive) and not all(positive) else None
+
+
+def summarise(reads: Sequence[ReadFact], classes: Sequence[str], normal: str) -> dict[str, Any]:
+    """The metrics of one group of reads."""
+    reference = [r.reference for r in reads]
+    answers = [r.label for r in reads]
+    sensitivity, specificity = sensitivity_specificity(reference, answers, classes)
+    mean_t, median_t = mean_median([r.read_time_s for r in reads])
+    return {
+        "n_reads": len(reads),
+        "accuracy": accuracy(reference, answers),
+        "misdiagnosis_rate": misdiagnosis_rate(reference, answers, normal),
+        "auc": _safe_auc(
+            [abnormality_score(r.label, r.confidence, normal) for r in reads],
+            [x != normal for x in reference],
+        ),
+        "mean_read_time_s": mean_t,
+        "median_read_time_s": median_t,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "confusion": confusion_matrix(reference, answers, classes),
+    }
+
+
+def ai_alone(facts: Sequence[AiFact], classes: Sequence[str], normal: str) -> dict[str, Any]:
+    reference = [f.reference for f in facts]
+    answers = [f.label for f in facts]
+    judged = [f for f in facts if f.p_abnormal is not None]
+    sensitivity, specificity = sensitivity_specificity(reference, answers, classes)
+    labels = list(classes) + sorted({a for a in answers if a not in classes})
+    return {
+        "n_reads": len(facts),
+        "accuracy": accuracy(reference, answers),
+        "misdiagnosis_rate": misdiagnosis_rate(reference, answers, normal),
+        "auc": _safe_auc([f.p_abnormal or 0.0 for f in judged], [f.reference != normal for f in judged]),
+        "mean_read_time_s": None,
+        "median_read_time_s": None,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "confusion": confusion_matrix(reference, answers, labels),
+        "confusion_columns": labels,
+    }
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _pairs(reads: Sequence[ReadFact], a: str, b: str) -> list[tuple[ReadFact, ReadFact]]:
+    by_key = {(r.reader, r.case, r.mode): r for r in reads}
+    return [
+        (by_key[(r.reader, r.case, a)], r) for r in reads if r.mode == b and (r.reader, r.case, a) in by_key
+    ]
+
+
+def _auc_comparison(reads: Sequence[ReadFact], a: str, b: str, normal: str) -> dict[str, Any] | None:
+    cases = sorted({r.case for r in reads})
+    by_key = {(r.reader, r.case, r.mode): r for r in reads}
+    readers = sorted({r.reader for r in reads})
+    complete = [reader for reader in readers if all((reader, c, m) in by_key for c in cases for m in (a, b))]
+    truth = np.array([by_key[(complete[0], c, a)].reference != normal for c in cases]) if complete else None
+    if len(complete) < 2 or truth is None or truth.all() or not truth.any():
+        return None
+    scores = np.array(
+        [
+            [
+                [
+                    abnormality_score(by_key[(j, c, m)].label, by_key[(j, c, m)].confidence, normal)
+                    for c in cases
+                ]
+                for j in complete
+            ]
+            for m in (a, b)
+        ],
+        dtype=float,
+    )
+    result = mrmc.obuchowski_rockette(scores, truth, covariance="delong")
+    return {
+        "a": a,
+        "b": b,
+        "metric": "auc",
+        "test": "obuchowski-rockette (DeLong covariances, Hillis df)",
+        "statistic": _finite(result.f_statistic),
+        "p_value": result.p_value,
+        "estimate": result.difference,
+        "ci": list(result.difference_ci) if result.difference_ci else None,
+        # Infinite when the readers agree exactly across modes (no reader-by-mode variance):
+        # JSON has no infinity, so null.
+        "df": _finite(result.df_denominator),
+        "n_readers": len(complete),
+        "n_cases": len(cases),
+    }
+
+
+def compare(reads: Sequence[ReadFact], modes: Sequence[str], normal: str) -> list[dict[str, Any]]:
+    """Every pair of modes (in the study's order; estimates are b − a)."""
+    out: list[dict[str, Any]] = []
+    for a, b in combinations(modes, 2):
+        pairs = _pairs(reads, a, b)
+        if not pairs:
+            continue
+        test = mcnemar([x.label == x.reference for x, _ in pairs], [y.label == y.reference for _, y in pairs])
+        out.append(
+            {
+                "a": a,
+                "b": b,
+                "metric": "accuracy",
+                "test": test.test,
+                "statistic": test.statistic,
+                "p_value": test.p_value,
+                "estimate": test.estimate,
+                "ci": list(test.ci) if test.ci else None,
+                "n_pairs": len(pairs),
+            }
+        )
+        times_a, times_b = [x.read_time_s for x, _ in pairs], [y.read_time_s for _, y in pairs]
+        if any(x != y for x, y in zip(times_a, times_b, strict=True)):
+            test = wilcoxon_signed_rank(times_b, times_a)
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "metric": "read_time_s",
+                    "test": test.test,
+                    "statistic": test.statistic,
+                    "p_value": test.p_value,
+                    "estimate": test.estimate,
+                    "ci": None,
+                    "n_pairs": len(pairs),
+                }
+            )
+        comparison = _auc_comparison(reads, a, b, normal)
+        if comparison is not None:
+            out.append(comparison)
+    return out
+
+
+def study_results(
+    reads: Sequence[ReadFact], ai: Sequence[AiFact], modes: Sequence[str], classes: Sequence[str], normal: str
+) -> dict[str, Any]:
+    """``{modes: {mode: {..., per_reader: {reader: {...}}}}, ai_alone, comparisons}``."""
+    by_mode: dict[str, Any] = {}
+    for mode in modes:
+        in_mode = [r for r in reads if r.mode == mode]
+        if not in_mode:
+            by_mode[mode] = {"n_reads": 0}
+            continue
+        pooled = summarise(in_mode, classes, normal)
+        pooled["per_reader"] = {
+            reader: summarise([r for r in in_mode if r.reader == reader], classes, normal)
+            for reader in sorted({r.reader for r in in_mode})
+        }
+        by_mode[mode] = pooled
+    return {
+        "classes": list(classes),
+        "modes": by_mode,
+        "ai_alone": ai_alone(ai, classes, normal) if ai else None,
+        "comparisons": compare(reads, modes, normal),
+    }
