@@ -104,11 +104,27 @@ def test_every_get_route_answers_no_store(tmp_path: Path, tiny_model_dir: Path) 
         while (study := client.get(f"/api/v1/studies/{study_id}").json())["status"] not in ("done", "failed"):
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        # A reader study with the administrator as its reader, so its pages and API have a read.
+        reader_study = client.post(
+            "/api/v1/reader-studies",
+            json={
+                "name": "headers",
+                "study_ids": [study_id],
+                "readers": ["admin"],
+                "modes": ["unassisted"],
+                "design": "sequential",
+                "washout_days": 0,
+                "reference": {str(study_id): "normal"},
+            },
+            headers={"X-CSRF-Token": csrf},
+        )
+        assert reader_study.status_code == 201, reader_study.text
         ids = {
             "study_id": study_id,
             "case_id": study_id,
             "image_id": study["images"][0]["id"],
             "user_id": client.get("/api/v1/users").json()[0]["id"],
+            "reader_study_id": reader_study.json()["id"],
         }
         checked = []
         for path, methods in all_routes(client.app.routes):  # type: ignore[attr-defined]
