@@ -41,6 +41,31 @@ def _providers(request: Request) -> list[ResultProvider]:
     return list(getattr(request.app.state, "dicom_result_providers", []))
 
 
+def _instances(
+    db: Any,
+    runtime: Any,
+    user: Any,
+    request: Request,
+    study: str,
+    series: str | None,
+    instance: str | None,
+    *,
+    deidentified: bool = False,
+) -> list[InstanceEntry]:
+    """The instances a WADO-RS request names, as this user may see them (results included)."""
+    return instances_for(
+        db,
+        runtime.store,
+        user,
+        runtime.settings.assistance_mode,
+        _providers(request),
+        study,
+        series,
+        instance,
+        deidentified=deidentified,
+    )
+
+
 def _base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/") + "/dicomweb"
 
@@ -175,16 +200,8 @@ def _retrieve(
         raise ServiceError(
             "deidentify must be basic (the PS3.15 Basic Application Level Confidentiality Profile)"
         )
-    found = instances_for(
-        db,
-        runtime.store,
-        user,
-        runtime.settings.assistance_mode,
-        _providers(request),
-        study,
-        series,
-        instance,
-        deidentified=deidentify is not None,
+    found = _instances(
+        db, runtime, user, request, study, series, instance, deidentified=deidentify is not None
     )
     encode: Callable[[InstanceEntry], bytes] = (
         (lambda i: i.load()) if syntax == "*" else (lambda i: to_explicit_little_endian(i.load()))
@@ -238,16 +255,7 @@ def _metadata(
 
     import pydicom
 
-    found = instances_for(
-        db,
-        runtime.store,
-        user,
-        runtime.settings.assistance_mode,
-        _providers(request),
-        study,
-        series,
-        instance,
-    )
+    found = _instances(db, runtime, user, request, study, series, instance)
     answer = []
     for entry in found:
         # Pixel data is left out (stop_before_pixels); other binary values are inlined (small).
