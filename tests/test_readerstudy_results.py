@@ -40,3 +40,29 @@ def test_a_mode_with_one_reference_class_has_no_auc_and_no_or_comparison() -> No
     assert metrics == ["accuracy", "read_time_s"]
     assert out["comparisons"][1]["estimate"] == pytest.approx(1.0)  # concurrent 1 s slower on every pair
     assert out["ai_alone"] is None
+
+
+def test_unaided_first_answers_of_second_reads_are_an_arm_compared_with_the_final_answers() -> None:
+    from app.readerstudy.results import UNAIDED_ARM
+
+    reference = {1: "normal", 2: "Anencephaly", 3: "normal", 4: "Anencephaly"}
+    reads: list[ReadFact] = []
+    for reader in ("a", "b"):
+        for case, ref in reference.items():
+            first = "normal" if case == 2 else ref  # both miss case 2 before the reveal
+            reads.append(ReadFact(reader, case, UNAIDED_ARM, ref, first, 3, 10.0 + case))
+            reads.append(ReadFact(reader, case, "second-read", ref, ref, 4, 14.0 + case))
+    ai = [AiFact(c, ref, ref, 0.9 if ref != "normal" else 0.1) for c, ref in reference.items()]
+    out = study_results(reads, ai, ["second-read"], CLASSES, "normal")
+    assert list(out["modes"]) == ["second-read"]
+    assert out["second_read_unaided"]["accuracy"] == pytest.approx(6 / 8)
+    assert out["modes"]["second-read"]["accuracy"] == 1.0
+    pairs = [c for c in out["comparisons"] if c["a"] == UNAIDED_ARM and c["b"] == "second-read"]
+    by_metric = {c["metric"]: c for c in pairs}
+    assert by_metric["accuracy"]["estimate"] == pytest.approx(2 / 8)
+    assert by_metric["read_time_s"]["estimate"] == pytest.approx(4.0)  # every final answer 4 s later
+    versus_ai = {(c["b"], c["metric"]): c for c in out["comparisons"] if c["a"] == "ai-alone"}
+    assert versus_ai[(UNAIDED_ARM, "accuracy")]["estimate"] == pytest.approx(-2 / 8)
+    assert versus_ai[("second-read", "accuracy")]["estimate"] == 0.0
+    assert set(out["roc"]) == {UNAIDED_ARM, "second-read", "ai-alone"}
+    assert out["roc"]["ai-alone"] == [[0.0, 0.0], [0.0, 1.0], [1.0, 1.0]]

@@ -16,8 +16,10 @@ from app.readerstudy.stats import (
     accuracy,
     auc,
     confusion_matrix,
+    hodges_lehmann,
     mcnemar,
     misdiagnosis_rate,
+    roc_points,
     sensitivity_specificity,
     wilcoxon_signed_rank,
 )
@@ -185,3 +187,92 @@ def test_identical_modalities_have_no_difference() -> None:
     assert low < result.modality[0].auc < high
     with pytest.raises(ValueError):
         mrmc.obuchowski_rockette(scores[:, :1], truth)
+
+
+def _accepted(d: np.ndarray, shift: float, exact: bool) -> bool:
+    """scipy's two-sided signed-rank test of d − shift does not reject at 5 %."""
+    result = sps.wilcoxon(
+        d - shift, zero_method="wilcox", correction=False, method="exact" if exact else "approx"
+    )
+    return bool(result.pvalue > 0.05)
+
+
+@pytest.mark.parametrize("n", [6, 7, 12, 25, 60])
+def test_hodges_lehmann_interval_is_the_set_of_shifts_scipy_does_not_reject(n: int) -> None:
+    rng = np.random.default_rng(n)
+    d = rng.normal(1.5, 3.0, n)
+    result = hodges_lehmann(d)
+    i, j = np.triu_indices(n)
+    walsh = np.unique((d[i] + d[j]) / 2)
+    assert result.estimate == pytest.approx(float(np.median((d[i] + d[j]) / 2)))
+    assert result.ci is not None
+    low, high = result.ci
+    # Every gap between neighbouring Walsh averages (and beyond both ends): inside the interval
+    # exactly where the test inverted by scipy accepts the shift.
+    probes = np.concatenate([[walsh[0] - 1], (walsh[1:] + walsh[:-1]) / 2, [walsh[-1] + 1]])
+    for shift in probes:
+        assert (low < shift < high) == _accepted(d, shift, exact=n <= 50), shift
+
+
+def test_hodges_lehmann_has_no_interval_when_no_sign_pattern_can_reject() -> None:
+    # With 5 pairs the smallest two-sided exact p is 2/32 > 0.05.
+    result = hodges_lehmann([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert result.ci is None and result.estimate == 3.0
+    assert hodges_lehmann([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).ci == (1.0, 6.0)  # p = 2/64 at the edge
+
+
+def test_roc_points_equal_scikit_learn() -> None:
+    from sklearn.metrics import roc_curve
+
+    rng = np.random.default_rng(5)
+    truth = rng.random(60) < 0.4
+    scores = rng.integers(1, 11, 60).astype(float)
+    fpr, tpr, _ = roc_curve(truth, scores, drop_intermediate=False)
+    ours = roc_points(list(scores), list(truth))
+    # scikit-learn starts at an infinite threshold, i.e. at (0, 0), as ours does.
+    assert np.allclose(np.array(ours), np.column_stack([fpr, tpr]))
+
+
+def test_readers_versus_a_constant_standalone_is_the_single_modality_interval_shifted() -> None:
+    # An algorithm that scores every case alike has AUC 0.5 and no case variance, so the readers'
+    # difference from it is their own OR single-modality estimate minus 0.5, with the same interval.
+    rng = np.random.default_rng(11)
+    truth = rng.random(40) < 0.5
+    scores = truth[None, :] * rng.uniform(0.5, 2.0, (4, 1)) + rng.normal(0, 1, (4, 40))
+    alone = mrmc.obuchowski_rockette(scores[None], truth).modality[0]
+    versus = mrmc.readers_versus_standalone(scores, np.zeros(40), truth)
+    assert versus.standalone_auc == 0.5
+    assert versus.difference == pytest.approx(alone.auc - 0.5)
+    assert versus.difference_ci[0] == pytest.approx(alone.ci[0] - 0.5)
+    assert versus.difference_ci[1] == pytest.approx(alone.ci[1] - 0.5)
+    assert versus.df == pytest.approx(alone.df)
+
+
+def test_readers_versus_standalone_variance_from_explicit_delong_components() -> None:
+    # The covariance of θ_j − θ_AI computed by hand from DeLong's structural components.
+    rng = np.random.default_rng(3)
+    truth = rng.random(50) < 0.45
+    readers = truth[None, :] * 1.2 + rng.normal(0, 1, (3, 50))
+    algorithm = truth * 1.5 + rng.normal(0, 1, 50)
+    result = mrmc.readers_versus_standalone(readers, algorithm, truth)
+    aucs = [roc_auc_score(truth, s) for s in readers]
+    ai_auc = roc_auc_score(truth, algorithm)
+    d = np.array(aucs) - ai_auc
+    assert result.difference == pytest.approx(d.mean())
+    assert result.standalone_auc == pytest.approx(ai_auc)
+
+    def components(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pos, neg = s[truth], s[~truth]
+        psi = (pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])
+        return psi.mean(axis=1), psi.mean(axis=0)
+
+    v10 = [components(s)[0] - components(algorithm)[0] for s in readers]
+    v01 = [components(s)[1] - components(algorithm)[1] for s in readers]
+    cov = np.cov(np.array(v10)) / truth.sum() + np.cov(np.array(v01)) / (~truth).sum()
+    r = 3
+    cov2 = (cov.sum() - np.trace(cov)) / (r * (r - 1))
+    denom = np.var(d, ddof=1) + r * max(cov2, 0.0)
+    t = d.mean() / np.sqrt(denom / r)
+    df = denom**2 / (np.var(d, ddof=1) ** 2 / (r - 1))
+    assert result.t_statistic == pytest.approx(t)
+    assert result.p_value == pytest.approx(2 * sps.t.sf(abs(t), df))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 from web_support import db_url, study_files, web  # noqa: F401
@@ -274,7 +275,18 @@ def test_a_scripted_study_gives_the_expected_metrics_and_exports(web) -> None:  
     co = sorted((r for r in export if r["mode"] == "concurrent"), key=lambda r: (r["reader"], r["study_id"]))
     scores = [abnormality_score(r["label"], r["confidence"], "normal") for r in un]
     assert unassisted["auc"] == pytest.approx(roc_auc_score([r["reference"] != "normal" for r in un], scores))
-    comparisons = {c["metric"]: c for c in results["comparisons"]}
+    comparisons = {c["metric"]: c for c in results["comparisons"] if c["a"] != "ai-alone"}
+    versus_ai = {(c["b"], c["metric"]): c for c in results["comparisons"] if c["a"] == "ai-alone"}
+    for mode, reads in (("unassisted", un), ("concurrent", co)):
+        ai_right = [r["ai_label"] == r["reference"] for r in reads]
+        reader_right = [r["label"] == r["reference"] for r in reads]
+        c = versus_ai[(mode, "accuracy")]
+        assert c["n_pairs"] == 8
+        assert c["estimate"] == pytest.approx(np.mean(reader_right) - np.mean(ai_right))
+        discordant = [x for x, y in zip(ai_right, reader_right, strict=True) if x != y]
+        if discordant:
+            expected_p = sps.binomtest(sum(discordant), len(discordant), 0.5).pvalue
+            assert c["p_value"] == pytest.approx(expected_p)
     acc = comparisons["accuracy"]
     assert acc["test"] == "mcnemar-exact" and acc["estimate"] == pytest.approx(2 / 8)
     assert acc["p_value"] == pytest.approx(sps.binomtest(0, 2, 0.5).pvalue)

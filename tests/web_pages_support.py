@@ -66,10 +66,16 @@ def sign_in(client: TestClient, username: str) -> str:
     return csrf_of(client.get("/").text)
 
 
-def upload_study(client: TestClient, csrf: str, n_images: int = 2, patient_name: str = "Doe^Jane") -> int:
+def upload_study(
+    client: TestClient,
+    csrf: str,
+    n_images: int = 2,
+    patient_name: str = "Doe^Jane",
+    uid: str = "1.2.826.0.1.3680043.8.498.1",
+    first_seed: int = 0,
+) -> int:
     """Upload one DICOM study (through the API, as the upload page does) and analyse it now."""
     # One study: identical study UID across the files.
-    uid = "1.2.826.0.1.3680043.8.498.1"
     files = [
         (
             "files",
@@ -77,7 +83,7 @@ def upload_study(client: TestClient, csrf: str, n_images: int = 2, patient_name:
                 f"img{i}.dcm",
                 dicom_bytes(
                     make_us_dataset(
-                        phantom(seed=i), study_uid=uid, patient_name=patient_name, StudyDate="20260314"
+                        phantom(seed=first_seed + i), study_uid=uid, patient_name=patient_name, StudyDate="20260314"
                     )
                 ),
                 "application/dicom",

@@ -145,3 +145,62 @@ def obuchowski_rockette(
         half = float(sps.t.ppf(1 - alpha / 2, ddf)) * np.sqrt(2 / r * denom)
         difference_ci = (difference - half, difference + half)
     return ORResult(theta, modality, difference, difference_ci, f, ddf, p, covariance, var, cov1, cov2, cov3)
+
+
+@dataclass(frozen=True)
+class StandaloneComparison:
+    readers_auc: float
+    standalone_auc: float
+    difference: float  # readers' mean AUC − the standalone AUC
+    difference_ci: tuple[float, float]
+    t_statistic: float | None
+    df: float
+    p_value: float
+
+
+def readers_versus_standalone(
+    scores: np.ndarray, standalone: np.ndarray, truth: np.ndarray, alpha: float = 0.05
+) -> StandaloneComparison:
+    """The readers' mean AUC against a standalone algorithm's AUC on the same cases, readers and
+    cases random.
+
+    The algorithm is one more "reader" whose AUC has no reader variance: the per-reader
+    differences d_j = θ_j − θ_AI are analysed as one modality by Obuchowski–Rockette, with their
+    DeLong covariance over cases C Σ Cᵀ (C subtracts the algorithm) and Hillis's degrees of
+    freedom, as in the radiologists-versus-CAD analysis of Chakraborty (Observer Performance
+    Methods, 2017, ch. 22). ``scores[j, k]``: reader j on case k; ``standalone[k]``: the algorithm.
+    """
+    scores = np.asarray(scores, dtype=float)
+    standalone = np.asarray(standalone, dtype=float)
+    truth = np.asarray(truth, dtype=bool)
+    r = scores.shape[0]
+    if r < 2:
+        raise ValueError("the comparison needs at least two readers")
+    stacked = np.vstack([scores, standalone[None, :]])[None]
+    theta = auc_matrix(stacked, truth)[0]
+    contrast = np.hstack([np.eye(r), -np.ones((r, 1))])
+    d = contrast @ theta
+    cov_d = contrast @ delong_covariance(stacked, truth) @ contrast.T
+    ms_r = float(np.var(d, ddof=1))
+    ms_r = 0.0 if ms_r < _ROUNDING else ms_r
+    cov2 = float((cov_d.sum() - np.trace(cov_d)) / (r * (r - 1)))
+    denom = ms_r + r * max(cov2, 0.0)
+    df = denom**2 / (ms_r**2 / (r - 1)) if ms_r > 0 else float("inf")
+    se = float(np.sqrt(denom / r))
+    mean = float(d.mean())
+    if se == 0.0:
+        # No variance at all (every reader and the algorithm agree on every case pair).
+        return StandaloneComparison(
+            float(theta[:r].mean()), float(theta[r]), mean, (mean, mean), None, df, 1.0 if mean == 0 else 0.0
+        )
+    t = mean / se
+    half = float(sps.t.ppf(1 - alpha / 2, df)) * se
+    return StandaloneComparison(
+        float(theta[:r].mean()),
+        float(theta[r]),
+        mean,
+        (mean - half, mean + half),
+        t,
+        df,
+        float(2 * sps.t.sf(abs(t), df)),
+    )

@@ -167,6 +167,60 @@ def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float]) -> PairedTest:
     return PairedTest("wilcoxon-normal", statistic, float(2 * sps.norm.sf(abs(z))), median)
 
 
+@dataclass(frozen=True)
+class ShiftEstimate:
+    estimate: float
+    ci: tuple[float, float] | None
+    ci_method: str
+
+
+def hodges_lehmann(d: Sequence[float], alpha: float = 0.05) -> ShiftEstimate:
+    """The Hodges–Lehmann estimate of a paired shift (the median of the n(n+1)/2 Walsh averages of
+    the differences) and its 1−alpha interval from inverting the two-sided signed-rank test
+    (Hollander & Wolfe, Nonparametric Statistical Methods, §3.2).
+
+    The test rejects a shift s when W+(s) ≤ c or W+(s) ≥ N − c, where W+(s) is the number of Walsh
+    averages above s and c the largest count with P(W+ ≤ c) ≤ alpha/2: exact up to
+    WILCOXON_EXACT_MAX_N differences, else the normal approximation. The interval is then
+    [Walsh(c+1), Walsh(N−c)] of the sorted averages, and covers at least 1−alpha in the exact case.
+    None when even the most extreme sign pattern cannot reject (too few pairs, e.g. n < 6 at 5 %).
+    """
+    x = np.asarray(d, dtype=float)
+    n = len(x)
+    if n == 0:
+        raise ValueError("no differences")
+    i, j = np.triu_indices(n)
+    walsh = np.sort((x[i] + x[j]) / 2)
+    total = len(walsh)
+    estimate = float(np.median(walsh))
+    if n <= WILCOXON_EXACT_MAX_N:
+        cdf = np.cumsum(_exact_signed_rank_cdf(n))
+        c = int(np.searchsorted(cdf, alpha / 2 * (1 + 1e-12), side="right")) - 1
+        method = "Hodges–Lehmann, exact signed-rank inversion"
+    else:
+        sigma = math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+        c = math.floor(total / 2 - float(sps.norm.ppf(1 - alpha / 2)) * sigma)
+        method = "Hodges–Lehmann, normal-approximation signed-rank inversion"
+    if c < 0:
+        return ShiftEstimate(estimate, None, method)
+    return ShiftEstimate(estimate, (float(walsh[c]), float(walsh[total - c - 1])), method)
+
+
+def roc_points(scores: Sequence[float], positive: Sequence[bool]) -> list[tuple[float, float]]:
+    """The empirical ROC curve: (false-positive rate, true-positive rate) at every distinct score
+    threshold from the highest down, starting at (0, 0) and ending at (1, 1)."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if not n_pos or not n_neg:
+        raise ValueError("the ROC curve needs positive and negative cases")
+    points = [(0.0, 0.0)]
+    for threshold in np.unique(s)[::-1]:
+        called = s >= threshold
+        points.append((float((called & ~y).sum() / n_neg), float((called & y).sum() / n_pos)))
+    return points
+
+
 def confusion_matrix(
     reference: Sequence[str], answers: Sequence[str], classes: Sequence[str]
 ) -> list[list[int]]:
@@ -180,13 +234,16 @@ def confusion_matrix(
 
 __all__ = [
     "PairedTest",
+    "ShiftEstimate",
     "abnormality_score",
     "accuracy",
     "auc",
     "confusion_matrix",
+    "hodges_lehmann",
     "mcnemar",
     "mean_median",
     "misdiagnosis_rate",
+    "roc_points",
     "sensitivity_specificity",
     "wilcoxon_signed_rank",
 ]

@@ -401,15 +401,21 @@ class ArmResultsOut(BaseModel):
     per_reader: dict[str, ArmResultsOut] | None = None
 
 
+ReaderArm = Literal["unassisted", "concurrent", "second-read", "second-read-unaided", "ai-alone"]
+
+
 class ComparisonOut(BaseModel):
-    a: ReaderMode
-    b: ReaderMode
+    a: ReaderArm = Field(
+        description="a study mode, the unaided first answers of second reads, or the AI alone"
+    )
+    b: ReaderArm
     metric: Literal["accuracy", "read_time_s", "auc"]
     test: str
     statistic: float | None
     p_value: float
     estimate: float | None = Field(None, description="b − a")
     ci: list[float] | None = Field(None, description="95 % interval of the estimate")
+    ci_method: str | None = None
     n_pairs: int | None = None
     df: float | None = Field(None, description="Hillis's denominator degrees of freedom (AUC)")
     n_readers: int | None = None
@@ -419,5 +425,12 @@ class ComparisonOut(BaseModel):
 class ReaderResultsOut(BaseModel):
     classes: list[str]
     modes: dict[str, ArmResultsOut]
+    second_read_unaided: ArmResultsOut | None = Field(
+        None, description="the unaided first answers of the second reads"
+    )
     ai_alone: ArmResultsOut | None
     comparisons: list[ComparisonOut]
+    roc: dict[str, list[list[float]]] = Field(
+        default_factory=dict,
+        description="empirical ROC points [false-positive rate, true-positive rate] per arm, pooled over readers",  # noqa: E501
+    )

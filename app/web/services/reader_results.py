@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from app.readerstudy.results import AiFact, ReadFact, study_results
+from app.readerstudy.results import UNAIDED_ARM, AiFact, ReadFact, study_results
 from app.web.core.models import Analysis, ReaderStudy, ReaderStudyCase, ReaderStudyRead, User
 from app.web.schemas import ReadRecordOut
 from app.web.services.audit import record_event
@@ -88,6 +88,20 @@ def reader_study_results(
         ReadFact(r.reader, r.study_id, r.mode, r.reference, r.label, r.confidence, r.read_time_s)
         for r in records
         if r.label is not None and r.confidence is not None and r.read_time_s is not None
+    ]
+    # The unaided answers of second reads, kept as an arm of their own.
+    reads += [
+        ReadFact(
+            r.reader,
+            r.study_id,
+            UNAIDED_ARM,
+            r.reference,
+            r.first_label,
+            r.first_confidence,
+            r.first_read_time_s,
+        )
+        for r in records
+        if r.first_label is not None and r.first_confidence is not None and r.first_read_time_s is not None
     ]
     ai: dict[int, AiFact] = {}
     for r in records:
