@@ -88,18 +88,29 @@ def _remaining(db: Session, study_id: int, user: User) -> int:
     )
 
 
-def _washout_until(db: Session, study: ReaderStudy, read: ReaderStudyRead) -> datetime | None:
-    """When this read may be shown: washout days after the reader's latest earlier-session read
-    of the same case (None: no earlier read)."""
-    latest = db.scalar(
-        select(func.max(ReaderStudyRead.answered_at)).where(
+def _answered_by_case(db: Session, study: ReaderStudy, user: User) -> dict[int, list[tuple[int, datetime]]]:
+    """The reader's answered reads of this study, as (session, answered_at) per case: one query
+    for the washout checks of all their remaining reads."""
+    rows = db.execute(
+        select(ReaderStudyRead.case_id, ReaderStudyRead.session, ReaderStudyRead.answered_at).where(
             ReaderStudyRead.reader_study_id == study.id,
-            ReaderStudyRead.user_id == read.user_id,
-            ReaderStudyRead.case_id == read.case_id,
-            ReaderStudyRead.session < read.session,
+            ReaderStudyRead.user_id == user.id,
+            ReaderStudyRead.answered_at.is_not(None),
         )
     )
-    return None if latest is None else latest + timedelta(days=study.washout_days)
+    answered: dict[int, list[tuple[int, datetime]]] = {}
+    for case_id, session, answered_at in rows:
+        answered.setdefault(case_id, []).append((session, answered_at))
+    return answered
+
+
+def _washout_until(
+    study: ReaderStudy, read: ReaderStudyRead, answered: dict[int, list[tuple[int, datetime]]]
+) -> datetime | None:
+    """When this read may be shown: washout days after the reader's latest earlier-session read
+    of the same case (None: no earlier read)."""
+    earlier = [at for session, at in answered.get(read.case_id, []) if session < read.session]
+    return None if not earlier else max(earlier) + timedelta(days=study.washout_days)
 
 
 def _next_out(
@@ -148,8 +159,9 @@ def next_read(
         db.commit()
         return _next_out(db, study, open_read, user, classes)
     earliest: datetime | None = None
+    answered = _answered_by_case(db, study, user)
     for read in db.scalars(mine.order_by(ReaderStudyRead.session, ReaderStudyRead.position)):
-        until = _washout_until(db, study, read)
+        until = _washout_until(study, read, answered)
         if until is not None and until > now:
             earliest = until if earliest is None else min(earliest, until)
             continue
