@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 from typing import Any
 
@@ -32,6 +32,7 @@ import numpy as np
 
 from app.readerstudy import mrmc
 from app.readerstudy.stats import (
+    PairedTest,
     abnormality_score,
     accuracy,
     auc,
@@ -165,6 +166,21 @@ def _auc_comparison(reads: Sequence[ReadFact], a: str, b: str, normal: str) -> d
     }
 
 
+def _paired_row(a: str, b: str, metric: str, test: PairedTest, n_pairs: int) -> dict[str, Any]:
+    return {
+        "a": a,
+        "b": b,
+        "metric": metric,
+        "test": test.test,
+        "statistic": test.statistic,
+        "p_value": test.p_value,
+        "estimate": test.estimate,
+        "ci": list(test.ci) if test.ci else None,
+        "ci_method": test.ci_method,
+        "n_pairs": n_pairs,
+    }
+
+
 def compare(reads: Sequence[ReadFact], modes: Sequence[str], normal: str) -> list[dict[str, Any]]:
     """Every pair of modes (in the study's order; estimates are b − a)."""
     out: list[dict[str, Any]] = []
@@ -173,38 +189,13 @@ def compare(reads: Sequence[ReadFact], modes: Sequence[str], normal: str) -> lis
         if not pairs:
             continue
         test = mcnemar([x.label == x.reference for x, _ in pairs], [y.label == y.reference for _, y in pairs])
-        out.append(
-            {
-                "a": a,
-                "b": b,
-                "metric": "accuracy",
-                "test": test.test,
-                "statistic": test.statistic,
-                "p_value": test.p_value,
-                "estimate": test.estimate,
-                "ci": list(test.ci) if test.ci else None,
-                "ci_method": test.ci_method,
-                "n_pairs": len(pairs),
-            }
-        )
+        out.append(_paired_row(a, b, "accuracy", test, len(pairs)))
         times_a, times_b = [x.read_time_s for x, _ in pairs], [y.read_time_s for _, y in pairs]
         if any(x != y for x, y in zip(times_a, times_b, strict=True)):
             test = wilcoxon_signed_rank(times_b, times_a)
             shift = hodges_lehmann([y - x for x, y in zip(times_a, times_b, strict=True)])
-            out.append(
-                {
-                    "a": a,
-                    "b": b,
-                    "metric": "read_time_s",
-                    "test": test.test,
-                    "statistic": test.statistic,
-                    "p_value": test.p_value,
-                    "estimate": shift.estimate,
-                    "ci": list(shift.ci) if shift.ci else None,
-                    "ci_method": shift.ci_method,
-                    "n_pairs": len(pairs),
-                }
-            )
+            test = replace(test, estimate=shift.estimate, ci=shift.ci, ci_method=shift.ci_method)
+            out.append(_paired_row(a, b, "read_time_s", test, len(pairs)))
         comparison = _auc_comparison(reads, a, b, normal)
         if comparison is not None:
             out.append(comparison)
@@ -224,20 +215,8 @@ def compare_with_ai(
         test = mcnemar(
             [by_case[r.case].label == r.reference for r in in_arm], [r.label == r.reference for r in in_arm]
         )
-        out.append(
-            {
-                "a": AI_ARM,
-                "b": arm,
-                "metric": "accuracy",
-                "test": f"{test.test}, reader×case pairs pooled over readers",
-                "statistic": test.statistic,
-                "p_value": test.p_value,
-                "estimate": test.estimate,
-                "ci": list(test.ci) if test.ci else None,
-                "ci_method": test.ci_method,
-                "n_pairs": len(in_arm),
-            }
-        )
+        test = replace(test, test=f"{test.test}, reader×case pairs pooled over readers")
+        out.append(_paired_row(AI_ARM, arm, "accuracy", test, len(in_arm)))
         comparison = _auc_versus_ai(in_arm, by_case, arm, normal)
         if comparison is not None:
             out.append(comparison)
