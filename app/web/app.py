@@ -180,8 +180,10 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         check_schema(runtime)
         if settings.sweep_on_start and runtime.schema_error is None:
             sweep_at_start(runtime)
+        analyses_here = not settings.broker_url and settings.worker_enabled
         if load_model:
-            load_inference(runtime)
+            # Analysing beside the pages: the analysis gets the cores the requests leave.
+            load_inference(runtime, settings.worker_nice if analyses_here else 0)
         if settings.broker_url:
             # Web processes only send; `fetalcns worker` processes analyse (docs/deployment.md).
             from app.web.services.task_queue import BrokerQueue

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any, Literal
 
 from sqlalchemy import Select, and_, exists, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.web.core.models import (
     Analysis,
@@ -242,20 +242,30 @@ def list_studies(
 
 
 def _load_study(db: Session, study_id: int) -> Study:
+    """The study with what a case shows, in a fixed number of statements however many images,
+    analyses and diagnoses it has (tests/test_web_query_count.py): the many-to-one and one-to-one
+    rows (patient, verdict, signer) joined to their parent's statement, each list in one more."""
     study = db.scalar(
         select(Study)
         .where(Study.id == study_id)
         .options(
-            selectinload(Study.patient),
+            joinedload(Study.patient),
             selectinload(Study.images),
-            selectinload(Study.analyses).selectinload(Analysis.verdict),
-            selectinload(Study.analyses).selectinload(Analysis.predictions),
-            selectinload(Study.diagnoses).selectinload(Diagnosis.signed_by),
+            selectinload(Study.analyses).joinedload(Analysis.verdict),
+            selectinload(Study.diagnoses).joinedload(Diagnosis.signed_by),
         )
     )
     if study is None:
         raise NotFound(f"study {study_id} does not exist")
     return study
+
+
+def _predictions(db: Session, analysis: Analysis | None) -> dict[int, ImagePredictionRow]:
+    """The latest analysis's result per image id; earlier analyses' rows are never read."""
+    if analysis is None:
+        return {}
+    rows = db.scalars(select(ImagePredictionRow).where(ImagePredictionRow.analysis_id == analysis.id))
+    return {p.image_id: p for p in rows}
 
 
 def stored_exclusion(prediction: ImagePredictionRow) -> tuple[str | None, str | None]:
@@ -353,7 +363,7 @@ def get_study(
     study = _load_study(db, study_id)
     withheld = ai_withheld_for(db, study_id, viewer, mode)
     analysis = study.latest_analysis
-    predictions = {p.image_id: p for p in analysis.predictions} if analysis else {}
+    predictions = _predictions(db, analysis)
     detail = StudyOut(
         **_summary_fields(study, len(study.images), withheld),
         study_uid=study.study_uid,
