@@ -22,6 +22,7 @@ from app.cli import package_version
 from app.logsafe import redacted_traceback
 from app.web.api import router as api_router
 from app.web.api.docs import router as docs_router
+from app.web.core import metrics
 from app.web.core.auth import LoginRequired, NotAuthenticated
 from app.web.core.csrf import CSRFCookieMiddleware, CSRFRejected
 from app.web.core.headers import SecurityHeadersMiddleware
@@ -201,9 +202,11 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
 
             pusher = ResultPusher(runtime, _card_banner(runtime))
             pusher.start()
+        metrics.process_started()
         try:
             yield
         finally:
+            metrics.process_stopped()
             if pusher is not None:
                 pusher.stop()
             if listener is not None:

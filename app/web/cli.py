@@ -78,7 +78,15 @@ def _serve(args: argparse.Namespace) -> int:
     # process reads the same one. Without a broker each process runs its own in-process worker:
     # the analysis leases (app.web.services.leases) keep them from running a study twice.
     settings.resolved_secret_key()
-    uvicorn.run("app.main:app", workers=args.workers, **common)
+    # /metrics sums every process's counts from files in one directory of this run
+    # (app.web.core.metrics); set before the processes start, so that they inherit it.
+    from app.web.core.metrics import end_multiprocess_run, start_multiprocess_run
+
+    metrics_dir, made_here = start_multiprocess_run()
+    try:
+        uvicorn.run("app.main:app", workers=args.workers, **common)
+    finally:
+        end_multiprocess_run(metrics_dir, made_here)
     return 0
 
 

@@ -9,14 +9,25 @@ Two kinds, because web and worker processes are separate:
   provider this process loaded. Scrape each worker for these.
 
 No label ever holds a patient value: only statuses, model names and providers.
+
+Several web processes (``fetalcns serve --workers N``): each process writes its counts to files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode), a directory of this run that
+``serve`` empties before the processes start (``start_multiprocess_run``); any process's
+``/metrics`` then sums them, so the answer does not depend on which process the scrape reached. A
+process marks itself dead when it stops (``process_stopped``). The variable must be set before
+prometheus_client is imported, so ``serve`` sets it in the parent, before the processes start.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
@@ -42,6 +53,51 @@ ANALYSES_FINISHED = Counter(
     ["outcome"],
     registry=PROCESS,
 )
+
+
+WEB_PROCESSES = Gauge(
+    "fetalcns_web_processes",
+    "Web server processes running (summed over the live processes of `serve --workers N`)",
+    multiprocess_mode="livesum",
+    registry=PROCESS,
+)
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> Path | None:
+    value = os.environ.get(MULTIPROC_ENV)
+    return Path(value) if value else None
+
+
+def start_multiprocess_run() -> tuple[Path, bool]:
+    """For `serve --workers N`, before the processes start: the directory of their metric files,
+    emptied (a previous run's counts and dead processes' gauges would otherwise be summed in), and
+    set in the environment the processes inherit. ``PROMETHEUS_MULTIPROC_DIR`` when the operator
+    set it, else a new temporary one; returns it and whether it was made here (remove it after)."""
+    given = multiprocess_dir()
+    path = given or Path(tempfile.mkdtemp(prefix="fetalcns-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path, given is None
+
+
+def end_multiprocess_run(path: Path, made_here: bool) -> None:
+    if made_here:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def process_started() -> None:
+    """A web app started serving in this process (its lifespan)."""
+    WEB_PROCESSES.inc()
+
+
+def process_stopped() -> None:
+    """A web app stopped: in multiprocess mode its live gauges leave the sums."""
+    WEB_PROCESSES.dec()
+    if multiprocess_dir() is not None:
+        multiprocess.mark_process_dead(os.getpid())
 
 
 def record_analysis(seconds: float, n_images: int, outcome: str) -> None:
@@ -87,11 +143,21 @@ class DatabaseCollector(Collector):
         yield model
 
 
+def _process_registry() -> CollectorRegistry:
+    """This process's counts, or in multiprocess mode every process's, summed from their files."""
+    path = multiprocess_dir()
+    if path is None:
+        return PROCESS
+    registry = CollectorRegistry(auto_describe=False)
+    multiprocess.MultiProcessCollector(registry, path=str(path))
+    return registry
+
+
 def render(runtime: Any | None) -> bytes:
     """The text exposition of this process's metrics (and the database's, given a runtime)."""
     from prometheus_client import generate_latest
 
-    body = generate_latest(PROCESS)
+    body = generate_latest(_process_registry())
     if runtime is not None:
         scrape = CollectorRegistry(auto_describe=False)
         scrape.register(DatabaseCollector(runtime))
