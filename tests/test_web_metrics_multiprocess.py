@@ -32,7 +32,10 @@ def _scrape(base: str) -> str:
 
 
 def test_metrics_of_several_processes_are_summed(
-    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest, demo_model_dir: Path
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+    demo_model_dir: Path,
 ) -> None:
     db_url = new_database("postgres", tmp_path_factory, request.config)
     reset_database(db_url)
@@ -63,7 +66,9 @@ def test_metrics_of_several_processes_are_summed(
         ids = []
         for seed, n in enumerate(sizes):
             files = multipart(study_files(n, patient_id=f"PID-MP-{seed}", seed=seed * 10))
-            ids.append(httpx.post(f"{base}/api/v1/studies", files=files, headers=auth, timeout=60).json()["study_id"])
+            ids.append(
+                httpx.post(f"{base}/api/v1/studies", files=files, headers=auth, timeout=60).json()["study_id"]
+            )
         deadline = time.monotonic() + 240
         for study_id in ids:
             while (

@@ -44,8 +44,8 @@ from app.web.core.blob_store import StorageUnavailable
 from app.web.core.db import utcnow
 from app.web.core.db_retry import describe, is_transient, retry_transient
 from app.web.core.metrics import record_analysis
-from app.web.core.priority import lower_this_thread
 from app.web.core.models import Analysis, Image, ImagePredictionRow, Study, VerdictRow
+from app.web.core.priority import lower_this_thread
 from app.web.runtime import Runtime
 from app.web.services import leases
 
