@@ -242,15 +242,15 @@ def list_studies(
 
 
 def _load_study(db: Session, study_id: int) -> Study:
-    """The study with what a case shows, in a fixed number of statements however many images,
-    analyses and diagnoses it has (tests/test_web_query_count.py): the many-to-one and one-to-one
-    rows (patient, verdict, signer) joined to their parent's statement, each list in one more."""
+    """The study with what a case shows but its images, in a fixed number of statements however
+    many analyses and diagnoses it has (tests/test_web_query_count.py): the many-to-one and
+    one-to-one rows (patient, verdict, signer) joined to their parent's statement, each list in
+    one more. The images come with their results in one more (``_images``)."""
     study = db.scalar(
         select(Study)
         .where(Study.id == study_id)
         .options(
             joinedload(Study.patient),
-            selectinload(Study.images),
             selectinload(Study.analyses).joinedload(Analysis.verdict),
             selectinload(Study.diagnoses).joinedload(Diagnosis.signed_by),
         )
@@ -260,12 +260,24 @@ def _load_study(db: Session, study_id: int) -> Study:
     return study
 
 
-def _predictions(db: Session, analysis: Analysis | None) -> dict[int, ImagePredictionRow]:
-    """The latest analysis's result per image id; earlier analyses' rows are never read."""
+def _images(
+    db: Session, study_id: int, analysis: Analysis | None
+) -> list[tuple[Image, ImagePredictionRow | None]]:
+    """The study's images in order, each with the latest analysis's result for it (None while not
+    analysed), in one statement; earlier analyses' rows are never read."""
     if analysis is None:
-        return {}
-    rows = db.scalars(select(ImagePredictionRow).where(ImagePredictionRow.analysis_id == analysis.id))
-    return {p.image_id: p for p in rows}
+        in_order = select(Image).where(Image.study_id == study_id).order_by(Image.position, Image.id)
+        return [(image, None) for image in db.scalars(in_order)]
+    query = (
+        select(Image, ImagePredictionRow)
+        .outerjoin(
+            ImagePredictionRow,
+            and_(ImagePredictionRow.image_id == Image.id, ImagePredictionRow.analysis_id == analysis.id),
+        )
+        .where(Image.study_id == study_id)
+        .order_by(Image.position, Image.id)
+    )
+    return [(image, prediction) for image, prediction in db.execute(query)]
 
 
 def stored_exclusion(prediction: ImagePredictionRow) -> tuple[str | None, str | None]:
@@ -363,9 +375,9 @@ def get_study(
     study = _load_study(db, study_id)
     withheld = ai_withheld_for(db, study_id, viewer, mode)
     analysis = study.latest_analysis
-    predictions = _predictions(db, analysis)
+    images = _images(db, study.id, analysis)
     detail = StudyOut(
-        **_summary_fields(study, len(study.images), withheld),
+        **_summary_fields(study, len(images), withheld),
         study_uid=study.study_uid,
         analysis=None
         if analysis is None
@@ -382,7 +394,7 @@ def get_study(
             started_at=analysis.started_at,
             finished_at=analysis.finished_at,
         ),
-        images=[_image_out(img, predictions.get(img.id), withheld) for img in study.images],
+        images=[_image_out(image, prediction, withheld) for image, prediction in images],
         diagnoses=[diagnosis_out(d) for d in study.diagnoses],
         pacs_push=_latest_push(db, study.id),
     )
