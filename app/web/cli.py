@@ -66,7 +66,11 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": "info",
         "log_config": uvicorn_log_config(),
     }
+    from app.web.core.metrics_dir import end_multiprocess_run, multiprocess_dir, start_multiprocess_run
+
     if args.workers == 1:
+        if multiprocess_dir() is not None:
+            start_multiprocess_run()  # the operator's directory: last run's counts are not ours
         from app.web.app import create_app
 
         # One process: the model and (without a broker) the worker live in it.
@@ -80,8 +84,6 @@ def _serve(args: argparse.Namespace) -> int:
     settings.resolved_secret_key()
     # /metrics sums every process's counts from files in one directory of this run
     # (app.web.core.metrics); set before the processes start, so that they inherit it.
-    from app.web.core.metrics import end_multiprocess_run, start_multiprocess_run
-
     metrics_dir, made_here = start_multiprocess_run()
     try:
         uvicorn.run("app.main:app", workers=args.workers, **common)

@@ -12,7 +12,7 @@ No label ever holds a patient value: only statuses, model names and providers.
 
 Several web processes (``fetalcns serve --workers N``): each process writes its counts to files in
 ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode), a directory of this run that
-``serve`` empties before the processes start (``start_multiprocess_run``); any process's
+``serve`` empties before the processes start (app.web.core.metrics_dir); any process's
 ``/metrics`` then sums them, so the answer does not depend on which process the scrape reached. A
 process marks itself dead when it stops (``process_stopped``). The variable must be set before
 prometheus_client is imported, so ``serve`` sets it in the parent, before the processes start.
@@ -21,10 +21,7 @@ prometheus_client is imported, so ``serve`` sets it in the parent, before the pr
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
@@ -32,6 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from app.web.core.metrics_dir import multiprocess_dir
 from app.web.core.models import ANALYSIS_STATUSES, Analysis
 
 # This process's own counts; one registry per process, shared by every app built in it.
@@ -61,31 +59,6 @@ WEB_PROCESSES = Gauge(
     multiprocess_mode="livesum",
     registry=PROCESS,
 )
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-
-
-def multiprocess_dir() -> Path | None:
-    value = os.environ.get(MULTIPROC_ENV)
-    return Path(value) if value else None
-
-
-def start_multiprocess_run() -> tuple[Path, bool]:
-    """For `serve --workers N`, before the processes start: the directory of their metric files,
-    emptied (a previous run's counts and dead processes' gauges would otherwise be summed in), and
-    set in the environment the processes inherit. ``PROMETHEUS_MULTIPROC_DIR`` when the operator
-    set it, else a new temporary one; returns it and whether it was made here (remove it after)."""
-    given = multiprocess_dir()
-    path = given or Path(tempfile.mkdtemp(prefix="fetalcns-metrics-"))
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
-    os.environ[MULTIPROC_ENV] = str(path)
-    return path, given is None
-
-
-def end_multiprocess_run(path: Path, made_here: bool) -> None:
-    if made_here:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def process_started() -> None:
