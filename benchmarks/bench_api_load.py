@@ -68,6 +68,29 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its descendants (Linux /proc):
+    the server's share of the machine during the load."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+        cpu[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(cpu.get(p, 0.0) for p in tree)
+
+
 def _summary(values: list[float]) -> dict[str, Any]:
     return {
         "n": len(values),
@@ -196,6 +219,9 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.1)
 
         out: dict[str, list[Any]] = {"case_page": [], "study_api": [], "errors": []}
+        load_before = os.getloadavg()[0]
+        server_cpu_before = sum(_tree_cpu_s(p.pid) for p in started)
+        client_cpu_before = time.process_time()
         until = time.monotonic() + args.seconds
 
         async def load() -> None:
@@ -204,6 +230,9 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
             )
 
         asyncio.run(load())
+        client_cpu_s = time.process_time() - client_cpu_before
+        server_cpu_s = sum(_tree_cpu_s(p.pid) for p in started) - server_cpu_before
+        load_after = os.getloadavg()[0]
         still_analysing = _status(base, token, busy) == "running"
         browser.close()
         return {
@@ -212,6 +241,13 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
             "seconds": args.seconds,
             "analysis_running_throughout": still_analysing,
             "errors": len(out["errors"]),
+            # The machine's 1-minute load average before and after the load, and the CPU seconds
+            # the server processes (with the analysis) and this load generator used during it.
+            "load_avg_1m_before": round(load_before, 2),
+            "load_avg_1m_after": round(load_after, 2),
+            "server_cpu_s": round(server_cpu_s, 1),
+            "client_cpu_s": round(client_cpu_s, 1),
+            "requests_per_s": round((len(out["case_page"]) + len(out["study_api"])) / args.seconds, 1),
             "case_page": _summary(out["case_page"]),
             "study_api": _summary(out["study_api"]),
         }

@@ -22,6 +22,7 @@ from app.cli import package_version
 from app.logsafe import redacted_traceback
 from app.web.api import router as api_router
 from app.web.api.docs import router as docs_router
+from app.web.core import metrics
 from app.web.core.auth import LoginRequired, NotAuthenticated
 from app.web.core.csrf import CSRFCookieMiddleware, CSRFRejected
 from app.web.core.headers import SecurityHeadersMiddleware
@@ -180,8 +181,10 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
         check_schema(runtime)
         if settings.sweep_on_start and runtime.schema_error is None:
             sweep_at_start(runtime)
+        analyses_here = not settings.broker_url and settings.worker_enabled
         if load_model:
-            load_inference(runtime)
+            # Analysing beside the pages: the analysis gets the cores the requests leave.
+            load_inference(runtime, settings.worker_nice if analyses_here else 0)
         if settings.broker_url:
             # Web processes only send; `fetalcns worker` processes analyse (docs/deployment.md).
             from app.web.services.task_queue import BrokerQueue
@@ -199,9 +202,11 @@ def create_app(settings: Settings | None = None, *, load_model: bool = True) -> 
 
             pusher = ResultPusher(runtime, _card_banner(runtime))
             pusher.start()
+        metrics.process_started()
         try:
             yield
         finally:
+            metrics.process_stopped()
             if pusher is not None:
                 pusher.stop()
             if listener is not None:

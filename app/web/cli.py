@@ -66,7 +66,11 @@ def _serve(args: argparse.Namespace) -> int:
         "log_level": "info",
         "log_config": uvicorn_log_config(),
     }
+    from app.web.core.metrics_dir import end_multiprocess_run, multiprocess_dir, start_multiprocess_run
+
     if args.workers == 1:
+        if multiprocess_dir() is not None:
+            start_multiprocess_run()  # the operator's directory: last run's counts are not ours
         from app.web.app import create_app
 
         # One process: the model and (without a broker) the worker live in it.
@@ -78,7 +82,13 @@ def _serve(args: argparse.Namespace) -> int:
     # process reads the same one. Without a broker each process runs its own in-process worker:
     # the analysis leases (app.web.services.leases) keep them from running a study twice.
     settings.resolved_secret_key()
-    uvicorn.run("app.main:app", workers=args.workers, **common)
+    # /metrics sums every process's counts from files in one directory of this run
+    # (app.web.core.metrics); set before the processes start, so that they inherit it.
+    metrics_dir, made_here = start_multiprocess_run()
+    try:
+        uvicorn.run("app.main:app", workers=args.workers, **common)
+    finally:
+        end_multiprocess_run(metrics_dir, made_here)
     return 0
 
 

@@ -13,10 +13,12 @@ CSRF on HTML form posts is not here: the pages router checks it for every unsafe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
@@ -29,18 +31,33 @@ from app.web.runtime import Runtime
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies that do no I/O are ``async def``: FastAPI runs a plain ``def`` dependency in the
+# thread pool, and each such hop waits for a free thread and the GIL; under load a request made
+# six of them (docs/deployment.md, "Latency"). Those that query the database stay ``def``.
+async def get_runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_db(request: Request) -> Iterator[Session]:
-    """A session for this request. Services commit their own changes; anything else is rolled back."""
+def _end_session(session: Session) -> None:
+    session.rollback()
+    session.close()
+
+
+async def get_db(request: Request) -> AsyncIterator[Session]:
+    """A session for this request. Services commit their own changes; anything else is rolled back.
+
+    Making a session touches no connection, and closing one whose changes were committed returns
+    nothing to the pool, so neither needs a thread; only an open transaction's ROLLBACK does."""
     session = request.app.state.runtime.session_factory()
     try:
         yield session
     finally:
-        session.rollback()
-        session.close()
+        if session.in_transaction():
+            # Shielded: a client that hangs up must not leave the connection checked out.
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(_end_session, session)
+        else:
+            session.close()
 
 
 DbSession = Annotated[Session, Depends(get_db)]
@@ -106,7 +123,7 @@ def require_api_user_then_release(user: ApiUser, db: DbSession) -> User:
 ApiUserNoDb = Annotated[User, Depends(require_api_user_then_release)]
 
 
-def require_api_admin(user: ApiUser) -> User:
+async def require_api_admin(user: ApiUser) -> User:
     if not user.is_admin:
         raise Forbidden("only an administrator can do this")
     return user
@@ -131,7 +148,7 @@ def require_user_page(request: Request, db: DbSession) -> User:
 PageUser = Annotated[User, Depends(require_user_page)]
 
 
-def require_admin_page(user: PageUser) -> User:
+async def require_admin_page(user: PageUser) -> User:
     """Page dependency: an admin, else 403 (logged-out users are redirected to /login)."""
     if not user.is_admin:
         raise Forbidden("only an administrator can open this page")

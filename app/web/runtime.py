@@ -78,17 +78,24 @@ def build_runtime(settings: Settings) -> Runtime:
     )
 
 
-def load_inference(runtime: Runtime) -> None:
-    """Load the one InferenceEngine of this process; on failure keep serving and report why."""
+def load_inference(runtime: Runtime, nice: int = 0) -> None:
+    """Load the one InferenceEngine of this process; on failure keep serving and report why.
+
+    ``nice`` > 0: loaded in a thread of lowered priority, so that the inference threads it
+    starts yield to the web requests (app.web.core.priority)."""
     try:
         from app.inference import InferenceEngine
+        from app.web.core.priority import call_lowered
 
         settings = runtime.settings
-        runtime.inference = InferenceEngine(
-            settings.model_dir,
-            device=settings.inference_device,
-            batch_size=settings.inference_batch_size,
-            threads=settings.inference_threads,
+        runtime.inference = call_lowered(
+            nice,
+            lambda: InferenceEngine(
+                settings.model_dir,
+                device=settings.inference_device,
+                batch_size=settings.inference_batch_size,
+                threads=settings.inference_threads,
+            ),
         )
         runtime.inference_error = None
     except Exception as exc:  # the server must come up to show why analysis is unavailable

@@ -257,12 +257,17 @@ class PasswordChangeIn(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"] = Field(
-        description="degraded when the model or the database is unavailable"
+        description="degraded when the model, the database or the broker is unavailable"
     )
     model: dict[str, str] | None
     provider: str | None
     database: str = Field(description="ok, or why the database cannot be used")
     worker: Literal["off", "running", "stopped"]
+    broker: str | None = Field(
+        None,
+        description="with FETALCNS_BROKER_URL: ok, or 'unreachable: …' (status is then degraded); "
+        "null without a broker",
+    )
     detail: str | None = None
 
 

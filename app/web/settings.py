@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(
         5.0, gt=0, description="how often the worker looks for queued analyses in the DB"
     )
+    worker_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="how much lower (Linux nice) the in-process worker's analysis runs than the web "
+        "requests of its process, so that pages stay fast during an analysis; 0: the same priority",
+    )
     worker_lease_s: float = Field(
         60.0,
         ge=1,

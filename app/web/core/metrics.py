@@ -9,18 +9,27 @@ Two kinds, because web and worker processes are separate:
   provider this process loaded. Scrape each worker for these.
 
 No label ever holds a patient value: only statuses, model names and providers.
+
+Several web processes (``fetalcns serve --workers N``): each process writes its counts to files in
+``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode), a directory of this run that
+``serve`` empties before the processes start (app.web.core.metrics_dir); any process's
+``/metrics`` then sums them, so the answer does not depend on which process the scrape reached. A
+process marks itself dead when it stops (``process_stopped``). The variable must be set before
+prometheus_client is imported, so ``serve`` sets it in the parent, before the processes start.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from app.web.core.metrics_dir import multiprocess_dir
 from app.web.core.models import ANALYSIS_STATUSES, Analysis
 
 # This process's own counts; one registry per process, shared by every app built in it.
@@ -42,6 +51,26 @@ ANALYSES_FINISHED = Counter(
     ["outcome"],
     registry=PROCESS,
 )
+
+
+WEB_PROCESSES = Gauge(
+    "fetalcns_web_processes",
+    "Web server processes running (summed over the live processes of `serve --workers N`)",
+    multiprocess_mode="livesum",
+    registry=PROCESS,
+)
+
+
+def process_started() -> None:
+    """A web app started serving in this process (its lifespan)."""
+    WEB_PROCESSES.inc()
+
+
+def process_stopped() -> None:
+    """A web app stopped: in multiprocess mode its live gauges leave the sums."""
+    WEB_PROCESSES.dec()
+    if multiprocess_dir() is not None:
+        multiprocess.mark_process_dead(os.getpid())
 
 
 def record_analysis(seconds: float, n_images: int, outcome: str) -> None:
@@ -87,11 +116,21 @@ class DatabaseCollector(Collector):
         yield model
 
 
+def _process_registry() -> CollectorRegistry:
+    """This process's counts, or in multiprocess mode every process's, summed from their files."""
+    path = multiprocess_dir()
+    if path is None:
+        return PROCESS
+    registry = CollectorRegistry(auto_describe=False)
+    multiprocess.MultiProcessCollector(registry, path=str(path))
+    return registry
+
+
 def render(runtime: Any | None) -> bytes:
     """The text exposition of this process's metrics (and the database's, given a runtime)."""
     from prometheus_client import generate_latest
 
-    body = generate_latest(PROCESS)
+    body = generate_latest(_process_registry())
     if runtime is not None:
         scrape = CollectorRegistry(auto_describe=False)
         scrape.register(DatabaseCollector(runtime))

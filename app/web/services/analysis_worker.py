@@ -45,6 +45,7 @@ from app.web.core.db import utcnow
 from app.web.core.db_retry import describe, is_transient, retry_transient
 from app.web.core.metrics import record_analysis
 from app.web.core.models import Analysis, Image, ImagePredictionRow, Study, VerdictRow
+from app.web.core.priority import lower_this_thread
 from app.web.runtime import Runtime
 from app.web.services import leases
 
@@ -141,6 +142,8 @@ class AnalysisWorker:
             return self._next_from_db()
 
     def _run(self) -> None:
+        # This thread shares its process with the web requests: they go first (app.web.core.priority).
+        lower_this_thread(self.runtime.settings.worker_nice)
         while not self._stop.is_set():
             try:
                 analysis_id = self._take()

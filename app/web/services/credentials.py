@@ -85,17 +85,22 @@ def _purge_sessions(db: Session, policy: SessionPolicy, now: datetime) -> None:
 
 def session_user(db: Session, secret: str, policy: SessionPolicy) -> User | None:
     """The active user of the session ``secret``, or None when it has ended; marks it used."""
-    row = db.scalar(select(UserSession).where(UserSession.secret_hash == secret_hash(secret)))
-    if row is None:
+    # One statement for the session and its user: this runs on every page request.
+    found = db.execute(
+        select(UserSession, User)
+        .join(User, User.id == UserSession.user_id)
+        .where(UserSession.secret_hash == secret_hash(secret))
+    ).first()
+    if found is None:
         return None
+    row, user = found
     now = utcnow()
     if policy.expired(row, now):
         # Statements, not ORM deletes: two requests of one browser may end it at the same time.
         db.execute(delete(UserSession).where(UserSession.id == row.id))
         db.commit()
         return None
-    user = db.get(User, row.user_id)
-    if user is None or not user.active:
+    if not user.active:
         return None
     if now - row.last_seen_at >= policy.touch_every:
         db.execute(update(UserSession).where(UserSession.id == row.id).values(last_seen_at=now))
@@ -174,12 +179,18 @@ def issue_token(
 
 def token_user(db: Session, secret: str) -> User | None:
     """The active owner of the live token ``secret``, or None; records when it was last used."""
-    row = db.scalar(select(ApiToken).where(ApiToken.secret_hash == secret_hash(secret)))
+    # One statement for the token and its owner, on every API request. The secret is 256 random
+    # bits, so its sha256 is the lookup key: no slow password hash per request.
+    found = db.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.secret_hash == secret_hash(secret))
+    ).first()
     now = utcnow()
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
+    if found is None:
         return None
-    user = db.get(User, row.user_id)
-    if user is None or not user.active:
+    row, user = found
+    if row.revoked_at is not None or row.expires_at <= now or not user.active:
         return None
     if row.last_used_at is None or now - row.last_used_at >= _TOKEN_TOUCH:
         db.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any, Literal
 
 from sqlalchemy import Select, and_, exists, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.web.core.models import (
     Analysis,
@@ -242,20 +242,42 @@ def list_studies(
 
 
 def _load_study(db: Session, study_id: int) -> Study:
+    """The study with what a case shows but its images, in a fixed number of statements however
+    many analyses and diagnoses it has (tests/test_web_query_count.py): the many-to-one and
+    one-to-one rows (patient, verdict, signer) joined to their parent's statement, each list in
+    one more. The images come with their results in one more (``_images``)."""
     study = db.scalar(
         select(Study)
         .where(Study.id == study_id)
         .options(
-            selectinload(Study.patient),
-            selectinload(Study.images),
-            selectinload(Study.analyses).selectinload(Analysis.verdict),
-            selectinload(Study.analyses).selectinload(Analysis.predictions),
-            selectinload(Study.diagnoses).selectinload(Diagnosis.signed_by),
+            joinedload(Study.patient),
+            selectinload(Study.analyses).joinedload(Analysis.verdict),
+            selectinload(Study.diagnoses).joinedload(Diagnosis.signed_by),
         )
     )
     if study is None:
         raise NotFound(f"study {study_id} does not exist")
     return study
+
+
+def _images(
+    db: Session, study_id: int, analysis: Analysis | None
+) -> list[tuple[Image, ImagePredictionRow | None]]:
+    """The study's images in order, each with the latest analysis's result for it (None while not
+    analysed), in one statement; earlier analyses' rows are never read."""
+    if analysis is None:
+        in_order = select(Image).where(Image.study_id == study_id).order_by(Image.position, Image.id)
+        return [(image, None) for image in db.scalars(in_order)]
+    query = (
+        select(Image, ImagePredictionRow)
+        .outerjoin(
+            ImagePredictionRow,
+            and_(ImagePredictionRow.image_id == Image.id, ImagePredictionRow.analysis_id == analysis.id),
+        )
+        .where(Image.study_id == study_id)
+        .order_by(Image.position, Image.id)
+    )
+    return [(image, prediction) for image, prediction in db.execute(query)]
 
 
 def stored_exclusion(prediction: ImagePredictionRow) -> tuple[str | None, str | None]:
@@ -353,9 +375,9 @@ def get_study(
     study = _load_study(db, study_id)
     withheld = ai_withheld_for(db, study_id, viewer, mode)
     analysis = study.latest_analysis
-    predictions = {p.image_id: p for p in analysis.predictions} if analysis else {}
+    images = _images(db, study.id, analysis)
     detail = StudyOut(
-        **_summary_fields(study, len(study.images), withheld),
+        **_summary_fields(study, len(images), withheld),
         study_uid=study.study_uid,
         analysis=None
         if analysis is None
@@ -372,7 +394,7 @@ def get_study(
             started_at=analysis.started_at,
             finished_at=analysis.finished_at,
         ),
-        images=[_image_out(img, predictions.get(img.id), withheld) for img in study.images],
+        images=[_image_out(image, prediction, withheld) for image, prediction in images],
         diagnoses=[diagnosis_out(d) for d in study.diagnoses],
         pacs_push=_latest_push(db, study.id),
     )
