@@ -83,7 +83,10 @@ def upload_study(
                 f"img{i}.dcm",
                 dicom_bytes(
                     make_us_dataset(
-                        phantom(seed=first_seed + i), study_uid=uid, patient_name=patient_name, StudyDate="20260314"
+                        phantom(seed=first_seed + i),
+                        study_uid=uid,
+                        patient_name=patient_name,
+                        StudyDate="20260314",
                     )
                 ),
                 "application/dicom",
