@@ -556,6 +556,9 @@ def import_upload(
     options = IngestOptions(
         max_file_bytes=runtime.settings.max_file_bytes,
         max_decoded_bytes=runtime.settings.max_decode_bytes,
+        # Every frame of a loop, in order, up to the limit: the case page plays them.
+        max_frames_per_cine=runtime.settings.max_cine_frames,
+        cine_frames="first",
         temp_root=str(received.directory),
     )
     sink = _StoringSink(runtime.store)
