@@ -272,6 +272,8 @@ def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
             out[str(key)] = value
         elif isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):
             out[str(key)] = list(value)
+        elif isinstance(value, dict):  # e.g. the calibration: kept as an object, not its repr
+            out[str(key)] = _jsonable(value)
         else:
             out[str(key)] = str(value)
     return out
