@@ -99,7 +99,7 @@ def test_ellipse_circumference_isotropic(a: float, b: float, angle: float) -> No
 def test_ellipse_circumference_with_anisotropic_spacing() -> None:
     points = [(100.0, 120.0), (260.0, 180.0), (150.0, 60.0)]
     sx, sy = 0.2, 0.12
-    centre, u, v = ellipse_axes_px(points)
+    _, u, v = ellipse_axes_px(points)
     # In millimetres the ellipse's principal semi-axes are the singular values of [U V].
     semi = np.linalg.svd(np.column_stack([u * [sx, sy], v * [sx, sy]]), compute_uv=False)
     circumference, major, minor = ellipse_mm(points, sx, sy)
