@@ -167,6 +167,11 @@ def test_cine_window_level_caliper_and_report(tmp_path: Path, model_dir: Path) -
         assert _frame(page) == (paused_at + 1) % n_frames
         page.keyboard.press(",")
         assert _frame(page) == paused_at
+        # Space plays and pauses (focus outside a form field).
+        page.keyboard.press("Space")
+        page.wait_for_function("() => document.querySelector('[data-cine]').dataset.playing === 'true'")
+        page.keyboard.press("Space")
+        assert cine.get_attribute("data-playing") == "false"
         page.get_by_role("button", name="Most suspicious frame").click()
         assert _frame(page) == worst
         _shot(page, "reading-room-cine.png", full_page=True)
@@ -258,6 +263,12 @@ def test_cine_window_level_caliper_and_report(tmp_path: Path, model_dir: Path) -
             assert saved[0]["z_score"] is not None
         assert unlabelled_controls(page) == []
         _shot(page, "reading-room-biometry.png", full_page=True)
+
+        # ---- grouped by plane in acquisition order: the synthetic files name no plane; the
+        # stills (series 1) come before the loop (series 2).
+        page.get_by_label("Order").select_option(label="By plane, acquisition order")
+        assert page.locator("[data-thumbs] .thumb-group").all_inner_texts() == ["Plane not named"]
+        assert "is-loop" in (page.locator(".thumb").last.get_attribute("class") or "")
 
         # ---- side-by-side compare
         page.get_by_role("button", name="Compare").click()

@@ -124,6 +124,8 @@ class ImageOut(BaseModel):
         None, description="time between cine frames, from FrameTime or CineRate"
     )
     plane: str | None = Field(None, description="the view the scanner names (ViewCodeSequence or ViewName)")
+    series_number: int | None = Field(None, description="DICOM SeriesNumber, for the acquisition order")
+    instance_number: int | None = Field(None, description="DICOM InstanceNumber, for the acquisition order")
     calibration: CalibrationOut | None = Field(
         None, description="millimetres per pixel; null for PNG/JPEG and DICOM without a physical region"
     )

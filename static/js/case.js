@@ -190,7 +190,9 @@
           var pa = a.getAttribute("data-plane") || "\uffff";
           var pb = b.getAttribute("data-plane") || "\uffff";
           if (pa !== pb) return pa < pb ? -1 : 1;
-          return Number(a.getAttribute("data-position")) - Number(b.getAttribute("data-position"));
+          var qa = a.getAttribute("data-acquisition");
+          var qb = b.getAttribute("data-acquisition");
+          return qa < qb ? -1 : (qa > qb ? 1 : 0);
         });
       }
       var lastPlane = null;

@@ -253,6 +253,10 @@ def _group_facts(image: ImageOut) -> dict[str, Any]:
         "frame_time_ms": image.frame_time_ms or 40.0,
         "frames_text": None,
         "position": image.position,
+        # Acquisition order: series, then instance number (DICOM), then upload position.
+        "acquisition": ".".join(
+            f"{n:06d}" for n in (image.series_number or 0, image.instance_number or 0, image.position)
+        ),
     }
 
 

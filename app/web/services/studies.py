@@ -285,6 +285,8 @@ def _source_facts(image: Image) -> dict[str, Any]:
         "frames_stored": meta.get("frames_stored"),
         "frame_time_ms": meta.get("frame_time_ms"),
         "plane": meta.get("plane"),
+        "series_number": meta.get("series_number"),
+        "instance_number": meta.get("instance_number"),
         "calibration": CalibrationOut(**calibration) if isinstance(calibration, dict) else None,
     }
 
