@@ -132,6 +132,8 @@ def test_cine_window_level_caliper_and_report(tmp_path: Path, model_dir: Path) -
         page.goto(f"{server.url}/cases/{study_id}")
         page.wait_for_function("() => document.querySelector('img.base').naturalWidth > 0")
         assert page.locator(".thumb").count() == n_stills + 1  # one thumbnail for the whole loop
+        count = page.locator("[data-image-count]").inner_text()
+        assert count == f"{n_stills} + 1 cine loop ({n_frames} frames)"
         assert page.locator("[data-cine]").is_hidden()  # a still first: no player
 
         # ---- cine: step, slider, play, pause, timeline, most suspicious frame

@@ -24,7 +24,7 @@
   var cineRoot = document.querySelector("[data-cine]");
   var biometryPanel = document.querySelector("[data-biometry]");
   var biometry = viewer && biometryPanel ? new window.FetalBiometry(biometryPanel, viewer, meta.case_id) : null;
-  var cine = viewer && cineRoot ? new window.FetalCine(cineRoot, viewer, function (frame, i) { showFindings(frame, i); }) : null;
+  var cine = viewer && cineRoot ? new window.FetalCine(cineRoot, viewer, function (frame, i) { showFindings(frame, i); }, meta.ai_visible) : null;
   var current = 0;
   var formTouched = false;
 

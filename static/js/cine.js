@@ -5,7 +5,8 @@
 (function () {
   "use strict";
 
-  function Cine(root, viewer, onFrame) {
+  function Cine(root, viewer, onFrame, aiVisible) {
+    this.aiVisible = aiVisible !== false;
     this.root = root;
     this.viewer = viewer;
     this.onFrame = onFrame;
@@ -46,8 +47,11 @@
     if (!this.group) return;
     var n = this.group.frames.length;
     this.slider.max = String(n - 1);
-    this.note.textContent = "Cine loop: " + this.group.frames_text + ". The model analysed " +
-      this.group.n_analysed + " of them" + (this.group.n_analysed ? "; the loop counts as one image in the verdict (the mean of its frames)." : ".");
+    var scores = this.aiVisible
+      ? " The model analysed " + this.group.n_analysed + " of them" +
+        (this.group.n_analysed ? "; the loop counts as one image in the verdict (the mean of its frames)." : ".")
+      : " The per-frame AI scores appear after your preliminary read.";
+    this.note.textContent = "Cine loop: " + this.group.frames_text + "." + scores;
     this.worst.disabled = this.group.most_suspicious === null;
     this.drawTimeline();
     this.go(index || 0);
