@@ -33,7 +33,7 @@ def test_a_long_loop_does_not_outvote_the_stills() -> None:
     assert per_loop.support[:2] == [0, 1]  # the stills support "normal" most, the first more
 
 
-def test_a_loop_is_left_out_only_when_every_frame_is() -> None:
+def test_a_loop_is_left_out_when_most_of_its_frames_are() -> None:
     probabilities = [[0.6, 0.4], [0.5, 0.5], [np.nan, np.nan], [0.1, 0.9], [np.nan, np.nan], [0.2, 0.8]]
     reasons = [None, None, OOD, None, QUALITY, QUALITY]
     groups = [None, None, "a", "a", "b", "b"]
@@ -44,6 +44,17 @@ def test_a_loop_is_left_out_only_when_every_frame_is() -> None:
     expected = np.mean([[0.6, 0.4], [0.5, 0.5], [0.1, 0.9]], axis=0)
     assert verdict.probabilities["normal"] == pytest.approx(expected[1])
     assert 2 not in verdict.support and 4 not in verdict.support and 5 not in verdict.support
+    # Under the default rule (at most half left out), 3 flagged frames of 4 leave the loop out.
+    mostly_flagged = aggregate(
+        [[0.3, 0.7]] * 6,
+        CLASSES,
+        "normal",
+        reasons=[None, None, OOD, OOD, OOD, None],
+        groups=[None, None, "c", "c", "c", "c"],
+        rule=VerdictRule(min_usable_images=1),
+    )
+    assert (mostly_flagged.n_used, mostly_flagged.n_total) == (2, 3)
+    assert mostly_flagged.excluded_by_reason == {OOD: 1} and sorted(mostly_flagged.support) == [0, 1]
 
 
 def test_the_gate_counts_a_loop_as_one_image() -> None:

@@ -173,11 +173,16 @@ def vote_winner(top_classes: np.ndarray, mean_probabilities: np.ndarray) -> tupl
     return int(winner), counts
 
 
-def _group_reason(member_reasons: Sequence[str | None]) -> str | None:
-    """A loop is usable when any of its frames is; otherwise its frames' most common reason."""
-    if any(r is None for r in member_reasons):
+def _group_reason(member_reasons: Sequence[str | None], rule: VerdictRule) -> str | None:
+    """A loop is left out, with its left-out frames' most common reason, when more than the
+    rule's ``max_excluded_fraction`` of its frames are (the study's gate, applied within the
+    loop: a clip of mostly flagged frames is not trusted for the few that slipped through)."""
+    left_out = [r for r in member_reasons if r is not None]
+    if not left_out or (
+        len(left_out) <= rule.max_excluded_fraction * len(member_reasons) + 1e-9 and None in member_reasons
+    ):
         return None
-    counts = Counter(member_reasons)
+    counts = Counter(left_out)
     order = list(EXCLUSION_WORDS)
     return min(counts, key=lambda r: (-counts[r], order.index(r) if r in order else len(order), str(r)))
 
@@ -198,11 +203,12 @@ def _aggregate_groups(
     for i, key in enumerate(groups):
         members.setdefault(("still", i) if key is None else ("group", key), []).append(i)
     items = list(members.values())
-    item_reasons = [_group_reason([per_image[i] for i in item]) for item in items]
+    gate = rule or VerdictRule()
+    item_reasons = [_group_reason([per_image[i] for i in item], gate) for item in items]
     rows = np.full((len(items), len(classes)), np.nan)
     for k, item in enumerate(items):
         usable = [i for i in item if per_image[i] is None]
-        if usable:
+        if usable and item_reasons[k] is None:
             rows[k] = matrix[usable].mean(axis=0)
     verdict = aggregate(rows, classes, normal_class, method, reasons=item_reasons, rule=rule)
     if verdict.indeterminate:
@@ -237,9 +243,10 @@ def aggregate(
 
     ``groups``: one key per image, None for a still; images sharing a key are the frames of
     one cine loop and count as one image of the study (the card's ``cine.loop_weight``
-    "one_image"): the loop's row is the mean of its usable frames' probabilities, the loop is
-    left out only when every frame is (with its frames' most common reason), and the counts
-    and the gate are in images, a loop being one. ``support`` still lists frame positions:
+    "one_image"): the loop's row is the mean of its usable frames' probabilities; the loop is
+    left out (with its left-out frames' most common reason) when more than the rule's
+    ``max_excluded_fraction`` of its frames are; the counts and the gate are in images, a loop
+    being one. ``support`` still lists frame positions:
     the loops and stills in order of support, each loop's usable frames most supportive first.
     """
     if groups is not None and any(key is not None for key in groups):
