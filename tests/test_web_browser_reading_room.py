@@ -309,4 +309,24 @@ def test_cine_window_level_caliper_and_report(tmp_path: Path, model_dir: Path) -
             "Images and heatmaps",
         ):
             assert words in text, (words, text[:2000])
+        # ---- a PNG export has no calibration: said plainly, lengths in pixels, nothing saved
+        png = httpx.get(f"{server.url}/api/v1/images/{first_id}/original", headers=headers).content
+        response = httpx.post(
+            f"{server.url}/api/v1/studies",
+            files=[("files", ("export.png", png, "image/png"))],
+            data={"patient_id": "PNG-EXPORT"},
+            headers=headers,
+            timeout=60,
+        )
+        assert response.status_code == 202, response.text
+        page.goto(f"{server.url}/cases/{response.json()['study_id']}")
+        page.wait_for_function("() => document.querySelector('img.base').naturalWidth > 0")
+        assert page.locator("[data-calibration]").inner_text().startswith("No calibration")
+        assert page.locator("[data-biometry]").get_attribute("data-calibrated") == "false"
+        page.get_by_role("radio", name="Measure").check()
+        for point in ((40, 40), (140, 90)):
+            page.mouse.click(*_image_point_to_screen(page, *point))
+        assert "px (no calibration)" in page.locator("[data-measure-live]").inner_text()
+        assert page.get_by_role("button", name="Save measurement").is_disabled()
+        _shot(page, "reading-room-no-calibration.png")
         assert errors == []
