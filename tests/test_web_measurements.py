@@ -138,6 +138,8 @@ def test_measurements_in_millimetres_audited_and_in_the_report(web) -> None:  # 
     assert "Lateral ventricle atrium (ATRIUM)" in text and f"{body['value_mm']:.1f} mm" in text
     assert "OUTSIDE limits" in text
 
+    other = h.client.delete(f"/api/v1/measurements/{body['id']}", headers=h.auth("rad2"))
+    assert other.status_code == 403 and "only the reader" in other.json()["detail"]
     gone = h.client.delete(f"/api/v1/measurements/{body['id']}", headers=h.auth())
     assert gone.status_code == 204
     assert h.client.delete(f"/api/v1/measurements/{body['id']}", headers=h.auth()).status_code == 404

@@ -238,7 +238,10 @@
         "aria-label": "Remove " + m.name + " " + m.value_mm.toFixed(1) + " mm",
       });
       remove.addEventListener("click", function () {
-        self.send("DELETE", "/api/v1/measurements/" + m.id).then(function () { return self.refresh(); });
+        self.send("DELETE", "/api/v1/measurements/" + m.id).then(function () { return self.refresh(); }).catch(function (error) {
+          self.error.textContent = error.message;
+          self.error.hidden = false;
+        });
       });
       self.rows.appendChild(F.el("tr", { "data-measurement-id": String(m.id), title: m.note || m.reference || "" }, [
         F.el("th", { scope: "row", text: m.title + " (" + m.name + ")" }),

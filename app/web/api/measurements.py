@@ -51,7 +51,8 @@ def new_measurement(study_id: RowId, body: MeasurementIn, user: ApiUser, db: DbS
     responses=errors(401, 403, 404, 413, 422),
 )
 def remove_measurement(measurement_id: RowId, user: ApiUser, db: DbSession) -> Response:
-    """Take a measurement off the case and its report. Audited."""
+    """Take a measurement off the case and its report: your own, or anyone's for an
+    administrator (403 otherwise). Audited."""
     delete_measurement(db, measurement_id, user)
     return Response(status_code=204)
 

@@ -16,7 +16,7 @@ from app.biometry.geometry import distance_mm, ellipse_mm
 from app.biometry.references import REFERENCES, assess
 from app.web.core.db import utcnow
 from app.web.core.models import Image, Measurement, Study, User
-from app.web.errors import InvalidInput, NotFound
+from app.web.errors import Forbidden, InvalidInput, NotFound
 from app.web.schemas import MeasurementIn, MeasurementOut
 from app.web.services.audit import record_event
 
@@ -162,10 +162,14 @@ def create_measurement(db: Session, study_id: int, user: User, body: Measurement
 
 
 def delete_measurement(db: Session, measurement_id: int, user: User) -> None:
-    """Remove a measurement from the case (the row stays, marked); audits "measurement.delete"."""
+    """Remove a measurement from the case (the row stays, marked); audits "measurement.delete".
+
+    Only its author or an administrator may: a reader's measurement is part of their read."""
     row = db.get(Measurement, measurement_id)
     if row is None or row.deleted_at is not None:
         raise NotFound(f"measurement {measurement_id} does not exist")
+    if row.created_by_id != user.id and not user.is_admin:
+        raise Forbidden("only the reader who made a measurement, or an administrator, may remove it")
     row.deleted_at = utcnow()
     row.deleted_by_id = user.id
     record_event(db, user, "measurement.delete", study_id=row.study_id, measurement_id=row.id, name=row.name)
