@@ -95,6 +95,24 @@ LOSSY_POLICIES = ("accept", "warn", "exclude")
 DEFAULT_LOSSY_POLICY = "warn"
 
 
+# The card's optional "cine" block: which stored frames of a cine loop the model analyses and how
+# a loop counts in the patient verdict (app.inference.analysis.select_frames, aggregate's groups).
+# ``max_analysed_frames``: at most this many frames per loop, spread evenly, first and last
+# included; absent means DEFAULT_MAX_ANALYSED_FRAMES (a bound on the work and on the heatmaps
+# sent to the PACS per loop). ``loop_weight``: "one_image" (a loop is one image of
+# the study: the mean of its usable frames' probabilities, so a 100-frame loop cannot outvote the
+# stills) or "per_frame" (each frame is an image, as before the block).
+LOOP_WEIGHTS = ("one_image", "per_frame")
+DEFAULT_LOOP_WEIGHT = "one_image"
+DEFAULT_MAX_ANALYSED_FRAMES = 32
+
+
+@dataclass(frozen=True)
+class CineRule:
+    max_analysed_frames: int = DEFAULT_MAX_ANALYSED_FRAMES
+    loop_weight: str = DEFAULT_LOOP_WEIGHT
+
+
 class ModelCardError(ValueError):
     """The model directory is missing or incomplete, its card is malformed, or its model file
     does not match the card. The message names the file and, for a bad card, the field."""
@@ -239,6 +257,14 @@ class ModelCard:
         return VerdictRule(
             min_usable_images=int(block.get("min_usable_images", DEFAULT_MIN_USABLE_IMAGES)),
             max_excluded_fraction=float(block.get("max_excluded_fraction", DEFAULT_MAX_EXCLUDED_FRACTION)),
+        )
+
+    @property
+    def cine_rule(self) -> CineRule:
+        block = self.raw.get("cine") or {}
+        return CineRule(
+            max_analysed_frames=int(block.get("max_analysed_frames", DEFAULT_MAX_ANALYSED_FRAMES)),
+            loop_weight=str(block.get("loop_weight", DEFAULT_LOOP_WEIGHT)),
         )
 
     @property
@@ -463,6 +489,19 @@ def _check_verdict(value: object) -> None:
         _fail("verdict", f"has unknown field(s) {', '.join(unknown)}")
 
 
+def _check_cine(value: object) -> None:
+    cine = _object(value, "cine")
+    if "max_analysed_frames" in cine:
+        count = cine["max_analysed_frames"]
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            _fail("cine.max_analysed_frames", f"must be an integer of at least 1 (got {count!r})")
+    if "loop_weight" in cine:
+        _choice(cine["loop_weight"], "cine.loop_weight", LOOP_WEIGHTS)
+    unknown = sorted(set(cine) - {"max_analysed_frames", "loop_weight"})
+    if unknown:
+        _fail("cine", f"has unknown field(s) {', '.join(unknown)}")
+
+
 def _check_input_policy(value: object) -> None:
     policy = _object(value, "input_policy")
     if "lossy" in policy:
@@ -514,6 +553,8 @@ def validate_card(raw: object) -> None:
     _check_thresholds(card["thresholds"])
     if "verdict" in card:  # optional: absent means the defaults (VerdictRule)
         _check_verdict(card["verdict"])
+    if "cine" in card:  # optional: absent means every stored frame, a loop counting as one image
+        _check_cine(card["cine"])
     if "input_policy" in card:  # optional: absent means lossy inputs are used with a warning
         _check_input_policy(card["input_policy"])
     if "calibration" in card:  # optional: absent means T = 1 (plain softmax)

@@ -151,6 +151,11 @@ CORRUPTIONS: list[tuple[tuple[str | int, ...], Any, str]] = [
     (("verdict",), {"max_excluded_fraction": 1.5}, "verdict.max_excluded_fraction"),
     (("verdict",), {"max_excluded_fraction": "0.5"}, "verdict.max_excluded_fraction"),
     (("verdict",), {"max_ood_fraction": 0.5}, "verdict"),
+    (("cine",), [16], "cine"),
+    (("cine",), {"max_analysed_frames": 0}, "cine.max_analysed_frames"),
+    (("cine",), {"max_analysed_frames": 8.0}, "cine.max_analysed_frames"),
+    (("cine",), {"loop_weight": "per_loop"}, "cine.loop_weight"),
+    (("cine",), {"frames": 8}, "cine"),
     (("calibration",), [1.5], "calibration"),
     (("calibration",), {"method": "platt", "temperature": 1.5}, "calibration.method"),
     (("calibration",), {"method": "temperature"}, "calibration.temperature"),
@@ -246,6 +251,7 @@ def test_every_validated_field_has_a_corruption_case() -> None:
         | {"outputs.cam.target", "thresholds.abnormal", "onnx.sha256", "onnx.file"}
         | {"thresholds.ood." + key for key in ood}
         | {"verdict.min_usable_images", "verdict.max_excluded_fraction"}
+        | {"cine.max_analysed_frames", "cine.loop_weight"}
         | {"calibration", "calibration.method", "calibration.temperature", "calibration.fitted_on"}
         | {"calibration." + key for key in ("nll_before", "nll_after", "ece_before", "ece_after")}
         | {"calibration.fitted_on.patients", "calibration.fitted_on.images"}

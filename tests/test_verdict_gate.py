@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 from ingest_support import as_ingested, make_us_dataset, write_dataset
+from pydicom.uid import generate_uid
 from verdict_support import photo_like, png_file, synthetic_scans
 from web_support import db_url, web  # noqa: F401
 
@@ -78,10 +79,10 @@ def test_a_folder_of_photographs_with_one_scan_gets_no_verdict(
     assert f": indeterminate — 1 of 13 image(s) used, 12 left out (12 {NOT_US_WORDS})" in out
 
 
-def cine(frames: list[np.ndarray], path: Path) -> Path:
+def cine(frames: list[np.ndarray], path: Path, study_uid: str | None = None) -> Path:
     """A multi-frame RGB ultrasound DICOM holding ``frames`` in order."""
     stack = np.ascontiguousarray(np.stack(frames), dtype=np.uint8)
-    ds = make_us_dataset(stack[0])
+    ds = make_us_dataset(stack[0], study_uid=study_uid)
     ds.NumberOfFrames = len(frames)
     ds.PixelData = stack.tobytes()
     return write_dataset(ds, path)
@@ -95,19 +96,21 @@ def test_a_cine_with_14_of_16_frames_excluded_gets_no_verdict(
     every_frame = IngestOptions(max_frames_per_cine=16)
     (patient,) = analyse_paths([path], demo_engine, options=every_frame).patients
     verdict = patient.verdict
-    # The header says ultrasound, so only the model's own signals can leave a photograph out:
-    # the frames the engine flags on their own are the ones the verdict leaves out.
+    # The header says ultrasound, so only the model's own signals can leave a photograph out.
     flagged = sum(p.ood for p in demo_engine.predict([as_ingested(frame) for frame in frames]))
     assert 12 <= flagged <= 14
-    # K = 2 usable frames is met, but 12 or more of 16 left out is far more than half.
+    # A loop is one image of the study (docs/flow.md, step 4); with far more than half of its
+    # frames flagged the loop itself is left out, for the frames' reason: no verdict.
     assert verdict.indeterminate
-    assert (verdict.n_used, verdict.n_excluded, verdict.n_total) == (16 - flagged, flagged, 16)
-    assert verdict.excluded_by_reason == {"ood": flagged}
-    # The same two frames as a clip of their own are a study the model may judge.
-    (alone,) = analyse_paths(
-        [cine(scans[:2], tmp_path / "two.dcm")], demo_engine, options=every_frame
-    ).patients
-    assert alone.verdict.label == "normal" and (alone.verdict.n_used, alone.verdict.n_total) == (2, 2)
+    assert (verdict.n_used, verdict.n_excluded, verdict.n_total) == (0, 1, 1)
+    assert verdict.excluded_by_reason == {"ood": 1}
+    # The two good frames, as two clips of one study, are two images the model may judge.
+    uid = generate_uid()
+    clips = [cine([scan, scan], tmp_path / f"two{i}.dcm", study_uid=uid) for i, scan in enumerate(scans[:2])]
+    (together,) = analyse_paths(clips, demo_engine, options=every_frame).patients
+    assert together.verdict.label == "normal"
+    assert (together.verdict.n_used, together.verdict.n_total) == (2, 2)
+    assert sorted(together.verdict.support) == [0, 1, 2, 3]  # every usable frame, by position
 
 
 @pytest.mark.slow

@@ -19,8 +19,8 @@ confident answer from the one image that survived a folder of holiday photos is 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -173,6 +173,57 @@ def vote_winner(top_classes: np.ndarray, mean_probabilities: np.ndarray) -> tupl
     return int(winner), counts
 
 
+def _group_reason(member_reasons: Sequence[str | None], rule: VerdictRule) -> str | None:
+    """A loop is left out, with its left-out frames' most common reason, when more than the
+    rule's ``max_excluded_fraction`` of its frames are (the study's gate, applied within the
+    loop: a clip of mostly flagged frames is not trusted for the few that slipped through)."""
+    left_out = [r for r in member_reasons if r is not None]
+    if not left_out or (
+        len(left_out) <= rule.max_excluded_fraction * len(member_reasons) + 1e-9 and None in member_reasons
+    ):
+        return None
+    counts = Counter(left_out)
+    order = list(EXCLUSION_WORDS)
+    return min(counts, key=lambda r: (-counts[r], order.index(r) if r in order else len(order), str(r)))
+
+
+def _aggregate_groups(
+    matrix: np.ndarray,
+    classes: Sequence[str],
+    normal_class: str,
+    method: str,
+    per_image: list[str | None],
+    groups: Sequence[Hashable | None],
+    rule: VerdictRule | None,
+) -> Verdict:
+    """One row per group (a cine loop: the mean of its usable frames), each still its own group."""
+    if len(groups) != matrix.shape[0]:
+        raise ValueError("'groups' must have one entry per image")
+    members: dict[Hashable, list[int]] = {}
+    for i, key in enumerate(groups):
+        members.setdefault(("still", i) if key is None else ("group", key), []).append(i)
+    items = list(members.values())
+    gate = rule or VerdictRule()
+    item_reasons = [_group_reason([per_image[i] for i in item], gate) for item in items]
+    rows = np.full((len(items), len(classes)), np.nan)
+    for k, item in enumerate(items):
+        usable = [i for i in item if per_image[i] is None]
+        if usable and item_reasons[k] is None:
+            rows[k] = matrix[usable].mean(axis=0)
+    verdict = aggregate(rows, classes, normal_class, method, reasons=item_reasons, rule=rule)
+    if verdict.indeterminate:
+        return verdict
+    winner = list(classes).index(verdict.label)
+    support = [
+        i
+        for k in verdict.support
+        for i in sorted(
+            (i for i in items[k] if per_image[i] is None), key=lambda i: (-float(matrix[i, winner]), i)
+        )
+    ]
+    return replace(verdict, support=support)
+
+
 def aggregate(
     probabilities: np.ndarray | Sequence[Sequence[float]],
     classes: Sequence[str],
@@ -182,13 +233,26 @@ def aggregate(
     *,
     reasons: Sequence[str | None] | None = None,
     rule: VerdictRule | None = None,
+    groups: Sequence[Hashable | None] | None = None,
 ) -> Verdict:
     """Combine an N×C matrix of per-image probabilities into a Verdict.
 
     Left-out images are given either as ``excluded`` flags or as ``reasons`` (a reason key
     per image, None for a usable one); their rows are never read, so a failed image may
     carry NaNs. ``rule``: the card's gate, default ``VerdictRule()``.
+
+    ``groups``: one key per image, None for a still; images sharing a key are the frames of
+    one cine loop and count as one image of the study (the card's ``cine.loop_weight``
+    "one_image"): the loop's row is the mean of its usable frames' probabilities; the loop is
+    left out (with its left-out frames' most common reason) when more than the rule's
+    ``max_excluded_fraction`` of its frames are; the counts and the gate are in images, a loop
+    being one. ``support`` still lists frame positions:
+    the loops and stills in order of support, each loop's usable frames most supportive first.
     """
+    if groups is not None and any(key is not None for key in groups):
+        matrix = np.asarray(probabilities, dtype=np.float64).reshape(-1, len(classes))
+        per_image = _reasons(matrix.shape[0], excluded, reasons)
+        return _aggregate_groups(matrix, classes, normal_class, method, per_image, groups, rule)
     if method not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
     matrix = np.asarray(probabilities, dtype=np.float64).reshape(-1, len(classes))

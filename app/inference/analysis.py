@@ -55,6 +55,7 @@ class StudyAnalysis:
     classes: tuple[str, ...] = field(repr=False)
     normal_class: str = field(repr=False)
     rule: VerdictRule = field(default_factory=VerdictRule, repr=False)
+    groups: tuple[str | None, ...] | None = field(default=None, repr=False)
 
     @property
     def analysed(self) -> list[tuple[int, ImagePrediction]]:
@@ -74,7 +75,9 @@ class StudyAnalysis:
             return self
         predictions = [None if i in reasons else p for i, p in enumerate(self.predictions)]
         errors = {**self.errors, **{i: r for i, r in reasons.items() if self.predictions[i] is not None}}
-        return _conclude(predictions, errors, self.aggregation, self.classes, self.normal_class, self.rule)
+        return _conclude(
+            predictions, errors, self.aggregation, self.classes, self.normal_class, self.rule, self.groups
+        )
 
 
 def _score_chunk(
@@ -127,6 +130,7 @@ def _conclude(
     classes: tuple[str, ...],
     normal_class: str,
     rule: VerdictRule,
+    groups: Sequence[str | None] | None = None,
 ) -> StudyAnalysis:
     # Failed images take part as NaN rows with reason "failed": aggregate never reads the rows of
     # left-out images, and so counts the whole study and numbers images by study position.
@@ -138,6 +142,7 @@ def _conclude(
         method=aggregation,
         reasons=[exclusion_key(p) for p in predictions],
         rule=rule,
+        groups=groups,
     )
     if errors and len(errors) == len(predictions):
         first = errors[min(errors)]
@@ -150,7 +155,37 @@ def _conclude(
         classes=classes,
         normal_class=normal_class,
         rule=rule,
+        groups=tuple(groups) if groups is not None else None,
     )
+
+
+def loop_key(sha256: str, frame: int | None) -> str | None:
+    """The cine loop an image belongs to (its file's sha256); None for a still."""
+    return sha256 if frame is not None else None
+
+
+def loop_groups(images: Sequence[IngestedImage | None]) -> list[str | None]:
+    return [loop_key(image.sha256, image.frame) if image is not None else None for image in images]
+
+
+def frames_to_analyse(
+    keys: Sequence[str | None], frames: Sequence[int | None], max_frames: int | None
+) -> list[int]:
+    """Positions the model analyses: every still, and of each loop (same key) at most
+    ``max_frames`` frames spread evenly over its stored frames, first and last included
+    (every frame when None). Study order is kept."""
+    from app.ingest.display import sample_frame_indices
+
+    loops: dict[str, list[int]] = {}
+    for position, key in enumerate(keys):
+        if key is not None:
+            loops.setdefault(key, []).append(position)
+    chosen: set[int] = set()
+    for positions in loops.values():
+        ordered = sorted(positions, key=lambda p: (frames[p] if frames[p] is not None else -1, p))
+        picks = range(len(ordered)) if max_frames is None else sample_frame_indices(len(ordered), max_frames)
+        chosen.update(ordered[i] for i in picks)
+    return [p for p, key in enumerate(keys) if key is None or p in chosen]
 
 
 def score_images(
@@ -178,13 +213,22 @@ def conclude_study(
     predictions: Sequence[ImagePrediction | None],
     errors: Mapping[int, str],
     aggregation: str | None = None,
+    groups: Sequence[str | None] | None = None,
 ) -> StudyAnalysis:
-    """The verdict over a whole study's predictions (None where ``errors`` holds the reason)."""
+    """The verdict over a whole study's predictions (None where ``errors`` holds the reason).
+
+    ``groups``: each image's cine loop (``loop_key``), None for stills; with the card's
+    ``cine.loop_weight`` "one_image" (the default) a loop counts as one image of the verdict.
+    """
     method = aggregation or engine.card.aggregation
     if method not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
     card = engine.card
-    return _conclude(predictions, errors, method, engine.classes, card.normal_class, card.verdict_rule)
+    if card.cine_rule.loop_weight != "one_image":
+        groups = None
+    return _conclude(
+        predictions, errors, method, engine.classes, card.normal_class, card.verdict_rule, groups
+    )
 
 
 def analyse_study(
@@ -211,4 +255,4 @@ def analyse_study(
     scored = score_images(engine, [image for _, image in todo], [i for i, _ in todo], errors)
     for (position, _), prediction in zip(todo, scored, strict=True):
         predictions[position] = prediction
-    return conclude_study(engine, predictions, errors, method)
+    return conclude_study(engine, predictions, errors, method, loop_groups(images))

@@ -26,7 +26,7 @@ from app.ingest.display import (
 )
 from app.ingest.errors import RejectedFile, collected_warnings, reraise_if_fatal
 from app.ingest.gestational_age import parse_gestational_age, plausible, weeks_from_lmp
-from app.ingest.regions import tissue_box
+from app.ingest.regions import calibration, tissue_box
 from app.ingest.types import ImageSink, IngestedImage, IngestOptions
 
 NOT_READABLE = "not a DICOM file or a supported image (accepted: DICOM, PNG, JPEG, BMP, TIFF, ZIP)"
@@ -346,7 +346,45 @@ def _metadata(ds: Dataset, syntax_name: str, n_frames: int) -> dict[str, Any]:
         "rows": int(ds.Rows),
         "columns": int(ds.Columns),
         "lossy_compression": lossy_compression(ds),
+        "frame_time_ms": _frame_time_ms(ds),
+        "plane": _plane_name(ds),
+        "series_number": _int_or_none(ds.get("SeriesNumber")),
+        "instance_number": _int_or_none(ds.get("InstanceNumber")),
+        "acquisition_time": _text(ds, "AcquisitionDateTime") or _text(ds, "ContentTime"),
     }
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _frame_time_ms(ds: Dataset) -> float | None:
+    """Milliseconds between cine frames: FrameTime, else 1000 / CineRate; None when not said."""
+    for keyword, convert in (("FrameTime", lambda v: v), ("CineRate", lambda v: 1000.0 / v)):
+        try:
+            value = float(ds.get(keyword) or 0)
+        except (TypeError, ValueError):
+            continue
+        if value > 0:
+            ms = float(convert(value))
+            if 1.0 <= ms <= 5000.0:
+                return ms
+    return None
+
+
+def _plane_name(ds: Dataset) -> str | None:
+    """The view the scanner names (ViewCodeSequence's CodeMeaning, else ViewName); None if unnamed."""
+    try:
+        views = ds.get("ViewCodeSequence") or []
+        if views and str(getattr(views[0], "CodeMeaning", "")).strip():
+            return str(views[0].CodeMeaning).strip()[:64]
+        name = str(ds.get("ViewName") or "").strip()
+        return name[:64] or None
+    except Exception:  # a damaged sequence must not cost the image
+        return None
 
 
 def read_dicom(
@@ -408,10 +446,16 @@ def _read_dicom(
     except (TypeError, ValueError):
         n_frames = 1
     plugin = decoder_plugin(UID(str(ds.file_meta.TransferSyntaxUID)))
-    indices = sample_frame_indices(n_frames, options.max_frames_per_cine)
+    if options.cine_frames == "first":
+        indices = list(range(min(n_frames, options.max_frames_per_cine)))
+    else:
+        indices = sample_frame_indices(n_frames, options.max_frames_per_cine)
     _check_decode_budget(ds, len(indices), n_frames, rows, columns, options)
-    box = tissue_box(ds.get("SequenceOfUltrasoundRegions") or [], rows, columns)
+    regions = ds.get("SequenceOfUltrasoundRegions") or []
+    box = tissue_box(regions, rows, columns)
     base_metadata = _metadata(ds, syntax_name, n_frames)
+    base_metadata["frames_stored"] = len(indices)
+    base_metadata["calibration"] = calibration(regions, rows, columns)
     base_metadata["decoder"] = plugin or "native"
     base_metadata["scan_box_source"] = "ultrasound_regions" if box is not None else "detected"
     images = []

@@ -43,3 +43,45 @@ def tissue_box(regions: Iterable[Any], height: int, width: int) -> Box | None:
     if not boxes:
         return None
     return max(boxes, key=lambda b: (b[1] - b[0]) * (b[3] - b[2]))
+
+
+CM = 3  # PhysicalUnitsX/YDirection 0003H: cm
+
+
+def _largest_tissue_region(regions: Iterable[Any], height: int, width: int) -> tuple[Any, Box] | None:
+    found = []
+    for region in regions:
+        if int(getattr(region, "RegionDataType", -1) or -1) != TISSUE:
+            continue
+        box = _region_box(region, height, width)
+        if box is not None:
+            found.append((region, box))
+    if not found:
+        return None
+    return max(found, key=lambda item: (item[1][1] - item[1][0]) * (item[1][3] - item[1][2]))
+
+
+def calibration(regions: Iterable[Any], height: int, width: int) -> dict[str, Any] | None:
+    """Millimetres per pixel of the tissue region ``tissue_box`` picks; None without a physical scale.
+
+    Only regions measured in centimetres (PhysicalUnitsX/YDirection 3) with positive
+    PhysicalDeltaX/Y count: other units (seconds, hertz) belong to Doppler and M-mode strips,
+    where a caliper's length is not a distance.
+    """
+    found = _largest_tissue_region(regions, height, width)
+    if found is None:
+        return None
+    region, box = found
+    try:
+        units = (int(region.PhysicalUnitsXDirection), int(region.PhysicalUnitsYDirection))
+        delta_x, delta_y = float(region.PhysicalDeltaX), float(region.PhysicalDeltaY)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if units != (CM, CM) or not (0 < delta_x < 10 and 0 < delta_y < 10):
+        return None
+    return {
+        "mm_per_px_x": delta_x * 10.0,
+        "mm_per_px_y": delta_y * 10.0,
+        "region": list(box),
+        "source": "SequenceOfUltrasoundRegions PhysicalDeltaX/Y (cm)",
+    }

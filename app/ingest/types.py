@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -19,8 +19,10 @@ from app.preprocess import Box
 class IngestOptions:
     """Limits and choices for one ingestion run. The defaults suit a web upload."""
 
-    # Cine loops: frames sampled evenly, first and last included.
+    # Cine loops: at most this many frames per file. "sample": spread evenly, first and last
+    # included (a summary of the loop); "first": the first frames in order, for playback.
     max_frames_per_cine: int = 8
+    cine_frames: Literal["sample", "first"] = "sample"
     max_file_bytes: int = 512 * 1024 * 1024
     # Per decoded frame; a 4K ultrasound screen capture is ~8.3 Mpx.
     max_pixels_per_frame: int = 40_000_000

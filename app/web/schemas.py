@@ -99,11 +99,36 @@ class StudySummaryOut(BaseModel):
 ExclusionKey = Literal["not_ultrasound", "quality", "lossy", "view", "ood", "flagged", "failed"]
 
 
+class CalibrationOut(BaseModel):
+    """The physical scale of an image, from its DICOM ultrasound region (PhysicalDeltaX/Y in cm)."""
+
+    mm_per_px_x: float
+    mm_per_px_y: float
+    region: list[int] = Field(
+        description="the calibrated region: top, bottom, left, right (pixels, end-exclusive)"
+    )
+    source: str
+
+
 class ImageOut(BaseModel):
     id: int
     position: int
     filename: str
     frame: int | None
+    loop: str | None = Field(
+        None, description="the cine loop this frame belongs to (a key shared by its frames); null for a still"
+    )
+    n_frames: int | None = Field(None, description="frames in the source file (a cine loop's full length)")
+    frames_stored: int | None = Field(None, description="frames of the source file kept by the server")
+    frame_time_ms: float | None = Field(
+        None, description="time between cine frames, from FrameTime or CineRate"
+    )
+    plane: str | None = Field(None, description="the view the scanner names (ViewCodeSequence or ViewName)")
+    series_number: int | None = Field(None, description="DICOM SeriesNumber, for the acquisition order")
+    instance_number: int | None = Field(None, description="DICOM InstanceNumber, for the acquisition order")
+    calibration: CalibrationOut | None = Field(
+        None, description="millimetres per pixel; null for PNG/JPEG and DICOM without a physical region"
+    )
     width: int
     height: int
     image_url: str
@@ -439,3 +464,64 @@ class ReaderResultsOut(BaseModel):
         default_factory=dict,
         description="empirical ROC points [false-positive rate, true-positive rate] per arm, pooled over readers",  # noqa: E501
     )
+
+
+MeasurementName = Literal["BPD", "OFD", "HC", "ATRIUM", "TCD", "CM", "OTHER"]
+MeasurementKind = Literal["distance", "ellipse"]
+ChecklistAnswer = Literal["normal", "abnormal", "not_seen"]
+
+
+class MeasurementIn(BaseModel):
+    image_id: int = Field(ge=1, le=2**31 - 1)
+    name: MeasurementName = Field(description="BPD, OFD, HC, ATRIUM (lateral ventricle), TCD, CM or OTHER")
+    kind: MeasurementKind = Field(
+        description="distance: 2 points; ellipse: both ends of an axis, then the width"
+    )
+    points: list[tuple[float, float]] = Field(
+        min_length=2, max_length=3, description="(x, y) in image pixels of the original image"
+    )
+
+
+class MeasurementOut(BaseModel):
+    id: int
+    study_id: int
+    image_id: int
+    name: MeasurementName
+    title: str
+    kind: MeasurementKind
+    points: list[tuple[float, float]]
+    value_mm: float = Field(
+        description="length (distance) or circumference (ellipse), from the DICOM calibration"
+    )
+    axes_mm: list[float] | None = Field(None, description="an ellipse's major and minor diameters")
+    gestational_age_weeks: float | None
+    z_score: float | None
+    percentile: float | None
+    expected_mm: float | None = Field(None, description="the reference's median at this gestational age")
+    within_limits: bool | None = Field(None, description="the fixed clinical limits (atrium, cisterna magna)")
+    reference: str | None = Field(None, description="the published reference the Z-score comes from")
+    note: str = ""
+    created_by: str
+    created_at: datetime
+
+
+class ChecklistIn(BaseModel):
+    items: dict[str, ChecklistAnswer] = Field(
+        description="ISUOG basic CNS examination item → normal, abnormal or not_seen "
+        "(unanswered items left out)"
+    )
+    comment: str = Field("", max_length=4000)
+
+
+class ChecklistItemOut(BaseModel):
+    key: str
+    label: str
+    answer: ChecklistAnswer | None
+
+
+class ChecklistOut(BaseModel):
+    study_id: int
+    items: list[ChecklistItemOut]
+    comment: str
+    recorded_by: str | None
+    recorded_at: datetime | None

@@ -96,6 +96,13 @@ class Settings(BaseSettings):
         description="decode budget per file: frames × rows × columns × samples × bytes per sample, "
         "checked from the header before any pixel is decoded",
     )
+    max_cine_frames: int = Field(
+        120,
+        ge=1,
+        le=2000,
+        description="most frames kept of one cine loop, in order from the first; the case page says "
+        "when a loop had more (each frame counts against the decode budget)",
+    )
     worker_enabled: bool = Field(True, description="run the background analysis worker inside the server")
     worker_queue_size: int = Field(
         64, ge=1, description="analyses waiting in memory; the rest wait in the DB"

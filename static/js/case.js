@@ -9,7 +9,7 @@
   var root = document.querySelector("[data-case]");
   if (!root) return;
 
-  var images = JSON.parse(document.getElementById("case-images").textContent);
+  var groups = JSON.parse(document.getElementById("case-groups").textContent);
   var meta = JSON.parse(document.getElementById("case-meta").textContent);
   var viewerRoot = document.querySelector("[data-viewer]");
   var thumbs = Array.prototype.slice.call(document.querySelectorAll("[data-image-index]"));
@@ -21,6 +21,10 @@
   var excludedOut = document.querySelector("[data-image-excluded]");
   var form = document.querySelector("[data-diagnosis-form]");
   var viewer = viewerRoot && viewerRoot.querySelector(".viewer-stage") ? new window.FetalViewer(viewerRoot) : null;
+  var cineRoot = document.querySelector("[data-cine]");
+  var biometryPanel = document.querySelector("[data-biometry]");
+  var biometry = viewer && biometryPanel ? new window.FetalBiometry(biometryPanel, viewer, meta.case_id) : null;
+  var cine = viewer && cineRoot ? new window.FetalCine(cineRoot, viewer, function (frame, i) { showFindings(frame, i); }, meta.ai_visible) : null;
   var current = 0;
   var formTouched = false;
 
@@ -50,19 +54,20 @@
     return flags.map(function (f) { return F.el("li", {}, [F.el("span", { className: "badge " + f[0], text: f[1] })]); });
   }
 
-  function select(index) {
-    if (!images.length) return;
-    current = (index + images.length) % images.length;
-    var image = images[current];
-    thumbs.forEach(function (thumb, i) { thumb.setAttribute("aria-current", i === current ? "true" : "false"); });
-    if (thumbs[current]) thumbs[current].scrollIntoView({ block: "nearest", inline: "nearest" });
-    var name = image.filename + (image.frame !== null && image.frame !== undefined ? " (frame " + (image.frame + 1) + ")" : "");
-    if (viewer) viewer.show(image.original_url, meta.ai_visible ? image.heatmap_url : null, "Ultrasound image " + (current + 1) + ", " + name);
-    caption.textContent = "Image " + (current + 1) + " of " + images.length + " · " + name;
+  function frameName(image) {
+    return image.filename + (image.frame !== null && image.frame !== undefined ? " (frame " + (image.frame + 1) + ")" : "");
+  }
+
+  // The AI findings and caption of the frame on screen (a still is a one-frame entry).
+  function showFindings(image) {
+    var group = groups[current];
+    var name = frameName(image);
+    caption.textContent = "Image " + (current + 1) + " of " + groups.length + " · " + name +
+      (group.plane ? " · plane: " + group.plane : "");
     // Lossy inputs move the model's probabilities: the reader sees it beside the file name.
     fileOut.textContent = name + " · " + image.width + "×" + image.height + " px" + (image.lossy ? " · " + image.lossy : "");
     if (labelOut) {
-      labelOut.textContent = image.human || (image.error ? "not analysed" : "no result yet");
+      labelOut.textContent = image.human || (image.error ? "not analysed" : (group.kind === "loop" ? "frame not analysed (played only)" : "no result yet"));
       probsOut.textContent = "";
       probItems(image.probs || []).forEach(function (li) { probsOut.appendChild(li); });
       flagsOut.textContent = "";
@@ -71,6 +76,28 @@
       excludedOut.hidden = !image.excluded;
       excludedOut.textContent = image.excluded ? "Left out of the verdict: " + image.excluded_reason + "." : "";
     }
+    if (biometry) biometry.setFrame(image);
+  }
+
+  function frameList(group) {
+    return group.frames.map(function (image, i) {
+      return {
+        original_url: image.original_url,
+        heatmap_url: meta.ai_visible ? image.heatmap_url : null,
+        alt: "Ultrasound image " + (current + 1) + ", " + frameName(image) + (group.kind === "loop" ? ", frame " + (i + 1) + " of " + group.frames.length : ""),
+      };
+    });
+  }
+
+  function select(index) {
+    if (!groups.length) return;
+    current = (index + groups.length) % groups.length;
+    var group = groups[current];
+    thumbs.forEach(function (thumb, i) { thumb.setAttribute("aria-current", i === current ? "true" : "false"); });
+    if (thumbs[current]) thumbs[current].scrollIntoView({ block: "nearest", inline: "nearest" });
+    if (viewer) viewer.load(group.key, frameList(group), 0);
+    if (cine) cine.attach(group, 0);
+    if (group.kind !== "loop") showFindings(group.frames[0], 0);
   }
 
   thumbs.forEach(function (thumb) {
@@ -78,10 +105,109 @@
   });
   document.addEventListener("keydown", function (event) {
     var target = event.target;
-    if (target && /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName)) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (target && /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName) && target.type !== "range" && target.type !== "radio") return;
     if (event.key === "PageDown" || event.key === "]") { select(current + 1); event.preventDefault(); }
     if (event.key === "PageUp" || event.key === "[") { select(current - 1); event.preventDefault(); }
+    if ((event.key === "r" || event.key === "R") && viewer) { viewer.resetWindow(); syncPreset(); event.preventDefault(); }
+    if (cine && cine.group && !(target && target.tagName === "BUTTON")) {
+      if (event.key === " ") { cine.toggle(); event.preventDefault(); }
+      if (event.key === "," ) { cine.step(-1); event.preventDefault(); }
+      if (event.key === ".") { cine.step(1); event.preventDefault(); }
+    }
   });
+
+  // Mouse tools: pan, window/level drag, measure.
+  var toolHint = document.querySelector("[data-tool-hint]");
+  var TOOL_HINTS = {
+    pan: "Wheel to zoom · drag to pan · double-click to fit",
+    wl: "Drag right/left for less/more contrast, down/up for darker/brighter · R resets",
+    measure: "Click the ends of the measurement on the image (an ellipse: both ends of one axis, then its width)",
+  };
+  document.querySelectorAll("[data-tool]").forEach(function (radio) {
+    radio.addEventListener("change", function () {
+      if (!radio.checked || !viewer) return;
+      viewer.setTool(radio.value);
+      if (toolHint) toolHint.textContent = TOOL_HINTS[radio.value];
+    });
+  });
+  var preset = document.querySelector("[data-wl-preset]");
+  function syncPreset() {
+    if (!preset || !viewer) return;
+    var value = viewer.window + "," + viewer.level;
+    var match = Array.prototype.some.call(preset.options, function (o) { return o.value === value; });
+    preset.value = match ? value : "";
+  }
+  if (preset && viewer) {
+    preset.addEventListener("change", function () {
+      var parts = preset.value.split(",");
+      if (parts.length === 2) { viewer.setWindow(Number(parts[0]), Number(parts[1])); viewer.saveState(); }
+    });
+  }
+  var resetButton = document.querySelector("[data-wl-reset]");
+  if (resetButton && viewer) resetButton.addEventListener("click", function () { viewer.resetWindow(); syncPreset(); });
+
+  // Side-by-side comparison: a second, independent viewer of another entry's first frame.
+  var compareToggle = document.querySelector("[data-compare-toggle]");
+  var compareStage = document.querySelector("[data-compare-stage]");
+  var compareBar = document.querySelector("[data-compare-bar]");
+  var compareWith = document.querySelector("[data-compare-with]");
+  var compareViewer = null;
+  function showCompare() {
+    var group = groups[Number(compareWith.value)];
+    if (!group) return;
+    var image = group.frames[group.most_suspicious !== null && group.most_suspicious !== undefined ? group.most_suspicious : 0];
+    compareViewer.load("cmp-" + group.key, [{ original_url: image.original_url, heatmap_url: null, alt: "Comparison image, " + frameName(image) }], 0);
+    document.querySelector("[data-compare-caption]").textContent = frameName(image);
+  }
+  if (compareToggle && compareStage && viewer) {
+    compareToggle.addEventListener("click", function () {
+      var on = compareToggle.getAttribute("aria-pressed") !== "true";
+      compareToggle.setAttribute("aria-pressed", on ? "true" : "false");
+      compareStage.hidden = !on;
+      compareBar.hidden = !on;
+      viewerRoot.classList.toggle("is-comparing", on);
+      if (on) {
+        if (!compareViewer) compareViewer = new window.FetalViewer(viewerRoot, { stage: compareStage, controls: false });
+        if (compareWith.value === String(current) && groups.length > 1) compareWith.value = String((current + 1) % groups.length);
+        showCompare();
+      }
+      if (viewer.fitted) viewer.fit();
+    });
+    compareWith.addEventListener("change", showCompare);
+  }
+
+  // Thumbnails in AI-support order (as served) or grouped by plane in acquisition order.
+  var orderMode = document.querySelector("[data-order-mode]");
+  var thumbList = document.querySelector("[data-thumbs]");
+  if (orderMode && thumbList) {
+    var served = Array.prototype.slice.call(thumbList.children);
+    orderMode.addEventListener("change", function () {
+      thumbList.querySelectorAll(".thumb-group").forEach(function (h) { h.remove(); });
+      var items = served.slice();
+      if (orderMode.value === "plane") {
+        items.sort(function (a, b) {
+          var pa = a.getAttribute("data-plane") || "\uffff";
+          var pb = b.getAttribute("data-plane") || "\uffff";
+          if (pa !== pb) return pa < pb ? -1 : 1;
+          var qa = a.getAttribute("data-acquisition");
+          var qb = b.getAttribute("data-acquisition");
+          return qa < qb ? -1 : (qa > qb ? 1 : 0);
+        });
+      }
+      var lastPlane = null;
+      items.forEach(function (li) {
+        if (orderMode.value === "plane") {
+          var plane = li.getAttribute("data-plane") || "Plane not named";
+          if (plane !== lastPlane) {
+            thumbList.appendChild(F.el("li", { className: "thumb-group", text: plane }));
+            lastPlane = plane;
+          }
+        }
+        thumbList.appendChild(li);
+      });
+    });
+  }
 
   if (form) {
     form.addEventListener("input", function () { formTouched = true; });

@@ -10,6 +10,7 @@ from app.web.api import (
     dicomweb,
     health,
     images,
+    measurements,
     metrics,
     reader_studies,
     studies,
@@ -21,6 +22,7 @@ _v1 = APIRouter(prefix="/api/v1")
 _v1.include_router(auth.router)
 _v1.include_router(studies.router)
 _v1.include_router(images.router)
+_v1.include_router(measurements.router)
 _v1.include_router(users.router)
 _v1.include_router(tokens.router)
 _v1.include_router(account.router)

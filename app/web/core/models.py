@@ -244,6 +244,62 @@ class Diagnosis(Base):
     signed_by: Mapped[User] = relationship()
 
 
+MEASUREMENT_KINDS = ("distance", "ellipse")
+# The named CNS measurements (app.biometry.references) and "OTHER" for an unnamed caliper.
+MEASUREMENT_NAMES = ("BPD", "OFD", "HC", "ATRIUM", "TCD", "CM", "OTHER")
+
+
+class Measurement(Base):
+    """A caliper or ellipse a reader drew on an image, in millimetres (migration 0011).
+
+    The length is computed on the server from the points and the image's DICOM calibration,
+    never taken from the browser. Rows are not updated; removing one sets ``deleted_at``.
+    """
+
+    __tablename__ = "measurements"
+    __table_args__ = (
+        CheckConstraint(_in("kind", MEASUREMENT_KINDS), name="kind"),
+        CheckConstraint(_in("name", MEASUREMENT_NAMES), name="name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"))
+    name: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[list[list[float]]] = mapped_column(JSON)
+    value_mm: Mapped[float] = mapped_column(Float)
+    axes_mm: Mapped[list[float] | None] = mapped_column(JSON)
+    gestational_age_weeks: Mapped[float | None] = mapped_column(Float)
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    created_by: Mapped[User] = relationship(foreign_keys=[created_by_id])
+
+
+CHECKLIST_ANSWERS = ("normal", "abnormal", "not_seen")
+
+
+class CnsChecklist(Base):
+    """The reader's ISUOG basic CNS examination items for a study (migration 0011).
+
+    Each save adds a row; the newest is the study's checklist, the older ones its history.
+    """
+
+    __tablename__ = "cns_checklists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    items: Mapped[dict[str, str]] = mapped_column(JSON)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    recorded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    recorded_by: Mapped[User] = relationship()
+
+
 class AuditEvent(Base):
     """Who did what to which case, when. ``detail`` never holds patient names or IDs."""
 

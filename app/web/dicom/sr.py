@@ -79,6 +79,8 @@ def _ai_items(record: CaseRecord) -> list[Dataset]:
     for result in record.images:
         if result.source is None:
             continue  # no DICOM original to point at (an image from a ZIP or a PNG)
+        if result.prediction is None and result.image.frame is not None:
+            continue  # a cine frame kept for playback only: the card did not ask for it to be analysed
         finding: list[Dataset] = []
         prediction = result.prediction
         if prediction is not None and prediction.label:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Form, Request
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from app.biometry.references import REFERENCES
 from app.web.core.input_guard import RowId
 from app.web.core.models import User
 from app.web.core.templating import human_label
@@ -23,10 +24,20 @@ from app.web.pages.views import (
     next_diagnosis_form,
 )
 from app.web.runtime import Runtime
+from app.web.schemas import ChecklistIn
+from app.web.services.cns_checklist import ANSWER_WORDS, ISUOG_ITEMS, current_checklist, save_checklist
 from app.web.services.diagnoses import record_diagnosis
+from app.web.services.measurements import study_measurements
 from app.web.services.studies import get_study
 
 router = APIRouter()
+
+# The caliper menu: (value, words, how it is drawn).
+MEASURE_CHOICES = [
+    *((name, f"{ref.title} ({name})", ref.kind) for name, ref in REFERENCES.items()),
+    ("OTHER", "Other distance", "distance"),
+    ("OTHER", "Other ellipse (circumference)", "ellipse"),
+]
 
 
 def normal_class(runtime: Runtime) -> str:
@@ -77,7 +88,9 @@ def _case_response(
             human_label,
             case_status_url(case_id),
             card.lossy_policy if card is not None else "warn",
+            runtime.settings.max_cine_frames,
         ),
+        measure_names=MEASURE_CHOICES,
         ai_visible=not detail.ai_withheld,
         model=model_summary(card, detail.analysis.model_sha256 if detail.analysis else None),
         diagnoses=[diagnosis_item(d, human_label) for d in reversed(detail.diagnoses)],
@@ -188,3 +201,89 @@ def submit_diagnosis(
             request, user, db, runtime, case_id, form_error=error, form_values=values, status_code=status_code
         )
     return RedirectResponse(f"/cases/{case_id}?saved={recorded_kind}", status_code=303)
+
+
+REPORT_FIGURES = 6
+
+
+def _report_figures(groups: list[dict[str, Any]], ai_visible: bool) -> list[dict[str, Any]]:
+    """The report's figures: the first entries of the strip (most supportive first), a loop by its
+    most suspicious frame, each with its heatmap when the AI is shown."""
+    figures = []
+    for group in groups[:REPORT_FIGURES]:
+        pick = group.get("most_suspicious")
+        frame = group["frames"][pick if pick is not None else 0]
+        figures.append(
+            {
+                "caption": frame["filename"]
+                + (f", frame {frame['frame'] + 1}" if frame["frame"] is not None else ""),
+                "original_url": frame["original_url"],
+                "heatmap_url": frame["heatmap_url"] if ai_visible else None,
+                "human": frame["human"] if ai_visible else None,
+            }
+        )
+    return figures
+
+
+@router.get("/cases/{case_id}/report", include_in_schema=False)
+def case_report(
+    request: Request,
+    case_id: RowId,
+    user: PageUser,
+    db: DbSession,
+    runtime: RuntimeDep,
+    saved: str | None = None,
+) -> Response:
+    """The structured report: ISUOG checklist (editable), biometry, AI verdict and heatmaps, diagnosis."""
+    try:
+        detail = get_study(db, case_id, user, runtime.settings.assistance_mode)
+    except NotFound:
+        return render(
+            request,
+            "error.html",
+            user,
+            status_code=404,
+            title="Case not found",
+            message=f"There is no case #{case_id}.",
+        )
+    card = runtime.model_card
+    page = case_page(
+        detail,
+        runtime.class_names,
+        normal_class(runtime),
+        human_label,
+        case_status_url(case_id),
+        card.lossy_policy if card is not None else "warn",
+        runtime.settings.max_cine_frames,
+    )
+    ai_visible = not detail.ai_withheld
+    finals = [d for d in detail.diagnoses if d.kind in ("final", "amendment")]
+    return render(
+        request,
+        "report.html",
+        user,
+        case=page,
+        ai_visible=ai_visible,
+        checklist=current_checklist(db, case_id),
+        answers=ANSWER_WORDS,
+        measurements=study_measurements(db, case_id),
+        figures=_report_figures(page["groups"], ai_visible),
+        diagnosis=diagnosis_item(finals[-1], human_label) if finals else None,
+        model=model_summary(card, detail.analysis.model_sha256 if detail.analysis else None),
+        pdf_url=f"/api/v1/studies/{case_id}/report.pdf" if detail.status == "done" and ai_visible else None,
+        saved=saved == "checklist",
+    )
+
+
+@router.post("/cases/{case_id}/report/checklist", include_in_schema=False)
+async def submit_checklist(request: Request, case_id: RowId, user: PageUser, db: DbSession) -> Response:
+    """Record the ISUOG checklist from the report page's form (one radio group per item)."""
+    form = await request.form()
+    answers = {
+        key: str(form[f"item_{key}"])
+        for key, _ in ISUOG_ITEMS
+        if str(form.get(f"item_{key}", "")) in ANSWER_WORDS
+    }
+    comment = str(form.get("comment", ""))[:4000]
+    save_checklist(db, case_id, user, ChecklistIn(items=answers, comment=comment))  # type: ignore[arg-type]
+    return RedirectResponse(f"/cases/{case_id}/report?saved=checklist", status_code=303)

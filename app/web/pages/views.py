@@ -176,6 +176,87 @@ def image_item(
         "excluded": exclusion_text(image) is not None,
         "excluded_reason": exclusion_text(image),
         "lossy": image.lossy_compression,
+        "loop": image.loop,
+        "plane": image.plane,
+        "calibrated": image.calibration is not None,
+        "calibration": image.calibration.model_dump() if image.calibration else None,
+        "analysed": image.label is not None,
+    }
+
+
+def p_anomaly(image: ImageOut, normal_class: str) -> float | None:
+    """1 − P(normal) of one analysed image; None when it has no probabilities (not analysed or withheld)."""
+    if not image.probabilities or normal_class not in image.probabilities:
+        return None
+    return 1.0 - float(image.probabilities[normal_class])
+
+
+def frames_text(n_frames: int | None, stored: int | None, limit: int | None) -> str:
+    """ "12 frames" or "frames 1–120 of 300 stored (the server keeps at most 120 per loop)"."""
+    total = n_frames or stored or 0
+    kept = stored or total
+    if kept >= total:
+        return f"{total} frames"
+    cap = f" (the server keeps at most {limit} frames per loop)" if limit else ""
+    return f"frames 1–{kept} of {total} stored{cap}"
+
+
+def image_groups(
+    images: Sequence[ImageOut],
+    items: Sequence[dict[str, Any]],
+    normal_class: str,
+    max_cine_frames: int | None = None,
+) -> list[dict[str, Any]]:
+    """Thumbnail entries: each still alone, each cine loop once with its frames in frame order.
+
+    ``images`` and ``items`` are parallel (ImageOut and its ``image_item``), in the order the
+    strip shows them (most supportive first); a loop takes the place of its first frame there.
+    """
+    groups: list[dict[str, Any]] = []
+    loops: dict[str, dict[str, Any]] = {}
+    for image, item in zip(images, items, strict=True):
+        entry = {**item, "p_anomaly": p_anomaly(image, normal_class)}
+        if image.loop is None:
+            groups.append(
+                {"kind": "still", "key": f"image-{image.id}", "frames": [entry], **_group_facts(image)}
+            )
+            continue
+        group = loops.get(image.loop)
+        if group is None:
+            group = {"kind": "loop", "key": f"loop-{image.loop}", "frames": [], **_group_facts(image)}
+            group["frames_text"] = frames_text(image.n_frames, image.frames_stored, max_cine_frames)
+            loops[image.loop] = group
+            groups.append(group)
+        group["frames"].append(entry)
+    for group in groups:
+        frames = group["frames"]
+        frames.sort(key=lambda f: f["frame"] if f["frame"] is not None else -1)
+        analysed = [f for f in frames if f["analysed"]]
+        group["n_analysed"] = len(analysed)
+        # A loop is greyed only when every analysed frame was left out of the verdict.
+        group["excluded"] = bool(analysed) and all(f["excluded"] for f in analysed)
+        group["excluded_reason"] = analysed[0]["excluded_reason"] if group["excluded"] else None
+        scored = [f for f in frames if f["p_anomaly"] is not None]
+        group["most_suspicious"] = frames.index(max(scored, key=lambda f: f["p_anomaly"])) if scored else None
+        lead = frames[group["most_suspicious"]] if group["most_suspicious"] is not None else frames[0]
+        group["human"], group["short"] = lead["human"], lead["short"]
+        group["flagged"] = any(f["flagged"] for f in frames)
+        group["flag_text"] = "; ".join(dict.fromkeys(f["flag_text"] for f in frames if f["flag_text"]))
+        group["thumb_url"] = frames[0]["thumb_url"]
+        group["filename"] = frames[0]["filename"]
+    return groups
+
+
+def _group_facts(image: ImageOut) -> dict[str, Any]:
+    return {
+        "plane": image.plane,
+        "frame_time_ms": image.frame_time_ms or 40.0,
+        "frames_text": None,
+        "position": image.position,
+        # Acquisition order: series, then instance number (DICOM), then upload position.
+        "acquisition": ".".join(
+            f"{n:06d}" for n in (image.series_number or 0, image.instance_number or 0, image.position)
+        ),
     }
 
 
@@ -290,8 +371,11 @@ def case_page(
     human: HumanLabel,
     status_api_url: str,
     lossy_policy: str = "warn",
+    max_cine_frames: int | None = None,
 ) -> dict[str, Any]:
     verdict = detail.verdict
+    ordered = order_by_support(detail.images, verdict)
+    items = [image_item(i, classes, human, lossy_policy) for i in ordered]
     return {
         "id": detail.id,
         "patient_name": person_name(detail.patient.name),
@@ -304,9 +388,8 @@ def case_page(
         "analysis_error": detail.error,
         "status_api_url": status_api_url,
         "verdict": verdict_item(verdict, classes, normal_class, human) if verdict else None,
-        "images": [
-            image_item(i, classes, human, lossy_policy) for i in order_by_support(detail.images, verdict)
-        ],
+        "images": items,
+        "groups": image_groups(ordered, items, normal_class, max_cine_frames),
         "report_url": f"/api/v1/studies/{detail.id}/report.pdf" if detail.status == "done" else None,
         "pacs_push": push_item(detail),
     }

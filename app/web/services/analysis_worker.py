@@ -312,13 +312,18 @@ class AnalysisWorker:
         )
 
     def _analyse(self, analysis_id: int, owner: str, timings: dict[str, float]) -> None:
-        from app.inference.analysis import conclude_study, score_images
+        from app.inference.analysis import conclude_study, frames_to_analyse, loop_key, score_images
         from app.inference.render import encode_png, heatmap_rgba
 
         engine = self.runtime.inference
         assert engine is not None
         card = engine.card
-        rows = self._image_rows(analysis_id)
+        every_row = self._image_rows(analysis_id)
+        # Of a cine loop, the frames the card asks for; the other stored frames are for playback only.
+        keys = [loop_key(row.source_sha256, row.frame) for row in every_row]
+        chosen = frames_to_analyse(keys, [row.frame for row in every_row], card.cine_rule.max_analysed_frames)
+        rows = [every_row[i] for i in chosen]
+        groups = [keys[i] for i in chosen]
         ids = [row.id for row in rows]
         predictions: list[Any] = [None] * len(rows)
         # Positions that could not be loaded, analysed or given a stored heatmap, with the reason;
@@ -366,7 +371,7 @@ class AnalysisWorker:
             del scored
             timings["render_s"] += time.perf_counter() - t0
 
-        result = conclude_study(engine, predictions, failures)
+        result = conclude_study(engine, predictions, failures, groups=groups)
         errors = {ids[position]: reason for position, reason in result.errors.items()}
         good: list[tuple[int, Any, str]] = [(ids[i], p, heatmaps[i]) for i, p in result.analysed]
 

@@ -18,7 +18,9 @@ def study_report_pdf(
     """The report's bytes. NotFound for an unknown study; Conflict while there is nothing to
     report (analysis not done) or while the AI output is withheld from ``viewer`` (second read)."""
     from app.web.dicom.case_record import load_case_record
-    from app.web.dicom.pdf import build_pdf
+    from app.web.dicom.pdf import ReaderSections, build_pdf
+    from app.web.services.cns_checklist import current_checklist
+    from app.web.services.measurements import study_measurements
 
     study = db.scalar(select(Study).where(Study.id == study_id).options(selectinload(Study.patient)))
     if study is None:
@@ -28,7 +30,9 @@ def study_report_pdf(
         raise Conflict(
             "no report yet: the analysis is not done, or the AI output is withheld until you record a read"
         )
-    pdf = build_pdf(record, store, banner)
+    # The structured report: the reader's ISUOG checklist and biometry join the AI's findings.
+    reader = ReaderSections(current_checklist(db, study_id), study_measurements(db, study_id))
+    pdf = build_pdf(record, store, banner, reader)
     record_event(db, viewer, "study.report_pdf", study_id=study_id, analysis_id=record.analysis.id)
     db.commit()
     return pdf

@@ -31,6 +31,7 @@ from app.web.core.models import (
 from app.web.errors import NotFound
 from app.web.schemas import (
     AnalysisOut,
+    CalibrationOut,
     DiagnosisOut,
     ImageOut,
     PatientOut,
@@ -296,6 +297,22 @@ def stored_exclusion(prediction: ImagePredictionRow) -> tuple[str | None, str | 
     return None, None
 
 
+def _source_facts(image: Image) -> dict[str, Any]:
+    """Cine, plane and calibration facts ingestion recorded for the image (absent on older rows)."""
+    meta = image.source_metadata or {}
+    calibration = meta.get("calibration")
+    return {
+        "loop": image.source_sha256[:16] if image.frame is not None else None,
+        "n_frames": meta.get("n_frames"),
+        "frames_stored": meta.get("frames_stored"),
+        "frame_time_ms": meta.get("frame_time_ms"),
+        "plane": meta.get("plane"),
+        "series_number": meta.get("series_number"),
+        "instance_number": meta.get("instance_number"),
+        "calibration": CalibrationOut(**calibration) if isinstance(calibration, dict) else None,
+    }
+
+
 def _image_out(image: Image, prediction: ImagePredictionRow | None, withheld: bool) -> ImageOut:
     """The AI fields stay None while not analysed, when the image failed (then ``error`` says why)
     or when withheld."""
@@ -317,6 +334,7 @@ def _image_out(image: Image, prediction: ImagePredictionRow | None, withheld: bo
         heatmap_url=None,
         error=None,
         lossy_compression=(image.source_metadata or {}).get("lossy_compression"),
+        **_source_facts(image),
     )
     if prediction is not None and prediction.error:
         fields["error"] = prediction.error

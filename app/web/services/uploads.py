@@ -272,6 +272,8 @@ def _jsonable(metadata: dict[str, Any]) -> dict[str, Any]:
             out[str(key)] = value
         elif isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):
             out[str(key)] = list(value)
+        elif isinstance(value, dict):  # e.g. the calibration: kept as an object, not its repr
+            out[str(key)] = _jsonable(value)
         else:
             out[str(key)] = str(value)
     return out
@@ -556,6 +558,9 @@ def import_upload(
     options = IngestOptions(
         max_file_bytes=runtime.settings.max_file_bytes,
         max_decoded_bytes=runtime.settings.max_decode_bytes,
+        # Every frame of a loop, in order, up to the limit: the case page plays them.
+        max_frames_per_cine=runtime.settings.max_cine_frames,
+        cine_frames="first",
         temp_root=str(received.directory),
     )
     sink = _StoringSink(runtime.store)
