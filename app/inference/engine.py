@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from app.inference.cam import cam_to_image
-from app.inference.image_kind import not_ultrasound_reason
 from app.inference.mahalanobis import (
     ClassGaussians,
     ViewScope,
@@ -23,6 +22,7 @@ from app.inference.mahalanobis import (
     mahalanobis_score,
     view_scope_score,
 )
+from app.inference.prepare import PreparedImage, prepare_image
 from app.inference.runtime import (
     CPU,
     EngineError,
@@ -32,11 +32,11 @@ from app.inference.runtime import (
     get_session,
     split_device,
 )
-from app.inference.scores import OOD_SCORES, blank_frame_issue
+from app.inference.scores import OOD_SCORES
 from app.inference.temperature import scaled_softmax
 from app.ingest.types import IngestedImage
 from app.modelcard import ModelCard, ModelCardError, OodRule, load_model_card
-from app.preprocess import Box, ensure_rgb_uint8, scan_box, to_model_input
+from app.preprocess import Box, scan_box
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,11 @@ class ImagePrediction:
     """The model's reading of one image.
 
     ``cam`` is the Grad-CAM of the predicted ``label`` at the image's own geometry, in [0, 1],
-    zero outside ``scan_box``. ``class_cams`` keeps the raw model-resolution maps of every
-    class so that a map for another class (e.g. the patient verdict) can be made with
-    ``cam_for``. ``excluded`` images do not take part in the patient verdict.
+    zero outside ``scan_box``; it is made on first use (the web worker never needs it: it
+    stores the model-resolution map and the heatmap is drawn when someone looks). ``class_cams``
+    keeps the raw model-resolution maps of every class so that a map for another class (e.g.
+    the patient verdict) can be made with ``cam_for``. ``excluded`` images do not take part in
+    the patient verdict.
     """
 
     classes: tuple[str, ...]
@@ -67,7 +69,6 @@ class ImagePrediction:
     label: str
     label_index: int
     logits: np.ndarray
-    cam: np.ndarray
     class_cams: np.ndarray = field(repr=False)
     scan_box: Box
     image_shape: tuple[int, int]
@@ -85,6 +86,20 @@ class ImagePrediction:
     not_ultrasound: str | None = None
     # How the input was lossily compressed, when the card's input_policy.lossy is "exclude".
     lossy_excluded: str | None = None
+    # The full-size map of ``label``, made by the ``cam`` property on first use.
+    _cam: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cam(self) -> np.ndarray:
+        """The [0, 1] Grad-CAM of ``label`` at the original image geometry (made once, on first use)."""
+        if self._cam is None:
+            self._cam = self.cam_for(self.label_index)
+        return self._cam
+
+    @property
+    def model_cam(self) -> np.ndarray:
+        """The model-resolution map of ``label`` (h×w float32): what the web app stores."""
+        return np.asarray(self.class_cams[self.label_index], np.float32)
 
     @property
     def excluded(self) -> bool:
@@ -217,9 +232,13 @@ class InferenceEngine:
         given = image.scan_box if self.spec.crop != "none" else None
         return scan_box(image.pixels, self.spec, given)
 
+    def prepare(self, image: IngestedImage) -> PreparedImage:
+        """Crop box, model input and pixel flags of one image (app.inference.prepare)."""
+        return prepare_image(image, self.spec)
+
     def preprocess(self, image: IngestedImage) -> tuple[np.ndarray, Box]:
-        box = self.model_box(image)
-        return to_model_input(image.pixels, self.spec, box), box
+        prepared = self.prepare(image)
+        return prepared.tensor, prepared.box
 
     def run_outputs(self, batch: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Raw model outputs by name for preprocessed inputs (default: what this engine needs)."""
@@ -249,25 +268,31 @@ class InferenceEngine:
         predictions: list[ImagePrediction] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            prepared = [self.preprocess(image) for image in chunk]
-            outputs = self.run_outputs(np.stack([x for x, _ in prepared]))
+            predictions.extend(self.predict_prepared([self.prepare(image) for image in chunk]))
+        return predictions
+
+    def predict_prepared(self, prepared: Sequence[PreparedImage]) -> list[ImagePrediction]:
+        """Score prepared images (``prepare``, or a PreparePool) in batches; order is preserved."""
+        predictions: list[ImagePrediction] = []
+        for start in range(0, len(prepared), self.batch_size):
+            chunk = prepared[start : start + self.batch_size]
+            outputs = self.run_outputs(np.stack([p.tensor for p in chunk]))
             logits, cams = outputs[LOGITS_OUTPUT], outputs[CAM_OUTPUT]
             features = outputs.get(FEATURES_OUTPUT)
             scores = self.ood_scores(logits, features)
             near = np.zeros(len(chunk), bool)
             if self._views is not None and features is not None:
                 near = self._views.within_radius(features)
-            for row, (image, (_, box)) in enumerate(zip(chunk, prepared, strict=True)):
+            for row, item in enumerate(chunk):
                 row_scores = {method: float(values[row]) for method, values in scores.items()}
-                prediction = self._interpret(image, box, logits[row], cams[row], row_scores)
+                prediction = self._interpret(item, logits[row], cams[row], row_scores)
                 prediction.near_other_view = bool(near[row])
                 predictions.append(prediction)
         return predictions
 
     def _interpret(
         self,
-        image: IngestedImage,
-        box: Box,
+        prepared: PreparedImage,
         logits: np.ndarray,
         class_cams: np.ndarray,
         ood_scores: dict[str, float],
@@ -277,25 +302,20 @@ class InferenceEngine:
         probabilities = scaled_softmax(logits, self.temperature)
         index = int(np.argmax(probabilities))
         fired = self.ood_rule.fired(ood_scores)
-        shape = (image.height, image.width)
-        rgb = ensure_rgb_uint8(image.pixels)
         return ImagePrediction(
             classes=self.classes,
             probabilities=probabilities,
             label=self.classes[index],
             label_index=index,
             logits=np.asarray(logits, np.float64),
-            cam=cam_to_image(class_cams[index], shape, box),
             class_cams=np.asarray(class_cams, np.float32),
-            scan_box=box,
-            image_shape=shape,
+            scan_box=prepared.box,
+            image_shape=prepared.image_shape,
             ood=bool(fired),
             ood_score=float(ood_scores.get(self.ood_rule.method, np.nan)),
-            quality_issue=blank_frame_issue(rgb, box),
+            quality_issue=prepared.quality_issue,
             ood_scores=ood_scores,
             ood_signals=fired,
-            not_ultrasound=not_ultrasound_reason(rgb, image.metadata),
-            lossy_excluded=(image.metadata or {}).get("lossy_compression")
-            if self.card.lossy_policy == "exclude"
-            else None,
+            not_ultrasound=prepared.not_ultrasound,
+            lossy_excluded=prepared.lossy_compression if self.card.lossy_policy == "exclude" else None,
         )

@@ -106,6 +106,18 @@ class Settings(BaseSettings):
         description="the analysis worker loads a study's images in batches of at most this much working "
         "memory (7 bytes per pixel: RGB and the Grad-CAM map); a larger image is a batch alone",
     )
+    worker_prepare_processes: int | None = Field(
+        None,
+        ge=0,
+        description="processes that decode and preprocess stored images for the analysis worker; "
+        "default one per core; 0: in the worker's own thread",
+    )
+    worker_study_batch: int = Field(
+        8,
+        ge=1,
+        description="queued analyses the in-process worker takes together, so that their images "
+        "share the model's batches",
+    )
     worker_poll_s: float = Field(
         5.0, gt=0, description="how often the worker looks for queued analyses in the DB"
     )
