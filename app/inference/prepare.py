@@ -13,10 +13,11 @@ timings and benchmarks/bench_pipeline.py reports.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from typing import Any
@@ -27,6 +28,8 @@ import numpy as np
 from app.inference.image_kind import not_ultrasound_reason
 from app.inference.scores import blank_frame_issue
 from app.preprocess import Box, PreprocessSpec, crop, ensure_rgb_uint8, normalize, resize, scan_box
+
+log = logging.getLogger(__name__)
 
 # Every timing key a prepared image may carry, in pipeline order.
 PREPARE_STAGES = ("decode_s", "crop_s", "preprocess_s", "flags_s")
@@ -118,7 +121,9 @@ class PreparePool:
 
     Processes are spawned, never forked: the server that owns the pool runs threads (the web
     app, the lease heartbeat), and a forked child could inherit a lock held by one of them.
-    ``processes=0`` prepares in the calling thread (no pool). ``close`` ends the processes.
+    ``processes=0`` prepares in the calling thread (no pool). When the processes cannot be
+    started, or die (killed for memory), the work is done in the calling thread instead, with
+    a warning: slower, never wrong. ``close`` ends the processes.
     """
 
     def __init__(self, processes: int | None = None) -> None:
@@ -127,24 +132,56 @@ class PreparePool:
         if self.processes > 0:
             self._executor = ProcessPoolExecutor(self.processes, mp_context=get_context("spawn"))
 
+    @property
+    def pooled(self) -> bool:
+        """True while the work goes to worker processes."""
+        return self._executor is not None
+
     def warm_up(self) -> None:
         """Start every process now (each imports numpy and OpenCV once) rather than on first use."""
         if self._executor is not None:
-            for future in [self._executor.submit(_warm) for _ in range(self.processes)]:
-                future.result()
+            try:
+                for future in [self._executor.submit(_warm) for _ in range(self.processes)]:
+                    future.result()
+            except (BrokenExecutor, OSError, RuntimeError) as exc:
+                self._give_up(exc)
+
+    def _give_up(self, exc: BaseException) -> None:
+        log.warning("the preparing processes stopped (%s); preparing in this thread", type(exc).__name__)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     def submit(
         self, data: bytes, spec: PreprocessSpec, given_box: Box | None, metadata: Mapping[str, Any] | None
     ) -> Future[PreparedImage]:
         """Prepare one stored image; the future raises what ``prepare_stored`` raised."""
         if self._executor is not None:
-            return self._executor.submit(prepare_stored, data, spec, given_box, dict(metadata or {}))
+            try:
+                return self._executor.submit(prepare_stored, data, spec, given_box, dict(metadata or {}))
+            except (BrokenExecutor, OSError, RuntimeError) as exc:
+                self._give_up(exc)
         future: Future[PreparedImage] = Future()
         try:
             future.set_result(prepare_stored(data, spec, given_box, metadata))
         except Exception as exc:
             future.set_exception(exc)
         return future
+
+    def result(
+        self,
+        future: Future[PreparedImage],
+        data: bytes,
+        spec: PreprocessSpec,
+        given_box: Box | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> PreparedImage:
+        """The future's answer; when its process died, the same work done here (same arguments)."""
+        try:
+            return future.result()
+        except BrokenExecutor as exc:
+            self._give_up(exc)
+            return prepare_stored(data, spec, given_box, metadata)
 
     def close(self) -> None:
         if self._executor is not None:

@@ -51,6 +51,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     broker = make_broker(settings.broker_url, lease_s=settings.worker_lease_s)
     analyses = AnalysisWorker(runtime)
+    analyses.pool.warm_up()
     declare_analysis_actor(broker, settings.broker_queue, analyses.process)
     consumer = dramatiq.Worker(broker, worker_threads=args.concurrency)
     # Take no more messages than threads: a waiting message is another worker's to run.
@@ -83,6 +84,7 @@ def _worker(args: argparse.Namespace) -> int:
     finally:
         reaper.stop()
         consumer.stop(timeout=int(args.grace_s * 1000))
+        analyses.close()
         broker.close()
         runtime.db_engine.dispose()
     return 0

@@ -189,6 +189,8 @@ class AnalysisWorker:
         return taken
 
     def _run(self) -> None:
+        # The preparing processes start now, not in the first analysis's time.
+        self.pool.warm_up()
         while not self._stop.is_set():
             try:
                 taken = self._take()
@@ -391,11 +393,11 @@ class AnalysisWorker:
             self._pool.close()
             self._pool = None
 
-    def _submit(self, items: list[_Item]) -> list[tuple[_Item, Future[Any] | None]]:
+    def _submit(self, items: list[_Item]) -> list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]]:
         """Send each item's stored display image to the pool; an unreadable blob fails its image."""
         engine = self.runtime.inference
         assert engine is not None
-        submitted: list[tuple[_Item, Future[Any] | None]] = []
+        submitted: list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]] = []
         for item in items:
             row = item.row
             t0 = time.perf_counter()
@@ -405,15 +407,14 @@ class AnalysisWorker:
                 raise  # the store is away, not the image at fault: the studies are requeued
             except OSError as exc:
                 item.job.failures[item.position] = _image_error(exc)
-                submitted.append((item, None))
+                submitted.append((item, None, ()))
                 continue
             finally:
                 item.job.add("load_s", time.perf_counter() - t0)
             box = tuple(row.scan_box) if row.scan_box else None
             # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
-            submitted.append(
-                (item, self.pool.submit(data, engine.spec, box, dict(row.source_metadata or {})))
-            )  # type: ignore[arg-type]
+            args = (data, engine.spec, box, dict(row.source_metadata or {}))
+            submitted.append((item, self.pool.submit(*args), args))
         return submitted
 
     def _score_jobs(self, jobs: list[_Job]) -> None:
@@ -440,11 +441,11 @@ class AnalysisWorker:
             )
             ready: list[_Item] = []
             prepared: list[Any] = []
-            for item, future in current:
+            for item, future, args in current:
                 if future is None:
                     continue
                 try:
-                    result = future.result()
+                    result = self.pool.result(future, *args)
                 except (OSError, ValueError) as exc:
                     item.job.failures[item.position] = _image_error(exc)
                     continue

@@ -1,0 +1,225 @@
+"""Upload → verdict of one DICOM study through the real upload and worker code, stage by stage,
+against the floor (bare pydicom decoding of the same files + bare ONNX Runtime on as many
+images); prints JSON.
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--model DIR | --full-width] [--stills 20]
+        [--repeat 5] [--prepare-processes N]
+
+The study is one synthetic patient (app.synth, DICOM): ``--stills`` single-frame images and one
+cine loop, of which ingestion takes 8 frames (20 stills → 28 images). Each repeat copies the
+files into a fresh upload folder, runs ``import_upload`` (decode, display PNG and thumbnail,
+blobs, rows) and then ``AnalysisWorker.process`` (stored images decoded and preprocessed in the
+worker's process pool, inference, the model-resolution Grad-CAM kept, rows and verdict written)
+on a SQLite database in a temporary folder. The worker and its pool are started once, as in a
+server. Heatmaps are not drawn (the worker no longer draws them; the first view does), so
+"rendering" is the display PNG and thumbnail written at upload.
+
+``--full-width`` exports a randomly initialised full-width ResNet-34 (width 1.0, the paper's
+3.66 GMAC per image; needs torch, in a subprocess) and serves it: random weights are fine for
+timing. Stage seconds that run in the pool are summed over its processes (they overlap); the
+wall-clock split is upload, worker and, inside the worker, inference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def machine() -> dict[str, Any]:
+    """Where and under what load a number was taken (every benchmark's JSON carries it)."""
+    load = os.getloadavg()
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "load_avg_1_5_15": [round(v, 2) for v in load],
+        "python": platform.python_version(),
+    }
+
+
+def export_full_width(out: Path, width: float = 1.0) -> Path:
+    """A random full-width ResNet-34 exported like a real model, in a subprocess (torch)."""
+    code = (
+        "import sys; from pathlib import Path; from app.training.export import export_untrained_demo; "
+        f"export_untrained_demo(Path(sys.argv[1]), width={width}, seed=0)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env)
+    return out
+
+
+def make_study(folder: Path, stills: int) -> list[Path]:
+    from app.synth import generate_dataset
+
+    generate_dataset(folder, n_patients=1, seed=7, fmt="dicom", images_per_patient=(stills, stills))
+    return sorted((folder / "dicom").rglob("*.dcm"))
+
+
+def floor_seconds(files: list[Path], engine: Any, n_images: int, repeat: int) -> dict[str, float]:
+    """Bare pydicom decoding of the files, and bare ONNX Runtime on as many images."""
+    import numpy as np
+    import pydicom
+
+    def decode() -> None:
+        for path in files:
+            pydicom.dcmread(path).pixel_array  # noqa: B018 - decoding is the point
+
+    h, w = engine.spec.size
+    batch = np.zeros((n_images, 3, h, w), np.float32)
+
+    def infer() -> None:
+        for start in range(0, n_images, engine.batch_size):
+            engine.run_outputs(batch[start : start + engine.batch_size])
+
+    infer()  # the first run allocates
+    out = {}
+    for name, action in (("decode_s", decode), ("inference_s", infer)):
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            action()
+            times.append(time.perf_counter() - t0)
+        out[name] = statistics.median(times)
+    out["total_s"] = out["decode_s"] + out["inference_s"]
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, default=REPO / "models" / "fetal-cns-demo")
+    parser.add_argument("--full-width", action="store_true", help="serve a random full-width ResNet-34")
+    parser.add_argument("--stills", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--prepare-processes", type=int, default=None, help="default: one per core")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+
+    from app.web.core.migrations import upgrade_database
+    from app.web.core.models import Analysis
+    from app.web.runtime import build_runtime, load_inference
+    from app.web.services.analysis_worker import AnalysisWorker
+    from app.web.services.uploads import ReceivedFiles, UploadOverrides, import_upload
+    from app.web.settings import Settings
+
+    start_load = os.getloadavg()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    try:
+        model = export_full_width(tmp / "full") if args.full_width else args.model
+        files = make_study(tmp / "synth", args.stills)
+        url = f"sqlite:///{tmp}/bench.sqlite"
+        upgrade_database(url)
+        settings = Settings(
+            database_url=url,
+            data_dir=tmp / "var",
+            model_dir=model,
+            secret_key="bench",
+            inference_device="cpu",
+            inference_batch_size=args.batch_size,
+            worker_enabled=False,
+            worker_prepare_processes=args.prepare_processes,
+        )
+        runtime = build_runtime(settings)
+        load_inference(runtime)
+        engine = runtime.inference
+        assert engine is not None, runtime.inference_error
+        worker = AnalysisWorker(runtime)
+        worker.pool.warm_up()
+
+        runs: list[dict[str, Any]] = []
+        n_images = 0
+        for index in range(args.repeat + 1):  # the first run warms caches and is dropped
+            folder = tmp / f"upload{index}"
+            folder.mkdir()
+            paths = [Path(shutil.copy(path, folder / f"{n:03d}-{path.name}")) for n, path in enumerate(files)]
+            received = ReceivedFiles(directory=folder, paths=paths)
+            t0 = time.perf_counter()
+            outcome = import_upload(runtime, received, UploadOverrides(patient_id=f"BENCH{index}"), None)
+            t1 = time.perf_counter()
+            analysis_id = outcome.studies[0].analysis_id
+            assert analysis_id is not None and worker.process(analysis_id)
+            t2 = time.perf_counter()
+            with runtime.session_factory() as db:
+                analysis = db.get(Analysis, analysis_id)
+                assert analysis is not None and analysis.status == "done", analysis and analysis.error
+                worker_timings = dict(analysis.timings or {})
+            n_images = outcome.studies[0].n_images
+            if index:
+                runs.append(
+                    {"upload_s": t1 - t0, "worker_s": t2 - t1, "total_s": t2 - t0, "upload": outcome.timings}
+                    | {"worker": worker_timings}
+                )
+            received.cleanup()
+        worker.close()
+
+        floor = floor_seconds(files, engine, n_images, args.repeat)
+        median_run = sorted(runs, key=lambda r: r["total_s"])[len(runs) // 2]
+        up, wk = median_run["upload"], median_run["worker"]
+        total = median_run["total_s"]
+        stages = {
+            "decode_dicom_s": up["decode_s"],
+            "encode_display_and_thumbnail_s": up["encode_s"],
+            "store_blobs_s": up["store_s"] + up["prepare_s"],
+            "db_upload_s": up["db_s"],
+            "read_blobs_s": wk.get("load_s", 0.0),
+            "decode_display_png_s": wk.get("decode_s", 0.0),
+            "crop_s": wk.get("crop_s", 0.0),
+            "preprocess_s": wk.get("preprocess_s", 0.0),
+            "flags_s": wk.get("flags_s", 0.0),
+            "inference_s": wk.get("inference_s", 0.0),
+            "cam_s": wk.get("cam_s", 0.0),
+            "render_heatmaps_s": 0.0,
+            "db_worker_s": wk.get("db_s", 0.0),
+        }
+        result = {
+            "benchmark": "pipeline upload -> verdict",
+            "machine": machine(),
+            "load_avg_at_start": [round(v, 2) for v in start_load],
+            "model": {"name": engine.card.name, "architecture": engine.card.raw.get("architecture")},
+            "provider": engine.provider,
+            "prepare_processes": worker.pool.processes,
+            "files": len(files),
+            "images": n_images,
+            "repeats": args.repeat,
+            "median_run": {
+                "total_s": round(total, 4),
+                "upload_s": round(median_run["upload_s"], 4),
+                "worker_s": round(median_run["worker_s"], 4),
+                "stages_s": {k: round(v, 4) for k, v in stages.items()},
+                "non_inference_share": round(1 - stages["inference_s"] / total, 3),
+            },
+            "all_totals_s": [round(r["total_s"], 4) for r in runs],
+            "floor": {k: round(v, 4) for k, v in floor.items()},
+            "ratio_to_floor": round(total / floor["total_s"], 2),
+            "note": "pool stage seconds are summed over processes and overlap; wall split is upload/worker",
+        }
+        print(json.dumps(result, indent=2))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
