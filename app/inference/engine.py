@@ -25,6 +25,8 @@ from app.inference.mahalanobis import (
 from app.inference.prepare import PreparedImage, prepare_image
 from app.inference.runtime import (
     CPU,
+    CUDA,
+    TENSORRT,
     EngineError,
     SessionKey,
     choose_providers,
@@ -150,13 +152,25 @@ class ImagePrediction:
 class InferenceEngine:
     """Loads a model directory once and scores images in batches.
 
-    ``device``: "auto" (CUDA when a GPU is present, else CPU), "cpu" or "cuda".
+    ``device``: "auto" (CUDA when a GPU is present, else CPU), "cpu", "cuda" or "cuda:N".
     ``threads``: intra-op threads (default: up to 4 cores); inter-op is 1 because the graph
     is a chain of convolutions with nothing to run in parallel.
+    ``precision``: "fp32" (model.onnx), or a variant the card lists with a passed parity check
+    ("int8" for CPUs, "fp16" for GPUs; ``fetalcns export --quantize``).
+    ``tensorrt``: on a GPU, TensorRT before CUDA, its engines cached in ``tensorrt_cache``.
+    On CUDA the batch is bound to GPU memory (IO binding) rather than copied by ``run``.
     """
 
     def __init__(
-        self, model_dir: Path | str, device: str = "auto", batch_size: int = 16, threads: int | None = None
+        self,
+        model_dir: Path | str,
+        device: str = "auto",
+        batch_size: int = 16,
+        threads: int | None = None,
+        precision: str = "fp32",
+        tensorrt: bool = False,
+        tensorrt_cache: Path | str | None = None,
+        allow_spinning: bool = False,
     ) -> None:
         if batch_size < 1:
             raise EngineError("batch_size must be at least 1")
@@ -187,16 +201,34 @@ class InferenceEngine:
         self._outputs = [LOGITS_OUTPUT, CAM_OUTPUT]
         if self._gaussians is not None or self._views is not None:
             self._outputs.append(FEATURES_OUTPUT)
+        try:
+            onnx_path, sha256, _ = self.card.variant(precision)
+        except ModelCardError as exc:
+            raise EngineError(f"cannot load the model: {exc}") from exc
+        if precision != "fp32":
+            from app.modelcard import sha256_of
+
+            if not onnx_path.is_file() or sha256_of(onnx_path) != sha256:
+                raise EngineError(
+                    f"the {precision} model file {onnx_path} is missing or does not match its card"
+                )
+        self.precision = precision
+        providers = tuple(choose_providers(device, tensorrt=tensorrt))
         key = SessionKey(
-            onnx_path=str(self.card.onnx_path.resolve()),
-            sha256=self.card.sha256,
-            providers=tuple(choose_providers(device)),
+            onnx_path=str(onnx_path.resolve()),
+            sha256=sha256,
+            providers=providers,
             intra_op_threads=threads or default_threads(),
             inter_op_threads=1,
             device_id=split_device(device)[1],
+            allow_spinning=allow_spinning,
+            tensorrt_cache=str(tensorrt_cache) if tensorrt_cache and TENSORRT in providers else None,
+            tensorrt_fp16=precision == "fp16",
         )
+        self._session_key = key
         self._session = get_session(key)
         self.provider: str = self._session.get_providers()[0] if self._session.get_providers() else CPU
+        self._device_id = key.device_id
         self._check_signature()
         log.info("model %s %s on %s", self.card.name, self.card.version, self.provider)
 
@@ -223,6 +255,11 @@ class InferenceEngine:
         return self.card.classes
 
     @property
+    def session_settings(self) -> dict[str, object]:
+        """The ONNX Runtime settings this engine runs with (recorded by benchmarks and metrics)."""
+        return {**self._session_key.settings(), "provider": self.provider, "precision": self.precision}
+
+    @property
     def output_names(self) -> tuple[str, ...]:
         """Every output of the ONNX graph (``features`` only on models that export it)."""
         return tuple(o.name for o in self._session.get_outputs())
@@ -243,8 +280,25 @@ class InferenceEngine:
     def run_outputs(self, batch: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Raw model outputs by name for preprocessed inputs (default: what this engine needs)."""
         names = list(names or self._outputs)
-        values = self._session.run(names, {self.card.input_name: np.ascontiguousarray(batch, np.float32)})
+        batch = np.ascontiguousarray(batch, np.float32)
+        if self.provider in (CUDA, TENSORRT):
+            return self._run_bound(batch, names)
+        values = self._session.run(names, {self.card.input_name: batch})
         return {name: np.asarray(value) for name, value in zip(names, values, strict=True)}
+
+    def _run_bound(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """One run with IO binding: the batch is copied to the GPU once, the outputs are
+        allocated there and copied back once, with no staging buffers of ``run`` in between."""
+        import onnxruntime as ort
+
+        binding = self._session.io_binding()
+        value = ort.OrtValue.ortvalue_from_numpy(batch, "cuda", self._device_id)
+        binding.bind_ortvalue_input(self.card.input_name, value)
+        for name in names:
+            binding.bind_output(name, "cuda", self._device_id)
+        self._session.run_with_iobinding(binding)
+        outputs = binding.copy_outputs_to_cpu()
+        return {name: np.asarray(out) for name, out in zip(names, outputs, strict=True)}
 
     def run_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw model outputs (logits [N, C], cam [N, C, h, w]) for preprocessed inputs."""

@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     inference_threads: int | None = Field(
         None, ge=1, description="CPU threads for inference; default: runtime's"
     )
+    inference_precision: Literal["fp32", "int8", "fp16"] = Field(
+        "fp32",
+        description="fp32 (model.onnx), or a variant from `fetalcns export --quantize` whose parity "
+        "check passed: int8 for CPUs, fp16 for GPUs",
+    )
+    inference_tensorrt: bool = Field(
+        False, description="on a GPU, run TensorRT before CUDA (engines cached under DATA_DIR/tensorrt)"
+    )
     assistance_mode: AssistanceMode = Field(
         "concurrent",
         description="concurrent: AI shown at once; second-read: AI hidden until a preliminary read",
