@@ -162,3 +162,21 @@ def test_provider_options_name_the_gpu_and_the_engine_cache(tmp_path: Path) -> N
     }
     assert cuda == {"device_id": "3"} and cpu == {}
     assert key.settings()["graph_optimization_level"] == "all" and key.settings()["allow_spinning"] is False
+
+
+def test_the_gpu_benchmark_says_why_it_cannot_run_on_a_machine_without_a_gpu() -> None:
+    from app.inference.runtime import gpu_present
+
+    if gpu_present():
+        pytest.skip("this machine has a GPU: benchmarks/gpu.sh runs for real there")
+    done = subprocess.run(
+        [str(REPO / "benchmarks" / "gpu.sh")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHON": sys.executable, "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 2, done.stderr
+    report = json.loads(done.stdout)
+    assert report["gpu"] is False and "no usable NVIDIA GPU" in report["reason"]
+    assert report["machine"]["cores"] >= 1 and len(report["machine"]["load_avg_1_5_15"]) == 3

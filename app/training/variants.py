@@ -162,7 +162,7 @@ def convert_fp16_file(source: Path, target: Path) -> dict[str, Any]:
     }
 
 
-def _engine_for(model_dir: Path, onnx_file: Path, scratch: Path) -> Any:
+def _engine_for(model_dir: Path, onnx_file: Path, scratch: Path, device: str = "cpu") -> Any:
     """An engine on ``onnx_file`` with the card of ``model_dir`` (its OOD parameters too), before
     the card lists the file: a copy of the folder with the candidate as its model.onnx."""
     from app.inference.engine import InferenceEngine
@@ -177,7 +177,7 @@ def _engine_for(model_dir: Path, onnx_file: Path, scratch: Path) -> Any:
     raw = json.loads(json.dumps(card.raw))
     raw["onnx"] = {k: v for k, v in raw["onnx"].items() if k not in ("variants", "file")}
     write_model_card(folder, raw)
-    return InferenceEngine(folder, device="cpu")
+    return InferenceEngine(folder, device=device)
 
 
 def parity(
@@ -229,12 +229,17 @@ def parity(
 
 
 def make_variant(
-    model_dir: Path | str, precision: str, data_dir: Path | str, max_prob_diff: float | None = None
+    model_dir: Path | str,
+    precision: str,
+    data_dir: Path | str,
+    max_prob_diff: float | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Write MODEL_DIR/model.<precision>.onnx, check its parity and record both in the card.
 
     Returns the card's new ``onnx.variants.<precision>`` entry (its ``parity.passed`` says whether
-    serving will accept it). model.onnx itself is never changed.
+    serving will accept it). model.onnx itself is never changed. ``device``: where the variant
+    runs for the check (fp32 always runs on the CPU, the reference); the card says which.
     """
     from app.inference.engine import InferenceEngine
 
@@ -255,10 +260,10 @@ def make_variant(
             how["calibration_patients"] = len(calibration)
         else:
             how = convert_fp16_file(reference.card.onnx_path, candidate_file)
-        candidate = _engine_for(model_dir, candidate_file, Path(scratch))
+        candidate = _engine_for(model_dir, candidate_file, Path(scratch), device)
         check = parity(reference, candidate, patients, held_out, bound)
+        check["checked_on"] = candidate.provider
         shutil.copyfile(candidate_file, target)
-    check["checked_on"] = "CPUExecutionProvider"
     entry = {
         "file": target.name,
         "sha256": sha256_of(target),
