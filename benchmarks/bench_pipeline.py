@@ -35,7 +35,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+# BENCH_REPO=/path/to/another/checkout times that checkout's code with this script (a before/after
+# comparison on the same machine and load); stages it does not record are reported as absent.
+REPO = Path(os.environ.get("BENCH_REPO") or Path(__file__).resolve().parents[1])
 sys.path.insert(0, str(REPO))
 
 
@@ -131,7 +133,7 @@ def main() -> int:
         files = make_study(tmp / "synth", args.stills)
         url = f"sqlite:///{tmp}/bench.sqlite"
         upgrade_database(url)
-        settings = Settings(
+        values: dict[str, Any] = dict(
             database_url=url,
             data_dir=tmp / "var",
             model_dir=model,
@@ -139,14 +141,17 @@ def main() -> int:
             inference_device="cpu",
             inference_batch_size=args.batch_size,
             worker_enabled=False,
-            worker_prepare_processes=args.prepare_processes,
         )
+        if "worker_prepare_processes" in Settings.model_fields:
+            values["worker_prepare_processes"] = args.prepare_processes
+        settings = Settings(**values)
         runtime = build_runtime(settings)
         load_inference(runtime)
         engine = runtime.inference
         assert engine is not None, runtime.inference_error
         worker = AnalysisWorker(runtime)
-        worker.pool.warm_up()
+        if hasattr(worker, "pool"):
+            worker.pool.warm_up()
 
         runs: list[dict[str, Any]] = []
         n_images = 0
@@ -167,31 +172,33 @@ def main() -> int:
                 worker_timings = dict(analysis.timings or {})
             n_images = outcome.studies[0].n_images
             if index:
+                upload_timings = getattr(outcome, "timings", {})
                 runs.append(
-                    {"upload_s": t1 - t0, "worker_s": t2 - t1, "total_s": t2 - t0, "upload": outcome.timings}
+                    {"upload_s": t1 - t0, "worker_s": t2 - t1, "total_s": t2 - t0, "upload": upload_timings}
                     | {"worker": worker_timings}
                 )
             received.cleanup()
-        worker.close()
+        if hasattr(worker, "close"):
+            worker.close()
 
         floor = floor_seconds(files, engine, n_images, args.repeat)
         median_run = sorted(runs, key=lambda r: r["total_s"])[len(runs) // 2]
         up, wk = median_run["upload"], median_run["worker"]
         total = median_run["total_s"]
         stages = {
-            "decode_dicom_s": up["decode_s"],
-            "encode_display_and_thumbnail_s": up["encode_s"],
-            "store_blobs_s": up["store_s"] + up["prepare_s"],
-            "db_upload_s": up["db_s"],
-            "read_blobs_s": wk.get("load_s", 0.0),
-            "decode_display_png_s": wk.get("decode_s", 0.0),
-            "crop_s": wk.get("crop_s", 0.0),
-            "preprocess_s": wk.get("preprocess_s", 0.0),
-            "flags_s": wk.get("flags_s", 0.0),
-            "inference_s": wk.get("inference_s", 0.0),
-            "cam_s": wk.get("cam_s", 0.0),
-            "render_heatmaps_s": 0.0,
-            "db_worker_s": wk.get("db_s", 0.0),
+            "decode_dicom_s": up.get("decode_s"),
+            "encode_display_and_thumbnail_s": up.get("encode_s"),
+            "store_blobs_s": up["store_s"] + up["prepare_s"] if "store_s" in up else None,
+            "db_upload_s": up.get("db_s"),
+            "read_blobs_s": wk.get("load_s"),
+            "decode_display_png_s": wk.get("decode_s"),
+            "crop_s": wk.get("crop_s"),
+            "preprocess_s": wk.get("preprocess_s"),
+            "flags_s": wk.get("flags_s"),
+            "inference_s": wk.get("inference_s"),
+            "cam_s": wk.get("cam_s"),
+            "render_heatmaps_s": wk.get("render_s", 0.0),
+            "db_worker_s": wk.get("db_s"),
         }
         result = {
             "benchmark": "pipeline upload -> verdict",
@@ -207,12 +214,13 @@ def main() -> int:
                 "total_s": round(total, 4),
                 "upload_s": round(median_run["upload_s"], 4),
                 "worker_s": round(median_run["worker_s"], 4),
-                "stages_s": {k: round(v, 4) for k, v in stages.items()},
-                "non_inference_share": round(1 - stages["inference_s"] / total, 3),
+                "stages_s": {k: None if v is None else round(v, 4) for k, v in stages.items()},
+                "non_inference_share": round(1 - (stages["inference_s"] or 0.0) / total, 3),
             },
             "all_totals_s": [round(r["total_s"], 4) for r in runs],
             "floor": {k: round(v, 4) for k, v in floor.items()},
             "ratio_to_floor": round(total / floor["total_s"], 2),
+            "code": str(REPO),
             "note": "pool stage seconds are summed over processes and overlap; wall split is upload/worker",
         }
         print(json.dumps(result, indent=2))
