@@ -206,7 +206,7 @@ def main() -> int:
             "load_avg_at_start": [round(v, 2) for v in start_load],
             "model": {"name": engine.card.name, "architecture": engine.card.raw.get("architecture")},
             "provider": engine.provider,
-            "prepare_processes": worker.pool.processes,
+            "prepare_processes": worker.pool.processes if hasattr(worker, "pool") else 0,
             "files": len(files),
             "images": n_images,
             "repeats": args.repeat,

@@ -15,8 +15,11 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -298,41 +301,71 @@ def _remove_unreferenced(runtime: Runtime, keys: set[str]) -> None:
         runtime.store.delete(key)
 
 
-def _store(store: BlobStore, created: set[str], data: bytes, suffix: str) -> str:
-    key, new = store.put_bytes(data, suffix)
-    if new:
-        created.add(key)
-    return key
-
-
 class _StoringSink:
     """Stores each image (display PNG and thumbnail) the moment ingestion decodes it, and lets
-    its pixels go: an upload holds about one decoded frame at a time, not every frame of every
-    file until the import ends. Blobs it writes are in ``created`` until rows name them."""
+    its pixels go: an upload holds a few decoded frames at a time, not every frame of every file
+    until the import ends. Blobs it writes are in ``created`` until rows name them.
 
-    def __init__(self, store: BlobStore) -> None:
+    With ``threads`` > 1 the encoding and storing run in a thread pool (OpenCV releases the GIL)
+    while ingestion decodes the next frame; at most two frames per thread wait, so memory stays
+    bounded. ``finish`` waits for every frame and raises the first failure.
+    """
+
+    def __init__(self, store: BlobStore, threads: int = 1) -> None:
         self.store = store
         self.created: set[str] = set()
         # (file sha256, frame) -> (display key, thumbnail key); ingestion admits each file once.
         self.keys: dict[tuple[str, int | None], tuple[str, str]] = {}
-        # Seconds spent encoding and storing (benchmarks/bench_pipeline.py reads them).
+        # Seconds spent encoding and storing, summed over threads (benchmarks/bench_pipeline.py).
         self.encode_s = 0.0
         self.store_s = 0.0
+        self._threads = max(1, threads)
+        self._lock = threading.Lock()
+        self._pending: deque[Future[None]] = deque()
+        self._pool = ThreadPoolExecutor(self._threads, "upload-encode") if self._threads > 1 else None
 
-    def __call__(self, image: IngestedImage) -> IngestedImage:
+    def _put(self, data: bytes, suffix: str) -> str:
+        key, new = self.store.put_bytes(data, suffix)
+        if new:
+            with self._lock:
+                self.created.add(key)
+        return key
+
+    def _encode_and_store(self, key: tuple[str, int | None], pixels: Any) -> None:
         from app.inference.render import encode_display_png, encode_jpeg, grey_if_equal, thumbnail
 
         t0 = time.perf_counter()
         # The display copy is what the worker analyses and the viewer shows: lossless PNG. The
         # thumbnail is only for finding the image in the strip: JPEG.
-        display_png = encode_display_png(image.pixels)
-        small = encode_jpeg(grey_if_equal(thumbnail(image.pixels, max_side=THUMBNAIL_SIDE)))
+        display_png = encode_display_png(pixels)
+        small = encode_jpeg(grey_if_equal(thumbnail(pixels, max_side=THUMBNAIL_SIDE)))
         t1 = time.perf_counter()
-        display = _store(self.store, self.created, display_png, "png")
-        self.keys[(image.sha256, image.frame)] = (display, _store(self.store, self.created, small, "jpg"))
-        self.encode_s += t1 - t0
-        self.store_s += time.perf_counter() - t1
+        stored = (self._put(display_png, "png"), self._put(small, "jpg"))
+        t2 = time.perf_counter()
+        with self._lock:
+            self.keys[key] = stored
+            self.encode_s += t1 - t0
+            self.store_s += t2 - t1
+
+    def __call__(self, image: IngestedImage) -> IngestedImage:
+        key = (image.sha256, image.frame)
+        if self._pool is None:
+            self._encode_and_store(key, image.pixels)
+            return image.without_pixels()
+        while len(self._pending) >= 2 * self._threads:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._encode_and_store, key, image.pixels))
         return image.without_pixels()
+
+    def finish(self) -> None:
+        """Wait for every frame handed over; the first failure is raised (after all have ended,
+        so that nothing is written after the caller cleans up)."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=False)
 
 
 @dataclass
@@ -572,12 +605,17 @@ def import_upload(
         max_decoded_bytes=runtime.settings.max_decode_bytes,
         temp_root=str(received.directory),
     )
-    sink = _StoringSink(runtime.store)
+    from app.inference.prepare import default_processes
+
+    sink = _StoringSink(runtime.store, threads=default_processes())
     created_keys = sink.created
     outcome = UploadOutcome()
     try:
         t0 = time.perf_counter()
-        result = ingest_paths(received.paths, options, sink=sink)
+        try:
+            result = ingest_paths(received.paths, options, sink=sink)
+        finally:
+            sink.finish()
         t1 = time.perf_counter()
         rejected = [RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected]
         outcome.rejected = rejected
@@ -595,7 +633,9 @@ def import_upload(
             db.commit()
         outcome.studies = [saved[index] for index in sorted(saved)]
         outcome.timings = {
-            "decode_s": t1 - t0 - sink.encode_s - sink.store_s,
+            # Encoding overlaps decoding in the sink's threads: this is decoding's wall time
+            # less the encoding that did not overlap, never below zero.
+            "decode_s": max(0.0, t1 - t0 - sink.encode_s - sink.store_s),
             "encode_s": sink.encode_s,
             "store_s": sink.store_s,
             "prepare_s": t2 - t1,
