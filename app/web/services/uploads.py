@@ -135,8 +135,9 @@ class NothingUsable(InvalidInput):
 class UploadOutcome:
     studies: list[CreatedStudy] = field(default_factory=list)
     rejected: list[RejectedUpload] = field(default_factory=list)
-    # Seconds by stage: decode (ingestion without the sink's work), encode and store (the display
-    # PNGs and thumbnails), prepare (source files stored), db (the transaction).
+    # Seconds by stage: decode (ingestion without the hand-over to the sink), handover (waiting
+    # for the sink), encode and store (the display PNGs and thumbnails, summed over the sink's
+    # threads), prepare (source files stored), db (the transaction).
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -319,6 +320,9 @@ class _StoringSink:
         # Seconds spent encoding and storing, summed over threads (benchmarks/bench_pipeline.py).
         self.encode_s = 0.0
         self.store_s = 0.0
+        # Seconds ingestion's own thread spent handing frames over (encoding them itself, or
+        # waiting for a free thread) and waiting at ``finish``: the rest of its time is decoding.
+        self.handover_s = 0.0
         self._threads = max(1, threads)
         self._lock = threading.Lock()
         self._pending: deque[Future[None]] = deque()
@@ -349,23 +353,29 @@ class _StoringSink:
 
     def __call__(self, image: IngestedImage) -> IngestedImage:
         key = (image.sha256, image.frame)
-        if self._pool is None:
-            self._encode_and_store(key, image.pixels)
-            return image.without_pixels()
-        while len(self._pending) >= 2 * self._threads:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._encode_and_store, key, image.pixels))
+        t0 = time.perf_counter()
+        try:
+            if self._pool is None:
+                self._encode_and_store(key, image.pixels)
+            else:
+                while len(self._pending) >= 2 * self._threads:
+                    self._pending.popleft().result()
+                self._pending.append(self._pool.submit(self._encode_and_store, key, image.pixels))
+        finally:
+            self.handover_s += time.perf_counter() - t0
         return image.without_pixels()
 
     def finish(self) -> None:
         """Wait for every frame handed over; the first failure is raised (after all have ended,
         so that nothing is written after the caller cleans up)."""
+        t0 = time.perf_counter()
         try:
             while self._pending:
                 self._pending.popleft().result()
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=False)
+            self.handover_s += time.perf_counter() - t0
 
 
 @dataclass
@@ -633,9 +643,10 @@ def import_upload(
             db.commit()
         outcome.studies = [saved[index] for index in sorted(saved)]
         outcome.timings = {
-            # Encoding overlaps decoding in the sink's threads: this is decoding's wall time
-            # less the encoding that did not overlap, never below zero.
-            "decode_s": max(0.0, t1 - t0 - sink.encode_s - sink.store_s),
+            # Encoding overlaps decoding in the sink's threads (encode_s and store_s are summed
+            # over them): decoding is ingestion's time outside the hand-over to the sink.
+            "decode_s": t1 - t0 - sink.handover_s,
+            "handover_s": sink.handover_s,
             "encode_s": sink.encode_s,
             "store_s": sink.store_s,
             "prepare_s": t2 - t1,
