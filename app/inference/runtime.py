@@ -11,7 +11,7 @@ import ctypes
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import onnxruntime as ort
@@ -169,7 +169,11 @@ def _create_session(key: SessionKey) -> ort.InferenceSession:
             provider_options=provider_options(key),
         )
     except Exception as exc:  # onnxruntime raises its own exception types per failure
-        if CUDA in key.providers or TENSORRT in key.providers:
+        if TENSORRT in key.providers:
+            # TensorRT libraries missing or the graph refused: CUDA alone still serves on the GPU.
+            log.warning("TensorRT session failed (%s); trying CUDA", type(exc).__name__)
+            return _create_session(replace(key, providers=tuple(p for p in key.providers if p != TENSORRT)))
+        if CUDA in key.providers:
             # A GPU without matching CUDA/cuDNN libraries: serve on CPU rather than not at all.
             log.warning("CUDA session failed (%s); falling back to CPU", type(exc).__name__)
             return ort.InferenceSession(key.onnx_path, sess_options=options, providers=[CPU])

@@ -277,6 +277,7 @@ class AnalysisWorker:
             return False
         settled = True
         jobs: list[_Job] = []
+        claimed_ids: list[int] = []
         for analysis_id in analysis_ids:
             # One owner per claim, so that even two threads of one process never share a lease.
             job = _Job(analysis_id, leases.new_owner_id())
@@ -289,6 +290,7 @@ class AnalysisWorker:
                 continue
             if not claimed:
                 continue  # done already, or another worker holds a live lease on it
+            claimed_ids.append(analysis_id)
             try:
                 attempts = self._attempts(analysis_id)
             except Exception as exc:
@@ -324,7 +326,7 @@ class AnalysisWorker:
                         self._conclude(job)
                     except Exception as exc:
                         settled &= self._settle_error(job, exc)
-        for analysis_id in analysis_ids:
+        for analysis_id in claimed_ids:
             if self.on_done is not None:
                 self.on_done(analysis_id)
         return settled
