@@ -27,6 +27,9 @@ from app.preprocess import (
 
 CARD_FILE = "model.json"
 ONNX_FILE = "model.onnx"
+# Numeric precisions a model may be served in: the exported fp32 graph, and the variants
+# `fetalcns export --quantize` adds beside it (onnx.variants in the card), each with its parity.
+PRECISIONS = ("fp32", "int8", "fp16")
 SCHEMA_VERSION = 1
 
 REQUIRED_KEYS = (
@@ -298,6 +301,26 @@ class ModelCard:
     def onnx_path(self) -> Path:
         return self.directory / str(self.raw["onnx"].get("file", ONNX_FILE))
 
+    def variant(self, precision: str) -> tuple[Path, str, Mapping[str, Any]]:
+        """(file, sha256, card entry) of the model in ``precision``; fp32 is model.onnx itself.
+
+        A variant whose parity check did not pass is refused: it may give other verdicts.
+        """
+        if precision not in PRECISIONS:
+            raise ModelCardError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if precision == "fp32":
+            return self.onnx_path, self.sha256, self.raw["onnx"]
+        entry = (self.raw["onnx"].get("variants") or {}).get(precision)
+        if entry is None:
+            raise ModelCardError(
+                f"the model has no {precision} variant; "
+                f"make one with `fetalcns export --quantize {precision}`"
+            )
+        if not entry["parity"]["passed"]:
+            summary = entry["parity"].get("summary", "")
+            raise ModelCardError(f"the {precision} variant failed its parity check against fp32 ({summary})")
+        return self.directory / str(entry["file"]), str(entry["sha256"]), entry
+
     @property
     def clinical_use(self) -> bool:
         return bool(self.raw["clinical_use"])
@@ -533,6 +556,18 @@ def _check_onnx(value: object) -> None:
     _check_sha256(onnx.get("sha256"), "onnx.sha256")
     if "file" in onnx:
         _file_name(onnx["file"], "onnx.file")
+    if "variants" in onnx:
+        variants = _object(onnx["variants"], "onnx.variants")
+        for name, entry in variants.items():
+            path = f"onnx.variants.{name}"
+            if name not in PRECISIONS or name == "fp32":
+                _fail(path, f"must be one of {', '.join(p for p in PRECISIONS if p != 'fp32')}")
+            entry = _object(entry, path)
+            _file_name(entry.get("file"), f"{path}.file")
+            _check_sha256(entry.get("sha256"), f"{path}.sha256")
+            parity = _object(entry.get("parity"), f"{path}.parity")
+            if not isinstance(parity.get("passed"), bool):
+                _fail(f"{path}.parity.passed", "must be true or false")
 
 
 def validate_card(raw: object) -> None:

@@ -1,5 +1,7 @@
 """Latency of the case page and the study API under 20 concurrent clients while a study is being
-analysed, for 1 and 4 web processes (`fetalcns serve --workers N`); prints JSON.
+analysed, for 1 and 4 web processes (`fetalcns serve --workers N`), the upload → verdict latency of
+both studies, and the peak RSS of the server and the worker (with their child processes: web
+workers, the preparing pool); prints JSON.
 
 For each process count it starts a real server on a fresh PostgreSQL database (the bundled model,
 the in-process worker, or `fetalcns worker` processes with ``--broker-url``), signs in, uploads a
@@ -114,6 +116,43 @@ def _study(seed: int, n_images: int, height: int, width: int) -> list[tuple[str,
     ]
 
 
+def _peak_rss_mib(pid: int) -> float:
+    """VmHWM (peak resident memory) of one process, in MiB; 0 when it has gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            children = [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *_descendants(child)]
+    return found
+
+
+def _rss_tree(pid: int) -> dict[str, Any]:
+    """Peak RSS of a process and of each process under it (the preparing pool, web workers)."""
+    children = {child: _peak_rss_mib(child) for child in _descendants(pid)}
+    return {
+        "process_mib": _peak_rss_mib(pid),
+        "children_mib": sorted(children.values(), reverse=True),
+        "total_mib": round(_peak_rss_mib(pid) + sum(children.values()), 1),
+    }
+
+
 def _status(base: str, token: str, study_id: int) -> str:
     response = httpx.get(f"{base}/api/v1/studies/{study_id}", headers={"Authorization": f"Bearer {token}"})
     return str(response.json()["status"])
@@ -204,11 +243,15 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
         )
         assert signed_in.status_code == 303, signed_in.status_code
 
+        latency: dict[str, float] = {}
+        t0 = time.perf_counter()
         case = httpx.post(
             f"{base}/api/v1/studies", files=multipart(_study(1, 4, 240, 320)), headers=auth, timeout=120
         ).json()["study_id"]
         while _status(base, token, case) not in ("done", "failed"):
-            time.sleep(0.2)
+            time.sleep(0.02)
+        latency["small_study_4_images_s"] = round(time.perf_counter() - t0, 3)
+        t_busy = time.perf_counter()
         busy = httpx.post(
             f"{base}/api/v1/studies",
             files=multipart(_study(2, args.busy_images, 480, 640)),
@@ -234,9 +277,17 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
         server_cpu_s = sum(_tree_cpu_s(p.pid) for p in started) - server_cpu_before
         load_after = os.getloadavg()[0]
         still_analysing = _status(base, token, busy) == "running"
+        while _status(base, token, busy) not in ("done", "failed"):
+            time.sleep(0.05)
+        latency[f"busy_study_{args.busy_images}_images_under_load_s"] = round(time.perf_counter() - t_busy, 3)
         browser.close()
+        rss = {"server": _rss_tree(started[0].pid)}
+        if args.broker_url:
+            rss["worker"] = _rss_tree(started[1].pid)
         return {
             "processes": processes,
+            "upload_to_verdict": latency,
+            "peak_rss": rss,
             "clients": args.clients,
             "seconds": args.seconds,
             "analysis_running_throughout": still_analysing,
@@ -274,11 +325,18 @@ def main() -> int:
         "--broker-url", default=None, help="analyse in a `fetalcns worker` through this broker"
     )
     args = parser.parse_args()
+    before = os.getloadavg()
     results = [run_one(n, args) for n in args.processes]
     load = os.getloadavg()
     print(
         json.dumps(
-            {"cpus": os.cpu_count(), "load_avg_1m_after": round(load[0], 2), "runs": results}, indent=2
+            {
+                "cpus": os.cpu_count(),
+                "load_avg_1_5_15_before": [round(v, 2) for v in before],
+                "load_avg_1_5_15_after": [round(v, 2) for v in load],
+                "runs": results,
+            },
+            indent=2,
         )
     )
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -142,3 +143,24 @@ def test_non_finite_cells_render_cold_at_every_position(width: int, bad: float) 
     assert (rgba[:, positions, :3] == heatmap_rgba(np.zeros((1, 1), np.float32))[0, 0, :3]).all()
     image = np.full((2, width, 3), 40, np.uint8)
     assert (overlay(image, cam)[:, positions] == 40).all()
+
+
+def test_display_pngs_are_lossless_and_grey_when_the_channels_agree() -> None:
+    from app.inference.render import encode_display_png, encode_jpeg, grey_if_equal
+
+    rng = np.random.default_rng(3)
+    grey = rng.integers(0, 256, (37, 51), dtype=np.uint8)
+    rgb_grey = np.repeat(grey[:, :, None], 3, axis=2)
+    colour = rng.integers(0, 256, (37, 51, 3), dtype=np.uint8)
+    assert grey_if_equal(rgb_grey).shape == (37, 51)
+    assert grey_if_equal(colour) is colour
+    for image in (rgb_grey, colour):
+        data = np.frombuffer(encode_display_png(image), np.uint8)
+        back = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        np.testing.assert_array_equal(back, image)
+    # A grey PNG is smaller than the same pixels as RGB.
+    assert len(encode_display_png(rgb_grey)) < len(encode_png(rgb_grey))
+    jpeg = encode_jpeg(colour)
+    assert jpeg[:3] == b"\xff\xd8\xff"
+    with pytest.raises(ValueError, match="shape"):
+        encode_jpeg(np.zeros((2, 2, 4), np.uint8))

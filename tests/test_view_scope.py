@@ -89,7 +89,6 @@ def _prediction(signals: tuple[str, ...], quality: str | None = None, near: bool
         label="a",
         label_index=0,
         logits=np.zeros(2),
-        cam=np.zeros((4, 4)),
         class_cams=np.zeros((2, 2, 2)),
         scan_box=(0, 4, 0, 4),
         image_shape=(4, 4),

@@ -32,7 +32,11 @@ def _analysed_study(harness: Any) -> set[str]:
     """Upload and analyse one study; returns the storage keys its rows name (all made old)."""
     response = harness.upload(study_files(2, seed=40))
     assert response.status_code == 202, response.text
-    assert harness.wait_for(response.json()["study_id"])["status"] == "done"
+    body = harness.wait_for(response.json()["study_id"])
+    assert body["status"] == "done"
+    # Heatmaps are drawn and stored on their first view (app.web.services.heatmaps).
+    for image in body["images"]:
+        assert harness.client.get(image["heatmap_url"], headers=harness.auth()).status_code == 200
     with harness.runtime.session_factory() as db:
         named = referenced_keys(db)
         heatmaps = set(db.scalars(select(ImagePredictionRow.heatmap_key)))

@@ -26,6 +26,7 @@ from app.inference.aggregate import (
     aggregate,
 )
 from app.inference.engine import ImagePrediction, InferenceEngine
+from app.inference.prepare import PreparedImage
 from app.ingest.types import IngestedImage
 from app.modelcard import AGGREGATIONS, VerdictRule
 
@@ -81,18 +82,18 @@ class StudyAnalysis:
 
 
 def _score_chunk(
-    engine: InferenceEngine, chunk: Sequence[IngestedImage], positions: Sequence[int], errors: dict[int, str]
+    engine: InferenceEngine, chunk: Sequence[PreparedImage], positions: Sequence[int], errors: dict[int, str]
 ) -> list[ImagePrediction | None]:
     # The log gets counts, positions and exception types only: an exception's message may
     # quote a file name, and file names may name the patient.
     try:
-        return list(engine.predict(chunk))
+        return list(engine.predict_prepared(chunk))
     except Exception:
         log.warning("a batch of %d image(s) failed; retrying them one by one", len(chunk))
     results: list[ImagePrediction | None] = []
-    for position, image in zip(positions, chunk, strict=True):
+    for position, item in zip(positions, chunk, strict=True):
         try:
-            results.append(engine.predict([image])[0])
+            results.append(engine.predict_prepared([item])[0])
         except Exception as exc:
             log.warning("image %d of the study could not be analysed (%s)", position, type(exc).__name__)
             errors[position] = failure_reason(exc)
@@ -188,23 +189,64 @@ def frames_to_analyse(
     return [p for p, key in enumerate(keys) if key is None or p in chosen]
 
 
+def prepare_images(
+    engine: InferenceEngine,
+    images: Sequence[IngestedImage],
+    positions: Sequence[int],
+    errors: dict[int, str],
+) -> list[PreparedImage | None]:
+    """``engine.prepare`` of each image; one that raises is None, with its reason in ``errors``."""
+    prepared: list[PreparedImage | None] = []
+    for position, image in zip(positions, images, strict=True):
+        try:
+            prepared.append(engine.prepare(image))
+        except Exception as exc:
+            log.warning("image %d of the study could not be prepared (%s)", position, type(exc).__name__)
+            errors[position] = failure_reason(exc)
+            prepared.append(None)
+    return prepared
+
+
+def score_prepared(
+    engine: InferenceEngine,
+    prepared: Sequence[PreparedImage | None],
+    positions: Sequence[int],
+    errors: dict[int, str],
+) -> list[ImagePrediction | None]:
+    """Score prepared images (None: failed while preparing, reason already in ``errors``) in the
+    engine's batches. A batch that raises is retried image by image; each image that still fails
+    is None in the answer, with its reason added to ``errors`` under its position. Positions
+    may come from several studies (the web worker batches across studies): they only key
+    ``errors``."""
+    todo = [(i, item) for i, item in enumerate(prepared) if item is not None]
+    predictions: list[ImagePrediction | None] = [None] * len(prepared)
+    for start in range(0, len(todo), engine.batch_size):
+        chunk = todo[start : start + engine.batch_size]
+        scored = _score_chunk(engine, [item for _, item in chunk], [positions[i] for i, _ in chunk], errors)
+        for (index, _), prediction in zip(chunk, scored, strict=True):
+            predictions[index] = prediction
+    return predictions
+
+
 def score_images(
     engine: InferenceEngine,
     images: Sequence[IngestedImage],
     positions: Sequence[int],
     errors: dict[int, str],
 ) -> list[ImagePrediction | None]:
-    """Score ``images`` (at ``positions`` in their study) in the engine's batches.
+    """Prepare and score ``images`` (at ``positions`` in their study) in the engine's batches.
 
-    A batch that raises is retried image by image; each image that still fails is None in the
-    answer, with its reason added to ``errors`` under its position. Callers that hold a large
-    study feed it in parts (the web worker) and join the parts with ``conclude_study``.
+    An image that cannot be prepared, and one that still fails when its failed batch is retried
+    image by image, is None in the answer, with its reason added to ``errors`` under its
+    position. Callers that hold a large study feed it in parts and join the parts with
+    ``conclude_study``.
     """
     predictions: list[ImagePrediction | None] = []
     for start in range(0, len(images), engine.batch_size):
         chunk = images[start : start + engine.batch_size]
         chunk_positions = positions[start : start + engine.batch_size]
-        predictions.extend(_score_chunk(engine, chunk, chunk_positions, errors))
+        prepared = prepare_images(engine, chunk, chunk_positions, errors)
+        predictions.extend(score_prepared(engine, prepared, chunk_positions, errors))
     return predictions
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 from app.inference.cam import cam_to_image
-from app.inference.image_kind import not_ultrasound_reason
 from app.inference.mahalanobis import (
     ClassGaussians,
     ViewScope,
@@ -23,8 +22,11 @@ from app.inference.mahalanobis import (
     mahalanobis_score,
     view_scope_score,
 )
+from app.inference.prepare import PreparedImage, prepare_image
 from app.inference.runtime import (
     CPU,
+    CUDA,
+    TENSORRT,
     EngineError,
     SessionKey,
     choose_providers,
@@ -32,11 +34,11 @@ from app.inference.runtime import (
     get_session,
     split_device,
 )
-from app.inference.scores import OOD_SCORES, blank_frame_issue
+from app.inference.scores import OOD_SCORES
 from app.inference.temperature import scaled_softmax
 from app.ingest.types import IngestedImage
 from app.modelcard import ModelCard, ModelCardError, OodRule, load_model_card
-from app.preprocess import Box, ensure_rgb_uint8, scan_box, to_model_input
+from app.preprocess import Box, scan_box
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +59,11 @@ class ImagePrediction:
     """The model's reading of one image.
 
     ``cam`` is the Grad-CAM of the predicted ``label`` at the image's own geometry, in [0, 1],
-    zero outside ``scan_box``. ``class_cams`` keeps the raw model-resolution maps of every
-    class so that a map for another class (e.g. the patient verdict) can be made with
-    ``cam_for``. ``excluded`` images do not take part in the patient verdict.
+    zero outside ``scan_box``; it is made on first use (the web worker never needs it: it
+    stores the model-resolution map and the heatmap is drawn when someone looks). ``class_cams``
+    keeps the raw model-resolution maps of every class so that a map for another class (e.g.
+    the patient verdict) can be made with ``cam_for``. ``excluded`` images do not take part in
+    the patient verdict.
     """
 
     classes: tuple[str, ...]
@@ -67,7 +71,6 @@ class ImagePrediction:
     label: str
     label_index: int
     logits: np.ndarray
-    cam: np.ndarray
     class_cams: np.ndarray = field(repr=False)
     scan_box: Box
     image_shape: tuple[int, int]
@@ -85,6 +88,20 @@ class ImagePrediction:
     not_ultrasound: str | None = None
     # How the input was lossily compressed, when the card's input_policy.lossy is "exclude".
     lossy_excluded: str | None = None
+    # The full-size map of ``label``, made by the ``cam`` property on first use.
+    _cam: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def cam(self) -> np.ndarray:
+        """The [0, 1] Grad-CAM of ``label`` at the original image geometry (made once, on first use)."""
+        if self._cam is None:
+            self._cam = self.cam_for(self.label_index)
+        return self._cam
+
+    @property
+    def model_cam(self) -> np.ndarray:
+        """The model-resolution map of ``label`` (h×w float32): what the web app stores."""
+        return np.asarray(self.class_cams[self.label_index], np.float32)
 
     @property
     def excluded(self) -> bool:
@@ -135,13 +152,25 @@ class ImagePrediction:
 class InferenceEngine:
     """Loads a model directory once and scores images in batches.
 
-    ``device``: "auto" (CUDA when a GPU is present, else CPU), "cpu" or "cuda".
+    ``device``: "auto" (CUDA when a GPU is present, else CPU), "cpu", "cuda" or "cuda:N".
     ``threads``: intra-op threads (default: up to 4 cores); inter-op is 1 because the graph
     is a chain of convolutions with nothing to run in parallel.
+    ``precision``: "fp32" (model.onnx), or a variant the card lists with a passed parity check
+    ("int8" for CPUs, "fp16" for GPUs; ``fetalcns export --quantize``).
+    ``tensorrt``: on a GPU, TensorRT before CUDA, its engines cached in ``tensorrt_cache``.
+    On CUDA the batch is bound to GPU memory (IO binding) rather than copied by ``run``.
     """
 
     def __init__(
-        self, model_dir: Path | str, device: str = "auto", batch_size: int = 16, threads: int | None = None
+        self,
+        model_dir: Path | str,
+        device: str = "auto",
+        batch_size: int = 16,
+        threads: int | None = None,
+        precision: str = "fp32",
+        tensorrt: bool = False,
+        tensorrt_cache: Path | str | None = None,
+        allow_spinning: bool = False,
     ) -> None:
         if batch_size < 1:
             raise EngineError("batch_size must be at least 1")
@@ -172,16 +201,34 @@ class InferenceEngine:
         self._outputs = [LOGITS_OUTPUT, CAM_OUTPUT]
         if self._gaussians is not None or self._views is not None:
             self._outputs.append(FEATURES_OUTPUT)
+        try:
+            onnx_path, sha256, _ = self.card.variant(precision)
+        except ModelCardError as exc:
+            raise EngineError(f"cannot load the model: {exc}") from exc
+        if precision != "fp32":
+            from app.modelcard import sha256_of
+
+            if not onnx_path.is_file() or sha256_of(onnx_path) != sha256:
+                raise EngineError(
+                    f"the {precision} model file {onnx_path} is missing or does not match its card"
+                )
+        self.precision = precision
+        providers = tuple(choose_providers(device, tensorrt=tensorrt))
         key = SessionKey(
-            onnx_path=str(self.card.onnx_path.resolve()),
-            sha256=self.card.sha256,
-            providers=tuple(choose_providers(device)),
+            onnx_path=str(onnx_path.resolve()),
+            sha256=sha256,
+            providers=providers,
             intra_op_threads=threads or default_threads(),
             inter_op_threads=1,
             device_id=split_device(device)[1],
+            allow_spinning=allow_spinning,
+            tensorrt_cache=str(tensorrt_cache) if tensorrt_cache and TENSORRT in providers else None,
+            tensorrt_fp16=precision == "fp16",
         )
+        self._session_key = key
         self._session = get_session(key)
         self.provider: str = self._session.get_providers()[0] if self._session.get_providers() else CPU
+        self._device_id = key.device_id
         self._check_signature()
         log.info("model %s %s on %s", self.card.name, self.card.version, self.provider)
 
@@ -208,6 +255,11 @@ class InferenceEngine:
         return self.card.classes
 
     @property
+    def session_settings(self) -> dict[str, object]:
+        """The ONNX Runtime settings this engine runs with (recorded by benchmarks and metrics)."""
+        return {**self._session_key.settings(), "provider": self.provider, "precision": self.precision}
+
+    @property
     def output_names(self) -> tuple[str, ...]:
         """Every output of the ONNX graph (``features`` only on models that export it)."""
         return tuple(o.name for o in self._session.get_outputs())
@@ -217,15 +269,36 @@ class InferenceEngine:
         given = image.scan_box if self.spec.crop != "none" else None
         return scan_box(image.pixels, self.spec, given)
 
+    def prepare(self, image: IngestedImage) -> PreparedImage:
+        """Crop box, model input and pixel flags of one image (app.inference.prepare)."""
+        return prepare_image(image, self.spec)
+
     def preprocess(self, image: IngestedImage) -> tuple[np.ndarray, Box]:
-        box = self.model_box(image)
-        return to_model_input(image.pixels, self.spec, box), box
+        prepared = self.prepare(image)
+        return prepared.tensor, prepared.box
 
     def run_outputs(self, batch: np.ndarray, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Raw model outputs by name for preprocessed inputs (default: what this engine needs)."""
         names = list(names or self._outputs)
-        values = self._session.run(names, {self.card.input_name: np.ascontiguousarray(batch, np.float32)})
+        batch = np.ascontiguousarray(batch, np.float32)
+        if self.provider in (CUDA, TENSORRT):
+            return self._run_bound(batch, names)
+        values = self._session.run(names, {self.card.input_name: batch})
         return {name: np.asarray(value) for name, value in zip(names, values, strict=True)}
+
+    def _run_bound(self, batch: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        """One run with IO binding: the batch is copied to the GPU once, the outputs are
+        allocated there and copied back once, with no staging buffers of ``run`` in between."""
+        import onnxruntime as ort
+
+        binding = self._session.io_binding()
+        value = ort.OrtValue.ortvalue_from_numpy(batch, "cuda", self._device_id)
+        binding.bind_ortvalue_input(self.card.input_name, value)
+        for name in names:
+            binding.bind_output(name, "cuda", self._device_id)
+        self._session.run_with_iobinding(binding)
+        outputs = binding.copy_outputs_to_cpu()
+        return {name: np.asarray(out) for name, out in zip(names, outputs, strict=True)}
 
     def run_batch(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw model outputs (logits [N, C], cam [N, C, h, w]) for preprocessed inputs."""
@@ -249,25 +322,31 @@ class InferenceEngine:
         predictions: list[ImagePrediction] = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            prepared = [self.preprocess(image) for image in chunk]
-            outputs = self.run_outputs(np.stack([x for x, _ in prepared]))
+            predictions.extend(self.predict_prepared([self.prepare(image) for image in chunk]))
+        return predictions
+
+    def predict_prepared(self, prepared: Sequence[PreparedImage]) -> list[ImagePrediction]:
+        """Score prepared images (``prepare``, or a PreparePool) in batches; order is preserved."""
+        predictions: list[ImagePrediction] = []
+        for start in range(0, len(prepared), self.batch_size):
+            chunk = prepared[start : start + self.batch_size]
+            outputs = self.run_outputs(np.stack([p.tensor for p in chunk]))
             logits, cams = outputs[LOGITS_OUTPUT], outputs[CAM_OUTPUT]
             features = outputs.get(FEATURES_OUTPUT)
             scores = self.ood_scores(logits, features)
             near = np.zeros(len(chunk), bool)
             if self._views is not None and features is not None:
                 near = self._views.within_radius(features)
-            for row, (image, (_, box)) in enumerate(zip(chunk, prepared, strict=True)):
+            for row, item in enumerate(chunk):
                 row_scores = {method: float(values[row]) for method, values in scores.items()}
-                prediction = self._interpret(image, box, logits[row], cams[row], row_scores)
+                prediction = self._interpret(item, logits[row], cams[row], row_scores)
                 prediction.near_other_view = bool(near[row])
                 predictions.append(prediction)
         return predictions
 
     def _interpret(
         self,
-        image: IngestedImage,
-        box: Box,
+        prepared: PreparedImage,
         logits: np.ndarray,
         class_cams: np.ndarray,
         ood_scores: dict[str, float],
@@ -277,25 +356,20 @@ class InferenceEngine:
         probabilities = scaled_softmax(logits, self.temperature)
         index = int(np.argmax(probabilities))
         fired = self.ood_rule.fired(ood_scores)
-        shape = (image.height, image.width)
-        rgb = ensure_rgb_uint8(image.pixels)
         return ImagePrediction(
             classes=self.classes,
             probabilities=probabilities,
             label=self.classes[index],
             label_index=index,
             logits=np.asarray(logits, np.float64),
-            cam=cam_to_image(class_cams[index], shape, box),
             class_cams=np.asarray(class_cams, np.float32),
-            scan_box=box,
-            image_shape=shape,
+            scan_box=prepared.box,
+            image_shape=prepared.image_shape,
             ood=bool(fired),
             ood_score=float(ood_scores.get(self.ood_rule.method, np.nan)),
-            quality_issue=blank_frame_issue(rgb, box),
+            quality_issue=prepared.quality_issue,
             ood_scores=ood_scores,
             ood_signals=fired,
-            not_ultrasound=not_ultrasound_reason(rgb, image.metadata),
-            lossy_excluded=(image.metadata or {}).get("lossy_compression")
-            if self.card.lossy_policy == "exclude"
-            else None,
+            not_ultrasound=prepared.not_ultrasound,
+            lossy_excluded=prepared.lossy_compression if self.card.lossy_policy == "exclude" else None,
         )

@@ -95,6 +95,9 @@ def load_inference(runtime: Runtime, nice: int = 0) -> None:
                 device=settings.inference_device,
                 batch_size=settings.inference_batch_size,
                 threads=settings.inference_threads,
+                precision=settings.inference_precision,
+                tensorrt=settings.inference_tensorrt,
+                tensorrt_cache=settings.data_dir / "tensorrt",
             ),
         )
         runtime.inference_error = None

@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     inference_threads: int | None = Field(
         None, ge=1, description="CPU threads for inference; default: runtime's"
     )
+    inference_precision: Literal["fp32", "int8", "fp16"] = Field(
+        "fp32",
+        description="fp32 (model.onnx), or a variant from `fetalcns export --quantize` whose parity "
+        "check passed: int8 for CPUs, fp16 for GPUs",
+    )
+    inference_tensorrt: bool = Field(
+        False, description="on a GPU, run TensorRT before CUDA (engines cached under DATA_DIR/tensorrt)"
+    )
     assistance_mode: AssistanceMode = Field(
         "concurrent",
         description="concurrent: AI shown at once; second-read: AI hidden until a preliminary read",
@@ -112,6 +120,18 @@ class Settings(BaseSettings):
         ge=1,
         description="the analysis worker loads a study's images in batches of at most this much working "
         "memory (7 bytes per pixel: RGB and the Grad-CAM map); a larger image is a batch alone",
+    )
+    worker_prepare_processes: int | None = Field(
+        None,
+        ge=0,
+        description="processes that decode and preprocess stored images for the analysis worker; "
+        "default one per core; 0: in the worker's own thread",
+    )
+    worker_study_batch: int = Field(
+        8,
+        ge=1,
+        description="queued analyses the in-process worker takes together, so that their images "
+        "share the model's batches",
     )
     worker_poll_s: float = Field(
         5.0, gt=0, description="how often the worker looks for queued analyses in the DB"

@@ -37,6 +37,8 @@ def _worker(args: argparse.Namespace) -> int:
     settings = _settings()
     if args.device:
         settings = settings.model_copy(update={"inference_device": args.device})
+    if args.precision:
+        settings = settings.model_copy(update={"inference_precision": args.precision})
     if not settings.broker_url:
         return _refuse("FETALCNS_BROKER_URL is not set; without a broker `fetalcns serve` analyses itself")
     _say_locations(settings, ("database", "storage", "model", "broker"))
@@ -51,6 +53,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     broker = make_broker(settings.broker_url, lease_s=settings.worker_lease_s)
     analyses = AnalysisWorker(runtime)
+    analyses.pool.warm_up()
     declare_analysis_actor(broker, settings.broker_queue, analyses.process)
     consumer = dramatiq.Worker(broker, worker_threads=args.concurrency)
     # Take no more messages than threads: a waiting message is another worker's to run.
@@ -83,6 +86,7 @@ def _worker(args: argparse.Namespace) -> int:
     finally:
         reaper.stop()
         consumer.stop(timeout=int(args.grace_s * 1000))
+        analyses.close()
         broker.close()
         runtime.db_engine.dispose()
     return 0
@@ -94,6 +98,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     worker.add_argument(
         "--device", default=None, help="auto, cpu, cuda or cuda:N (default FETALCNS_INFERENCE_DEVICE)"
+    )
+    worker.add_argument(
+        "--precision",
+        default=None,
+        choices=("fp32", "int8", "fp16"),
+        help="the model variant to run (default FETALCNS_INFERENCE_PRECISION, fp32)",
     )
     worker.add_argument(
         "--concurrency", type=int, default=1, help="analyses run at once (threads; default 1)"

@@ -172,11 +172,21 @@ class ImagePredictionRow(Base):
     # (not_ultrasound, quality, view, ood, flagged) and the words; None when it was used.
     exclusion: Mapped[str | None] = mapped_column(String(32))
     exclusion_reason: Mapped[str | None] = mapped_column(Text)
+    # The RGBA heatmap PNG, drawn from ``cam`` when first viewed (app.web.services.heatmaps).
     heatmap_key: Mapped[str | None] = mapped_column(String(128))
+    # The predicted class's model-resolution Grad-CAM (h×w floats) and the box of the original
+    # image the model saw (top, bottom, left, right), migration 0012; NULL on rows stored before.
+    cam: Mapped[list[list[float]] | None] = mapped_column(JSON)
+    cam_box: Mapped[list[int] | None] = mapped_column(JSON)
     used_in_verdict: Mapped[bool] = mapped_column(Boolean, default=False)
 
     analysis: Mapped[Analysis] = relationship(back_populates="predictions")
     image: Mapped[Image] = relationship()
+
+    @property
+    def has_heatmap(self) -> bool:
+        """A heatmap can be shown: stored already, or drawable from the stored map."""
+        return bool(self.heatmap_key) or (self.cam is not None and self.cam_box is not None)
 
 
 class VerdictRow(Base):

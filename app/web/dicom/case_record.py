@@ -178,12 +178,16 @@ def display_image(store: ContentStore, image: Image) -> np.ndarray:
 
 
 def heatmap_overlay(store: ContentStore, result: ImageResult, opacity: float = 0.45) -> np.ndarray | None:
-    """The original with its stored RGBA heatmap blended in (as the viewer shows it), or None."""
-    if result.prediction is None or not result.prediction.heatmap_key:
+    """The original with its RGBA heatmap blended in (as the viewer shows it), or None. The
+    heatmap is the stored PNG, or drawn from the stored map when nobody has viewed it yet."""
+    from app.web.services.heatmaps import heatmap_rgba_of
+
+    if result.prediction is None or not result.prediction.has_heatmap:
+        return None
+    rgba = heatmap_rgba_of(store, result.prediction, result.image)
+    if rgba is None:
         return None
     base = display_image(store, result.image)
-    data = np.frombuffer(store.read_bytes(result.prediction.heatmap_key), np.uint8)
-    rgba = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_UNCHANGED), cv2.COLOR_BGRA2RGBA)
     if rgba.shape[:2] != base.shape[:2]:
         rgba = cv2.resize(rgba, (base.shape[1], base.shape[0]), interpolation=cv2.INTER_LINEAR)
     weight = rgba[:, :, 3:4].astype(np.float32) * np.float32(opacity / 255.0)

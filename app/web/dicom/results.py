@@ -160,7 +160,7 @@ def result_instances(record: CaseRecord, store: ContentStore, banner: str | None
     ]
     number = 0
     for result in record.images:
-        if result.source is None or result.prediction is None or not result.prediction.heatmap_key:
+        if result.source is None or result.prediction is None or not result.prediction.has_heatmap:
             continue
         number += 1
         sc_uid = uid(study_uid, "sc", record.analysis.id, result.image.id)

@@ -10,8 +10,14 @@ the result is written only while the lease is held: several server processes
 and ``fetalcns worker`` processes never analyse a study twice, and one
 starting while another analyses changes nothing.
 
-``process(analysis_id)`` is the one analysis step: the in-process thread calls it, and so does
-``fetalcns worker`` for each message of the broker (app.web.services.task_queue).
+``process_many(ids)`` is the one analysis step (``process(id)`` for one): the in-process thread
+calls it with up to FETALCNS_WORKER_STUDY_BATCH analyses queued together, whose images then share
+the model's batches, and ``fetalcns worker`` calls ``process`` for each message of the broker
+(app.web.services.task_queue). Stored display images are decoded and preprocessed in a process
+pool (app.inference.prepare.PreparePool, FETALCNS_WORKER_PREPARE_PROCESSES, one per core by
+default) while the model runs on the previous batch. Nothing is drawn: each image's
+model-resolution Grad-CAM is stored and its heatmap drawn when someone first looks
+(app.web.services.heatmaps).
 
 Every database step is one short transaction, retried with a bounded backoff when it meets a
 transient error (a locked SQLite, a PostgreSQL deadlock, serialization failure or lost
@@ -22,9 +28,9 @@ A bad image never stops the study: when a batch fails, its images are retried
 one by one and each failure is recorded on that image with a reason. A study
 whose images all fail is marked failed, with the reason.
 
-Memory is bounded by design: a study's images are loaded, scored and their
-heatmaps stored in batches that fit FETALCNS_WORKER_BATCH_BYTES (``plan_batches``),
-and only the small per-image results are kept until the verdict is written.
+Memory is bounded by design: images are decoded and scored in batches that fit
+FETALCNS_WORKER_BATCH_BYTES (``plan_batches``), at most two batches at a time, and only the small
+per-image results are kept until the verdicts are written.
 """
 
 from __future__ import annotations
@@ -34,12 +40,14 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import cv2
-import numpy as np
 from sqlalchemy import select, update
 
+from app.inference.prepare import PreparePool
 from app.web.core.blob_store import StorageUnavailable
 from app.web.core.db import utcnow
 from app.web.core.db_retry import describe, is_transient, retry_transient
@@ -53,9 +61,40 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-_NO_CAM = np.zeros((0, 0), np.float32)
-# Working memory per image while it is analysed: RGB pixels (3 bytes) and its Grad-CAM (float32).
+# Working memory per image while it is prepared: the decoded BGR pixels and their RGB copy
+# (3 + 3 bytes) and a byte of masks for the scan-area search; the model input is small.
 _BYTES_PER_PIXEL = 3 + 4
+
+
+@dataclass
+class _Job:
+    """One claimed analysis while it runs: its lease owner, rows, results so far and timings."""
+
+    analysis_id: int
+    owner: str
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)
+    rows: list[Image] = field(default_factory=list)
+    # Per analysed row, the cine loop it belongs to (None for a still): a loop counts as one image.
+    groups: list[str | None] = field(default_factory=list)
+    predictions: list[Any] = field(default_factory=list)
+    # Positions that could not be loaded or analysed, with the reason; they stay in the study as
+    # failed images, so that the verdict's counts include them.
+    failures: dict[int, str] = field(default_factory=dict)
+    # Position -> (model-resolution map of the predicted class, the box the model saw).
+    cams: dict[int, tuple[list[list[float]], list[int]]] = field(default_factory=dict)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+
+
+@dataclass
+class _Item:
+    """One image of a job, as the cross-study batches see it."""
+
+    job: _Job
+    position: int
+    row: Image
 
 
 def _image_error(exc: Exception) -> str:
@@ -93,6 +132,7 @@ class AnalysisWorker:
         # the first wait between them (doubling, capped at 5 s): about 15 s in all by default.
         self.retry_attempts = 6
         self.retry_first_delay_s = 0.2
+        self._pool: PreparePool | None = None
 
     def _retry(self, work: Callable[[], T], what: str) -> T:
         return retry_transient(
@@ -112,6 +152,7 @@ class AnalysisWorker:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.close()
 
     @property
     def running(self) -> bool:
@@ -129,38 +170,50 @@ class AnalysisWorker:
         return self._queue.qsize()
 
     # ---- loop ------------------------------------------------------------------------
-    def _next_from_db(self) -> int | None:
-        """The oldest analysis this worker may take: queued, or running on an expired lease."""
+    def _next_from_db(self, limit: int = 1) -> list[int]:
+        """The oldest analyses this worker may take: queued, or running on an expired lease."""
         with self.runtime.session_factory() as db:
-            found = leases.expired_or_queued(db, limit=1)
-            return found[0] if found else None
+            return leases.expired_or_queued(db, limit=limit)
 
-    def _take(self) -> int | None:
-        try:
-            return self._queue.get_nowait()
-        except queue.Empty:
-            return self._next_from_db()
+    def _take(self) -> list[int]:
+        """Up to ``worker_study_batch`` analyses to run together: the hinted ones first, then the
+        database's, so that studies queued together share the model's batches."""
+        limit = self.runtime.settings.worker_study_batch
+        taken: list[int] = []
+        while len(taken) < limit:
+            try:
+                analysis_id = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if analysis_id not in taken:
+                taken.append(analysis_id)
+        if len(taken) < limit:
+            taken += [i for i in self._next_from_db(limit) if i not in taken][: limit - len(taken)]
+        return taken
 
     def _run(self) -> None:
         # This thread shares its process with the web requests: they go first (app.web.core.priority).
         lower_this_thread(self.runtime.settings.worker_nice)
+        # The preparing processes start now, not in the first analysis's time (and inherit the priority).
+        self.pool.warm_up()
         while not self._stop.is_set():
             try:
-                analysis_id = self._take()
+                taken = self._take()
             except Exception:
                 log.exception("the worker could not read the queue; retrying")
-                analysis_id = None
-            if analysis_id is None or not self.process(analysis_id):
+                taken = []
+            if not taken or not self.process_many(taken):
                 self._wake.wait(self.runtime.settings.worker_poll_s)
                 self._wake.clear()
 
     def run_pending(self) -> int:
         """Analyse every queued analysis in the calling thread (CLI demo data, tests); returns how many."""
         count = 0
-        while (analysis_id := self._next_from_db()) is not None:
-            if not self.process(analysis_id):
+        limit = self.runtime.settings.worker_study_batch
+        while taken := self._next_from_db(limit):
+            if not self.process_many(taken):
                 break  # left queued (the database is busy): a later run takes it
-            count += 1
+            count += len(taken)
         return count
 
     # ---- one analysis ----------------------------------------------------------------
@@ -216,49 +269,92 @@ class AnalysisWorker:
         Returns False when the analysis is left queued for later (the database was busy past the
         retries), so that callers wait before they look again instead of spinning on it.
         """
+        return self.process_many([analysis_id])
+
+    def process_many(self, analysis_ids: list[int]) -> bool:
+        """Claim and run several analyses together: their images share the model's batches (a GPU
+        or a wide CPU batch runs many studies' images at the cost of few), and each study's result
+        is still concluded, written and failed on its own. Never raises.
+
+        Returns False when any of them is left queued for later (see ``process``).
+        """
         if self.runtime.inference is None:
             return False
-        # One owner per claim, so that even two threads of one process never share a lease.
-        owner = leases.new_owner_id()
-        try:
-            claimed = self._claim(analysis_id, owner)
-        except Exception as exc:
-            # Unchanged (the claim's transaction was rolled back): a later poll takes it.
-            log.warning("analysis %d could not be claimed now: %s", analysis_id, describe(exc))
-            return False
-        if not claimed:
-            return True  # done already, or another worker holds a live lease on it
-        started = time.perf_counter()
-        timings: dict[str, float] = {}
-        try:
-            attempts = self._attempts(analysis_id)
-            max_attempts = self.runtime.settings.worker_max_attempts
-            if attempts > max_attempts:
+        settled = True
+        jobs: list[_Job] = []
+        claimed_ids: list[int] = []
+        for analysis_id in analysis_ids:
+            # One owner per claim, so that even two threads of one process never share a lease.
+            job = _Job(analysis_id, leases.new_owner_id())
+            try:
+                claimed = self._claim(analysis_id, job.owner)
+            except Exception as exc:
+                # Unchanged (the claim's transaction was rolled back): a later poll takes it.
+                log.warning("analysis %d could not be claimed now: %s", analysis_id, describe(exc))
+                settled = False
+                continue
+            if not claimed:
+                continue  # done already, or another worker holds a live lease on it
+            claimed_ids.append(analysis_id)
+            try:
+                attempts = self._attempts(analysis_id)
+            except Exception as exc:
+                settled &= self._settle_error(job, exc)
+                continue
+            if attempts > self.runtime.settings.worker_max_attempts:
                 # Each earlier worker died while running it (e.g. killed for memory): stop the loop.
                 reason = f"the analysis was started {attempts - 1} times and its worker stopped each time"
-                self._finish_failed(analysis_id, owner, reason, timings)
-                return True
-            with leases.LeaseKeeper(self.runtime.session_factory, analysis_id, owner, self.lease_s):
-                self._analyse(analysis_id, owner, timings)
-        except Exception as exc:
-            if is_transient(exc) or isinstance(exc, StorageUnavailable):
-                # The database was busy or away even after the retries, or the blob store was
-                # unreachable: nothing is wrong with the study, so it goes back to the queue (and
-                # is analysed again) instead of failing.
-                log.warning("analysis %d put back in the queue: %s", analysis_id, describe(exc))
-                self._requeue(analysis_id, owner)
-                return False
-            log.exception("analysis %d failed", analysis_id)
-            timings["total_s"] = time.perf_counter() - started
-            try:
-                self._finish_failed(analysis_id, owner, f"the analysis failed: {exc}", timings)
-                record_analysis(timings["total_s"], 0, "failed")
-            except Exception as db_exc:
-                # Left "running": its lease expires and another worker (or this one) takes it again.
-                log.error("analysis %d could not be marked failed: %s", analysis_id, describe(db_exc))
-                return False
-        if self.on_done is not None:
-            self.on_done(analysis_id)
+                try:
+                    self._finish_failed(analysis_id, job.owner, reason, job.timings)
+                except Exception as exc:
+                    log.error("analysis %d could not be marked failed: %s", analysis_id, describe(exc))
+                    settled = False
+                continue
+            jobs.append(job)
+        if jobs:
+            with ExitStack() as keepers:
+                for job in jobs:
+                    keepers.enter_context(
+                        leases.LeaseKeeper(
+                            self.runtime.session_factory, job.analysis_id, job.owner, self.lease_s
+                        )
+                    )
+                try:
+                    self._score_jobs(jobs)
+                except Exception as exc:
+                    # Reading the study or the store failed for the whole batch.
+                    for job in jobs:
+                        settled &= self._settle_error(job, exc)
+                    jobs = []
+                for job in jobs:
+                    try:
+                        self._conclude(job)
+                    except Exception as exc:
+                        settled &= self._settle_error(job, exc)
+        for analysis_id in claimed_ids:
+            if self.on_done is not None:
+                self.on_done(analysis_id)
+        return settled
+
+    def _settle_error(self, job: _Job, exc: Exception) -> bool:
+        """Record what an exception means for one analysis; False when it is left for later."""
+        analysis_id, owner = job.analysis_id, job.owner
+        if is_transient(exc) or isinstance(exc, StorageUnavailable):
+            # The database was busy or away even after the retries, or the blob store was
+            # unreachable: nothing is wrong with the study, so it goes back to the queue (and
+            # is analysed again) instead of failing.
+            log.warning("analysis %d put back in the queue: %s", analysis_id, describe(exc))
+            self._requeue(analysis_id, owner)
+            return False
+        log.exception("analysis %d failed", analysis_id)
+        job.timings["total_s"] = time.perf_counter() - job.started
+        try:
+            self._finish_failed(analysis_id, owner, f"the analysis failed: {exc}", job.timings)
+            record_analysis(job.timings["total_s"], 0, "failed")
+        except Exception as db_exc:
+            # Left "running": its lease expires and another worker (or this one) takes it again.
+            log.error("analysis %d could not be marked failed: %s", analysis_id, describe(db_exc))
+            return False
         return True
 
     def _requeue(self, analysis_id: int, owner: str) -> None:
@@ -291,106 +387,130 @@ class AnalysisWorker:
 
         return self._retry(read_rows, f"reading the images of analysis {analysis_id}")
 
-    def _load(self, image: Image) -> Any:
-        """One stored display image as an IngestedImage; OSError/ValueError when it is unreadable."""
-        from app.ingest.types import IngestedImage
+    @property
+    def pool(self) -> PreparePool:
+        """The process pool that decodes and preprocesses stored images, started on first use."""
+        if self._pool is None:
+            self._pool = PreparePool(self.runtime.settings.worker_prepare_processes)
+        return self._pool
 
-        data = np.frombuffer(self.runtime.store.read_bytes(image.storage_key), np.uint8)
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError("the stored image is unreadable")
-        pixels = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-        box = tuple(image.scan_box) if image.scan_box else None
-        # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
-        return IngestedImage(
-            image.filename,
-            image.frame,
-            pixels,
-            box,  # type: ignore[arg-type]
-            image.source_sha256,
-            metadata=dict(image.source_metadata or {}),
-        )
+    def close(self) -> None:
+        """End the preparing processes (``stop`` does it for the in-process worker)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
-    def _analyse(self, analysis_id: int, owner: str, timings: dict[str, float]) -> None:
-        from app.inference.analysis import conclude_study, frames_to_analyse, loop_key, score_images
-        from app.inference.render import encode_png, heatmap_rgba
+    def _submit(self, items: list[_Item]) -> list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]]:
+        """Send each item's stored display image to the pool; an unreadable blob fails its image."""
+        engine = self.runtime.inference
+        assert engine is not None
+        submitted: list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]] = []
+        for item in items:
+            row = item.row
+            t0 = time.perf_counter()
+            try:
+                data = self.runtime.store.read_bytes(row.storage_key)
+            except StorageUnavailable:
+                raise  # the store is away, not the image at fault: the studies are requeued
+            except OSError as exc:
+                item.job.failures[item.position] = _image_error(exc)
+                submitted.append((item, None, ()))
+                continue
+            finally:
+                item.job.add("load_s", time.perf_counter() - t0)
+            box = tuple(row.scan_box) if row.scan_box else None
+            # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
+            args = (data, engine.spec, box, dict(row.source_metadata or {}))
+            submitted.append((item, self.pool.submit(*args), args))
+        return submitted
+
+    def _score_jobs(self, jobs: list[_Job]) -> None:
+        """Every image of every job through the model, in batches that fit the memory budget and
+        span studies. The next batch is decoded and preprocessed in the pool while the model runs
+        on this one. Only small results are kept: the class maps at model resolution, no pixels."""
+        from app.inference.analysis import frames_to_analyse, loop_key, score_prepared
+        from app.web.services.heatmaps import cam_to_json
+
+        engine = self.runtime.inference
+        assert engine is not None
+        items: list[_Item] = []
+        max_frames = engine.card.cine_rule.max_analysed_frames
+        for job in jobs:
+            every_row = self._image_rows(job.analysis_id)
+            # Of a cine loop, the frames the card asks for; the other stored frames are for playback only.
+            keys = [loop_key(row.source_sha256, row.frame) for row in every_row]
+            chosen = frames_to_analyse(keys, [row.frame for row in every_row], max_frames)
+            job.rows = [every_row[i] for i in chosen]
+            job.groups = [keys[i] for i in chosen]
+            job.predictions = [None] * len(job.rows)
+            items += [_Item(job, position, row) for position, row in enumerate(job.rows)]
+        budget = self.runtime.settings.worker_batch_bytes
+        batches = plan_batches([(item.row.width, item.row.height) for item in items], budget)
+        upcoming = self._submit([items[i] for i in batches[0]]) if batches else []
+        for number in range(len(batches)):
+            current = upcoming
+            upcoming = (
+                self._submit([items[i] for i in batches[number + 1]]) if number + 1 < len(batches) else []
+            )
+            ready: list[_Item] = []
+            prepared: list[Any] = []
+            for item, future, args in current:
+                if future is None:
+                    continue
+                try:
+                    result = self.pool.result(future, *args)
+                except (OSError, ValueError) as exc:
+                    item.job.failures[item.position] = _image_error(exc)
+                    continue
+                for stage, seconds in result.timings.items():
+                    item.job.add(stage, seconds)
+                ready.append(item)
+                prepared.append(result)
+            if not ready:
+                continue
+            t0 = time.perf_counter()
+            errors: dict[int, str] = {}
+            scored = score_prepared(engine, prepared, list(range(len(ready))), errors)
+            share = (time.perf_counter() - t0) / len(ready)
+            for index, (item, prediction) in enumerate(zip(ready, scored, strict=True)):
+                item.job.add("inference_s", share)
+                if prediction is None:
+                    item.job.failures[item.position] = errors[index]
+                    continue
+                t1 = time.perf_counter()
+                item.job.cams[item.position] = (cam_to_json(prediction.model_cam), list(prediction.scan_box))
+                item.job.predictions[item.position] = prediction
+                item.job.add("cam_s", time.perf_counter() - t1)
+
+    def _conclude(self, job: _Job) -> None:
+        """One study's verdict from its predictions, written under its lease."""
+        from app.inference.analysis import conclude_study
 
         engine = self.runtime.inference
         assert engine is not None
         card = engine.card
-        every_row = self._image_rows(analysis_id)
-        # Of a cine loop, the frames the card asks for; the other stored frames are for playback only.
-        keys = [loop_key(row.source_sha256, row.frame) for row in every_row]
-        chosen = frames_to_analyse(keys, [row.frame for row in every_row], card.cine_rule.max_analysed_frames)
-        rows = [every_row[i] for i in chosen]
-        groups = [keys[i] for i in chosen]
-        ids = [row.id for row in rows]
-        predictions: list[Any] = [None] * len(rows)
-        # Positions that could not be loaded, analysed or given a stored heatmap, with the reason;
-        # they stay in the study as failed images, so that the verdict's counts include them.
-        failures: dict[int, str] = {}
-        heatmaps: dict[int, str] = {}
-        for phase in ("load_s", "inference_s", "render_s"):
-            timings[phase] = 0.0
-        # A study is analysed in batches of images that fit the memory budget: only one batch of
-        # decoded pixels and full-size Grad-CAM maps is held at a time, never the whole study.
-        budget = self.runtime.settings.worker_batch_bytes
-        for batch in plan_batches([(row.width, row.height) for row in rows], budget):
-            t0 = time.perf_counter()
-            loaded: list[tuple[int, Any]] = []
-            for position in batch:
-                try:
-                    loaded.append((position, self._load(rows[position])))
-                except (OSError, ValueError) as exc:
-                    failures[position] = _image_error(exc)
-            timings["load_s"] += time.perf_counter() - t0
-
-            t0 = time.perf_counter()
-            positions = [position for position, _ in loaded]
-            scored = score_images(engine, [image for _, image in loaded], positions, failures)
-            del loaded
-            timings["inference_s"] += time.perf_counter() - t0
-
-            t0 = time.perf_counter()
-            for position, prediction in zip(positions, scored, strict=True):
-                if prediction is None:
-                    continue
-                try:
-                    heatmaps[position], _ = self.runtime.store.put_bytes(
-                        encode_png(heatmap_rgba(prediction.cam)), "png"
-                    )
-                except StorageUnavailable:
-                    raise  # the store is away, not the image at fault: the study is requeued
-                except Exception as exc:
-                    # An image without its heatmap is not shown, so it must not count in the verdict.
-                    failures[position] = _image_error(exc)
-                    continue
-                # The full-size map now lives in the stored heatmap; the small class maps stay.
-                prediction.cam = _NO_CAM
-                predictions[position] = prediction
-            del scored
-            timings["render_s"] += time.perf_counter() - t0
-
-        result = conclude_study(engine, predictions, failures, groups=groups)
+        analysis_id, owner = job.analysis_id, job.owner
+        ids = [row.id for row in job.rows]
+        result = conclude_study(engine, job.predictions, job.failures, groups=job.groups)
         errors = {ids[position]: reason for position, reason in result.errors.items()}
-        good: list[tuple[int, Any, str]] = [(ids[i], p, heatmaps[i]) for i, p in result.analysed]
-
+        good: list[tuple[int, Any, Any]] = [(ids[i], p, job.cams[i]) for i, p in result.analysed]
         verdict = result.verdict if good else None
-        timings["total_s"] = sum(timings.values())
+        t0 = time.perf_counter()
         saved = self._retry(
-            lambda: self._save_result(analysis_id, owner, card.classes, good, errors, verdict, ids, timings),
+            lambda: self._save_result(analysis_id, owner, card.classes, good, errors, verdict, ids, job),
             f"saving analysis {analysis_id}",
         )
         if not saved:
             log.warning("analysis %d: the lease was lost before the result was saved; dropped", analysis_id)
             return
-        record_analysis(timings["total_s"], len(ids), "done" if verdict is not None else "failed")
+        record_analysis(job.timings["total_s"], len(ids), "done" if verdict is not None else "failed")
         log.info(
-            "analysis %d finished: %d images analysed, %d failed, %.2fs",
+            "analysis %d finished: %d images analysed, %d failed, %.2fs (db %.3fs)",
             analysis_id,
             len(good),
             len(errors),
-            timings["total_s"],
+            job.timings["total_s"],
+            time.perf_counter() - t0,
         )
 
     def _save_result(
@@ -398,11 +518,11 @@ class AnalysisWorker:
         analysis_id: int,
         owner: str,
         classes: Any,
-        good: list[tuple[int, Any, str]],
+        good: list[tuple[int, Any, Any]],
         errors: dict[int, str],
         verdict: Any | None,
         ids: list[int],
-        timings: dict[str, float],
+        job: _Job,
     ) -> bool:
         """One transaction with every prediction and the verdict (run again whole on a retry).
 
@@ -413,13 +533,14 @@ class AnalysisWorker:
         """
         from app.inference.analysis import exclusion_key
 
+        t0 = time.perf_counter()
         with self.runtime.session_factory() as db:
             analysis = leases.hold(db, analysis_id, owner)
             if analysis is None:
                 db.rollback()
                 return False
             used = {ids[i] for i in verdict.support} if verdict is not None else set()
-            for image_id, prediction, heatmap_key in good:
+            for image_id, prediction, (cam, cam_box) in good:
                 db.add(
                     ImagePredictionRow(
                         analysis_id=analysis_id,
@@ -433,14 +554,14 @@ class AnalysisWorker:
                         quality_issue=prediction.quality_issue,
                         exclusion=exclusion_key(prediction),
                         exclusion_reason=prediction.exclusion_reason,
-                        heatmap_key=heatmap_key,
+                        cam=cam,
+                        cam_box=cam_box,
                         used_in_verdict=image_id in used,
                     )
                 )
             for image_id, reason in errors.items():
                 db.add(ImagePredictionRow(analysis_id=analysis_id, image_id=image_id, error=reason))
             analysis.finished_at = utcnow()
-            analysis.timings = dict(timings)
             leases.end_lease(analysis)
             if verdict is None:
                 analysis.status = "failed"
@@ -469,5 +590,9 @@ class AnalysisWorker:
                 )
                 analysis.status = "done"
                 analysis.study.status = "done"
+            # The database's share is measured up to here; the commit itself is counted in total_s.
+            job.timings["db_s"] = time.perf_counter() - t0
+            job.timings["total_s"] = time.perf_counter() - job.started
+            analysis.timings = dict(job.timings)
             db.commit()
             return True

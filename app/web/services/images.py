@@ -1,4 +1,5 @@
-"""Stored image PNGs: original (display RGB), thumbnail and Grad-CAM heatmap (RGBA). Every view is audited."""
+"""Stored images: original (display RGB PNG), thumbnail (JPEG; PNG on studies stored before) and
+Grad-CAM heatmap (RGBA PNG, drawn on its first view: app.web.services.heatmaps). Every view is audited."""
 
 from __future__ import annotations
 
@@ -11,34 +12,46 @@ from app.web.core.models import Analysis, Image, ImagePredictionRow, User
 from app.web.errors import Forbidden, NotFound
 from app.web.runtime import Runtime
 from app.web.services.audit import record_event
+from app.web.services.heatmaps import heatmap_png
 from app.web.services.studies import ai_withheld_for
 
 ImageKind = Literal["original", "thumbnail", "heatmap"]
 
 
+def media_type_of(data: bytes) -> str:
+    """The image type of stored bytes, by their signature (thumbnails changed format over time)."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/png"
+
+
 def image_png(db: Session, runtime: Runtime, image_id: int, kind: ImageKind, user: User) -> bytes:
-    """PNG bytes of one image view; audits "image.view" (committed)."""
+    """The bytes of one image view (``media_type_of`` names their type); audits "image.view"
+    (committed). A heatmap viewed for the first time is drawn and stored in the same commit."""
     image = db.get(Image, image_id)
     if image is None:
         raise NotFound(f"image {image_id} does not exist")
-    if kind == "original":
-        key: str | None = image.storage_key
-    elif kind == "thumbnail":
-        key = image.thumbnail_key
-    else:
-        if ai_withheld_for(db, image.study_id, user, runtime.settings.assistance_mode):
-            raise Forbidden("record your preliminary read first; the AI heatmap is shown after it")
-        key = db.scalar(
-            select(ImagePredictionRow.heatmap_key)
-            .join(Analysis, Analysis.id == ImagePredictionRow.analysis_id)
-            .where(ImagePredictionRow.image_id == image_id, Analysis.status == "done")
-            .order_by(Analysis.id.desc())
-            .limit(1)
-        )
-        if key is None:
-            raise NotFound("this image has no heatmap (not analysed yet, or the analysis failed)")
     try:
-        data = runtime.store.read_bytes(key)
+        if kind == "original":
+            data = runtime.store.read_bytes(image.storage_key)
+        elif kind == "thumbnail":
+            data = runtime.store.read_bytes(image.thumbnail_key)
+        else:
+            if ai_withheld_for(db, image.study_id, user, runtime.settings.assistance_mode):
+                raise Forbidden("record your preliminary read first; the AI heatmap is shown after it")
+            prediction = db.scalar(
+                select(ImagePredictionRow)
+                .join(Analysis, Analysis.id == ImagePredictionRow.analysis_id)
+                .where(ImagePredictionRow.image_id == image_id, Analysis.status == "done")
+                .order_by(Analysis.id.desc())
+                .limit(1)
+            )
+            heatmap = heatmap_png(runtime.store, prediction, image) if prediction is not None else None
+            if heatmap is None:
+                raise NotFound("this image has no heatmap (not analysed yet, or the analysis failed)")
+            data = heatmap
     except FileNotFoundError:
         raise NotFound("the stored image file is missing; contact the administrator") from None
     record_event(db, user, "image.view", study_id=image.study_id, image_id=image.id, kind=kind)

@@ -65,7 +65,7 @@ def case_view(db: Session, study: ReaderStudy, case: ReaderStudyCase, with_ai: b
         prediction = predictions.get(image.id)
         if prediction is not None and not prediction.error:
             fields.update(label=prediction.label, probabilities=dict(prediction.probabilities or {}))
-            if study.show_heatmaps and prediction.heatmap_key:
+            if study.show_heatmaps and prediction.has_heatmap:
                 fields["heatmap_url"] = image_url(image.id, "heatmap")
         images.append(ReadImageOut(**fields))  # type: ignore[arg-type]
     return ReadCaseOut(

@@ -348,7 +348,7 @@ def _image_out(image: Image, prediction: ImagePredictionRow | None, withheld: bo
             used_in_verdict=prediction.used_in_verdict,
             exclusion=stored_exclusion(prediction)[0],
             exclusion_reason=stored_exclusion(prediction)[1],
-            heatmap_url=image_url(image.id, "heatmap") if prediction.heatmap_key else None,
+            heatmap_url=image_url(image.id, "heatmap") if prediction.has_heatmap else None,
         )
     return ImageOut(**fields)
 

@@ -15,7 +15,11 @@ import logging
 import re
 import shutil
 import tempfile
+import threading
+import time
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -131,6 +135,10 @@ class NothingUsable(InvalidInput):
 class UploadOutcome:
     studies: list[CreatedStudy] = field(default_factory=list)
     rejected: list[RejectedUpload] = field(default_factory=list)
+    # Seconds by stage: decode (ingestion without the hand-over to the sink), handover (waiting
+    # for the sink), encode and store (the display PNGs and thumbnails, summed over the sink's
+    # threads), prepare (source files stored), db (the transaction).
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -296,31 +304,80 @@ def _remove_unreferenced(runtime: Runtime, keys: set[str]) -> None:
         runtime.store.delete(key)
 
 
-def _store(store: BlobStore, created: set[str], data: bytes, suffix: str) -> str:
-    key, new = store.put_bytes(data, suffix)
-    if new:
-        created.add(key)
-    return key
-
-
 class _StoringSink:
     """Stores each image (display PNG and thumbnail) the moment ingestion decodes it, and lets
-    its pixels go: an upload holds about one decoded frame at a time, not every frame of every
-    file until the import ends. Blobs it writes are in ``created`` until rows name them."""
+    its pixels go: an upload holds a few decoded frames at a time, not every frame of every file
+    until the import ends. Blobs it writes are in ``created`` until rows name them.
 
-    def __init__(self, store: BlobStore) -> None:
+    With ``threads`` > 1 the encoding and storing run in a thread pool (OpenCV releases the GIL)
+    while ingestion decodes the next frame; at most two frames per thread wait, so memory stays
+    bounded. ``finish`` waits for every frame and raises the first failure.
+    """
+
+    def __init__(self, store: BlobStore, threads: int = 1) -> None:
         self.store = store
         self.created: set[str] = set()
         # (file sha256, frame) -> (display key, thumbnail key); ingestion admits each file once.
         self.keys: dict[tuple[str, int | None], tuple[str, str]] = {}
+        # Seconds spent encoding and storing, summed over threads (benchmarks/bench_pipeline.py).
+        self.encode_s = 0.0
+        self.store_s = 0.0
+        # Seconds ingestion's own thread spent handing frames over (encoding them itself, or
+        # waiting for a free thread) and waiting at ``finish``: the rest of its time is decoding.
+        self.handover_s = 0.0
+        self._threads = max(1, threads)
+        self._lock = threading.Lock()
+        self._pending: deque[Future[None]] = deque()
+        self._pool = ThreadPoolExecutor(self._threads, "upload-encode") if self._threads > 1 else None
+
+    def _put(self, data: bytes, suffix: str) -> str:
+        key, new = self.store.put_bytes(data, suffix)
+        if new:
+            with self._lock:
+                self.created.add(key)
+        return key
+
+    def _encode_and_store(self, key: tuple[str, int | None], pixels: Any) -> None:
+        from app.inference.render import encode_display_png, encode_jpeg, grey_if_equal, thumbnail
+
+        t0 = time.perf_counter()
+        # The display copy is what the worker analyses and the viewer shows: lossless PNG. The
+        # thumbnail is only for finding the image in the strip: JPEG.
+        display_png = encode_display_png(pixels)
+        small = encode_jpeg(grey_if_equal(thumbnail(pixels, max_side=THUMBNAIL_SIDE)))
+        t1 = time.perf_counter()
+        stored = (self._put(display_png, "png"), self._put(small, "jpg"))
+        t2 = time.perf_counter()
+        with self._lock:
+            self.keys[key] = stored
+            self.encode_s += t1 - t0
+            self.store_s += t2 - t1
 
     def __call__(self, image: IngestedImage) -> IngestedImage:
-        from app.inference.render import encode_png, thumbnail
-
-        display = _store(self.store, self.created, encode_png(image.pixels), "png")
-        small = encode_png(thumbnail(image.pixels, max_side=THUMBNAIL_SIDE))
-        self.keys[(image.sha256, image.frame)] = (display, _store(self.store, self.created, small, "png"))
+        key = (image.sha256, image.frame)
+        t0 = time.perf_counter()
+        try:
+            if self._pool is None:
+                self._encode_and_store(key, image.pixels)
+            else:
+                while len(self._pending) >= 2 * self._threads:
+                    self._pending.popleft().result()
+                self._pending.append(self._pool.submit(self._encode_and_store, key, image.pixels))
+        finally:
+            self.handover_s += time.perf_counter() - t0
         return image.without_pixels()
+
+    def finish(self) -> None:
+        """Wait for every frame handed over; the first failure is raised (after all have ended,
+        so that nothing is written after the caller cleans up)."""
+        t0 = time.perf_counter()
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=False)
+            self.handover_s += time.perf_counter() - t0
 
 
 @dataclass
@@ -563,17 +620,25 @@ def import_upload(
         cine_frames="first",
         temp_root=str(received.directory),
     )
-    sink = _StoringSink(runtime.store)
+    from app.inference.prepare import default_processes
+
+    sink = _StoringSink(runtime.store, threads=default_processes())
     created_keys = sink.created
     outcome = UploadOutcome()
     try:
-        result = ingest_paths(received.paths, options, sink=sink)
+        t0 = time.perf_counter()
+        try:
+            result = ingest_paths(received.paths, options, sink=sink)
+        finally:
+            sink.finish()
+        t1 = time.perf_counter()
         rejected = [RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected]
         outcome.rejected = rejected
         if not result.studies:
             reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejected) or "no images found"
             raise NothingUsable(f"none of the uploaded files could be used ({reasons})", rejected)
         prepared = _prepare(runtime, result, overrides, received, options.key_salt, sink)
+        t2 = time.perf_counter()
         saved: dict[int, CreatedStudy] = {}
         with runtime.session_factory() as db:
             for study in sorted(prepared, key=lambda p: (p.key, p.index)):
@@ -582,6 +647,16 @@ def import_upload(
                 )
             db.commit()
         outcome.studies = [saved[index] for index in sorted(saved)]
+        outcome.timings = {
+            # Encoding overlaps decoding in the sink's threads (encode_s and store_s are summed
+            # over them): decoding is ingestion's time outside the hand-over to the sink.
+            "decode_s": t1 - t0 - sink.handover_s,
+            "handover_s": sink.handover_s,
+            "encode_s": sink.encode_s,
+            "store_s": sink.store_s,
+            "prepare_s": t2 - t1,
+            "db_s": time.perf_counter() - t2,
+        }
     except BaseException:
         outcome.studies.clear()
         _remove_unreferenced(runtime, created_keys)
