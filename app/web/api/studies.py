@@ -113,6 +113,7 @@ def worklist(
         sort=sort,
         limit=limit,
         offset=offset,
+        normal_label=runtime.model_card.normal_class if runtime.model_card is not None else "normal",
     )
     return rows
 

@@ -10,14 +10,14 @@ from sqlalchemy.orm import Session
 from app.web.core.models import Analysis, Image, ImagePredictionRow, User
 from app.web.errors import Forbidden, NotFound
 from app.web.runtime import Runtime
-from app.web.services.audit import record_event
+from app.web.services.audit import image_view_recorded, record_event
 from app.web.services.studies import ai_withheld_for
 
 ImageKind = Literal["original", "thumbnail", "heatmap"]
 
 
 def image_png(db: Session, runtime: Runtime, image_id: int, kind: ImageKind, user: User) -> bytes:
-    """PNG bytes of one image view; audits "image.view" (committed)."""
+    """PNG bytes of one image view; audits "image.view" (committed) once per case view and image."""
     image = db.get(Image, image_id)
     if image is None:
         raise NotFound(f"image {image_id} does not exist")
@@ -41,6 +41,8 @@ def image_png(db: Session, runtime: Runtime, image_id: int, kind: ImageKind, use
         data = runtime.store.read_bytes(key)
     except FileNotFoundError:
         raise NotFound("the stored image file is missing; contact the administrator") from None
-    record_event(db, user, "image.view", study_id=image.study_id, image_id=image.id, kind=kind)
-    db.commit()
+    # Once per case view and image, not per request (a strip of thumbnails, a reload of the viewer).
+    if not image_view_recorded(db, user, image.study_id, image.id, kind):
+        record_event(db, user, "image.view", study_id=image.study_id, image_id=image.id, kind=kind)
+        db.commit()
     return data
