@@ -91,4 +91,19 @@
     statusBadge: statusBadge,
     STATUS_TEXT: STATUS_TEXT,
   };
+  // "?" opens the keyboard shortcut list on every page (not while typing in a field).
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "?" || event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    if (target && (/^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName) || target.isContentEditable)) return;
+    var dialog = document.querySelector("[data-shortcuts]");
+    if (!dialog || dialog.open) return;
+    event.preventDefault();
+    dialog.showModal();
+  });
+  document.addEventListener("click", function (event) {
+    var opener = event.target && event.target.closest ? event.target.closest("[data-shortcuts-open]") : null;
+    var dialog = document.querySelector("[data-shortcuts]");
+    if (opener && dialog && !dialog.open) dialog.showModal();
+  });
 })();

@@ -29,6 +29,9 @@ NOTICES = {
     "created": "User created.",
     "deactivated": "User deactivated. Their sessions and API tokens have ended.",
     "activated": "User reactivated.",
+    "role": "Role changed.",
+    "password": "Password reset. The user's sessions and API tokens have ended; give them the new "
+    "password in person and ask them to change it under their account.",
 }
 
 
@@ -146,6 +149,31 @@ def _audit_filter(request: Request) -> tuple[AuditFilter, dict[str, str]]:
         ),
         cleaned,
     )
+
+
+@router.post("/users/{user_id}/role", include_in_schema=False)
+def users_role(
+    request: Request, user_id: RowId, admin: PageAdmin, db: DbSession, role: Annotated[str, Form()] = ""
+) -> Response:
+    try:
+        update_user(db, user_id, admin, role=role)
+    except ServiceError as exc:
+        db.rollback()
+        return _users_page(request, admin, db, error=_sentence(exc.message), status_code=exc.status_code)
+    return RedirectResponse("/admin/users?done=role", status_code=303)
+
+
+@router.post("/users/{user_id}/password", include_in_schema=False)
+def users_password(
+    request: Request, user_id: RowId, admin: PageAdmin, db: DbSession, password: Annotated[str, Form()] = ""
+) -> Response:
+    """An administrator sets a new password for a user who lost theirs (audited)."""
+    try:
+        update_user(db, user_id, admin, password=password)
+    except ServiceError as exc:
+        db.rollback()
+        return _users_page(request, admin, db, error=_sentence(exc.message), status_code=exc.status_code)
+    return RedirectResponse("/admin/users?done=password", status_code=303)
 
 
 @router.get("/audit", include_in_schema=False)

@@ -240,6 +240,7 @@ class DiagnosisForm:
     submit_text: str
     ask_agreement: bool
     ai_label_human: str | None
+    ai_label: str | None = None  # the verdict's class: agreement is derived from it
 
 
 def next_diagnosis_form(detail: StudyOut, human: HumanLabel) -> DiagnosisForm:
@@ -261,6 +262,7 @@ def next_diagnosis_form(detail: StudyOut, human: HumanLabel) -> DiagnosisForm:
             submit_text="Record amendment",
             ask_agreement=verdict is not None,
             ai_label_human=ai_label,
+            ai_label=verdict.label if verdict else None,
         )
     if detail.ai_withheld:
         return DiagnosisForm(
@@ -280,6 +282,7 @@ def next_diagnosis_form(detail: StudyOut, human: HumanLabel) -> DiagnosisForm:
         submit_text="Sign off",
         ask_agreement=verdict is not None,
         ai_label_human=ai_label,
+        ai_label=verdict.label if verdict else None,
     )
 
 
