@@ -193,6 +193,9 @@ class UploadedStudyOut(BaseModel):
     study_id: int
     status: AnalysisStatus
     n_images: int
+    duplicate: bool = Field(
+        False, description="every file was already stored in this case: the upload made nothing new"
+    )
 
 
 class RejectedOut(BaseModel):

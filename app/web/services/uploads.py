@@ -116,6 +116,8 @@ class CreatedStudy:
     analysis_id: int | None
     status: str
     n_images: int
+    # Every image of it was already stored in this case: nothing new was made (a re-upload).
+    duplicate: bool = False
 
 
 class NothingUsable(InvalidInput):
@@ -140,6 +142,8 @@ class ReceivedFiles:
     directory: Path
     paths: list[Path] = field(default_factory=list)
     display_names: dict[str, str] = field(default_factory=dict)  # temp path -> uploaded name
+    # Files refused before ingestion (over the per-file limit): the rest of the upload goes on.
+    rejected: list[RejectedUpload] = field(default_factory=list)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -173,7 +177,9 @@ def _safe_name(name: str | None, index: int) -> str:
 
 
 async def receive_files(files: Sequence[UploadFile], settings: Settings) -> ReceivedFiles:
-    """Stream uploaded files to a temp folder. Raises TooLarge (413) or InvalidInput (no files)."""
+    """Stream uploaded files to a temp folder. A file over the per-file limit is left out and
+    listed in ``rejected``; raises TooLarge (413) when every file is, or when the whole upload is
+    over the request limit, and InvalidInput (no files)."""
     real = [f for f in files if f.filename]
     if not real:
         raise InvalidInput("no files were uploaded; choose DICOM, PNG/JPEG files or a ZIP archive")
@@ -182,24 +188,34 @@ async def receive_files(files: Sequence[UploadFile], settings: Settings) -> Rece
     settings.upload_tmp_dir.mkdir(parents=True, exist_ok=True)
     received = ReceivedFiles(Path(tempfile.mkdtemp(prefix="upload-", dir=settings.upload_tmp_dir)))
     total = 0
+    limit_mib = settings.max_file_bytes // (1 << 20)
     try:
         for index, upload in enumerate(real):
             display = _safe_name(upload.filename, index)
             target = received.directory / f"{index:05d}-{display}"
             size = 0
+            too_large = False
             with target.open("wb") as out:
                 while chunk := await upload.read(_CHUNK):
                     size += len(chunk)
                     total += len(chunk)
-                    if size > settings.max_file_bytes:
-                        limit_mib = settings.max_file_bytes // (1 << 20)
-                        raise TooLarge(f"{display} is larger than the limit of {limit_mib} MiB per file")
                     if total > settings.max_request_bytes:
-                        limit_mib = settings.max_request_bytes // (1 << 20)
-                        raise TooLarge(f"the upload is larger than the limit of {limit_mib} MiB")
+                        request_mib = settings.max_request_bytes // (1 << 20)
+                        raise TooLarge(f"the upload is larger than the limit of {request_mib} MiB")
+                    if size > settings.max_file_bytes:
+                        too_large = True  # only this file is refused; the others are still used
+                        break
                     out.write(chunk)
+            if too_large:
+                target.unlink(missing_ok=True)
+                received.rejected.append(
+                    RejectedUpload(display, f"{display} is larger than the limit of {limit_mib} MiB per file")
+                )
+                continue
             received.paths.append(target)
             received.display_names[str(target)] = display
+        if not received.paths:
+            raise TooLarge("; ".join(r.reason for r in received.rejected))
     except BaseException:
         received.cleanup()
         raise
@@ -463,6 +479,24 @@ def _save_study(
     ``queue_analysis=False`` stores the images only; the caller queues the analysis later
     (``queue_study_analysis``), when the sender has sent the whole study.
     """
+    holder = _case_holding_all(db, prepared)
+    if holder is not None:
+        # The same files again (a re-upload, perhaps under another typed patient ID or age):
+        # the case they are in is the answer, and nothing new is made.
+        record_event(
+            db,
+            user,
+            "study.upload",
+            study_id=holder.id,
+            n_images=0,
+            n_already_stored=len(prepared.images),
+            n_rejected=n_rejected,
+            duplicate=True,
+            **(audit_detail or {}),
+        )
+        analysis_id = db.scalar(select(func.max(Analysis.id)).where(Analysis.study_id == holder.id))
+        n_images = int(db.scalar(select(func.count(Image.id)).where(Image.study_id == holder.id)) or 0)
+        return CreatedStudy(holder.id, analysis_id, holder.status, n_images, duplicate=True)
     patient = _upsert_patient(db, prepared.key, prepared.patient_id, prepared.name, prepared.issuer)
     study = _existing_study(db, patient, prepared.study_uid)
     if study is None:
@@ -509,6 +543,26 @@ def _save_study(
     )
     n_images = int(db.scalar(select(func.count(Image.id)).where(Image.study_id == study.id)) or 0)
     return CreatedStudy(study.id, analysis_id, study.status, n_images)
+
+
+def _case_holding_all(db: Session, prepared: _PreparedStudy) -> Study | None:
+    """The stored case that already holds every image (same source file sha256 and frame) of
+    ``prepared``, if one does. Source hashes are indexed, so this is one short query."""
+    wanted = {(s.image.sha256, s.image.frame) for s in prepared.images}
+    if not wanted:
+        return None
+    found: dict[int, set[tuple[str, int | None]]] = {}
+    shas = sorted({sha for sha, _ in wanted})
+    for start in range(0, len(shas), _IN_CHUNK):
+        rows = db.execute(
+            select(Image.study_id, Image.source_sha256, Image.frame).where(
+                Image.source_sha256.in_(shas[start : start + _IN_CHUNK])
+            )
+        )
+        for study_id, sha, frame in rows:
+            found.setdefault(study_id, set()).add((sha, frame))
+    holders = sorted(study_id for study_id, have in found.items() if wanted <= have)
+    return db.get(Study, holders[0]) if holders else None
 
 
 def _queue_analysis(db: Session, study: Study) -> int:
@@ -563,7 +617,9 @@ def import_upload(
     outcome = UploadOutcome()
     try:
         result = ingest_paths(received.paths, options, sink=sink)
-        rejected = [RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected]
+        rejected = list(received.rejected) + [
+            RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected
+        ]
         outcome.rejected = rejected
         if not result.studies:
             reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejected) or "no images found"
