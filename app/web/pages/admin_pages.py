@@ -213,7 +213,7 @@ def audit_page(request: Request, admin: PageAdmin, db: DbSession) -> Response:
 def audit_export(request: Request, admin: PageAdmin, db: DbSession, runtime: RuntimeDep) -> Response:
     """Every event the filters match as CSV (newest first). The export itself is audited."""
     f, cleaned = _audit_filter(request)
-    record_event(db, admin, "audit.export", **{k: v for k, v in cleaned.items() if v})
+    record_event(db, admin, "audit.export", filters={k: v for k, v in cleaned.items() if v})
     db.commit()
     stamp = utcnow().strftime("%Y%m%d-%H%M%S")
 

@@ -498,7 +498,9 @@ def _save_study(
         n_images = int(db.scalar(select(func.count(Image.id)).where(Image.study_id == holder.id)) or 0)
         return CreatedStudy(holder.id, analysis_id, holder.status, n_images, duplicate=True)
     patient = _upsert_patient(db, prepared.key, prepared.patient_id, prepared.name, prepared.issuer)
-    study = _existing_study(db, patient, prepared.study_uid)
+    study = _existing_study(db, patient, prepared.study_uid) or _patient_case_holding_any(
+        db, patient, prepared
+    )
     if study is None:
         study = Study(
             patient_id=patient.id,
@@ -563,6 +565,21 @@ def _case_holding_all(db: Session, prepared: _PreparedStudy) -> Study | None:
             found.setdefault(study_id, set()).add((sha, frame))
     holders = sorted(study_id for study_id, have in found.items() if wanted <= have)
     return db.get(Study, holders[0]) if holders else None
+
+
+def _patient_case_holding_any(db: Session, patient: Patient, prepared: _PreparedStudy) -> Study | None:
+    """This patient's case that already holds some of these files (PNG/JPEG exports carry no
+    study UID): the upload adds its new files to it rather than starting a second case."""
+    shas = sorted({s.image.sha256 for s in prepared.images})[:_IN_CHUNK]
+    if not shas:
+        return None
+    return db.scalars(
+        select(Study)
+        .join(Image, Image.study_id == Study.id)
+        .where(Study.patient_id == patient.id, Image.source_sha256.in_(shas))
+        .order_by(Study.id)
+        .limit(1)
+    ).first()
 
 
 def _queue_analysis(db: Session, study: Study) -> int:
