@@ -179,7 +179,7 @@ def test_upload_analyse_review_and_sign_off(tmp_path: Path, model_dir: Path) -> 
         assert unlabelled_controls(page) == []
         page.get_by_label("Review").select_option("no")
         row.wait_for(state="detached")
-        assert "No case matches these filters." in page.locator("tbody").inner_text()
+        assert "No case matches these filters." in page.locator("[data-worklist] tbody").inner_text()
         page.get_by_label("Review").select_option("yes")
         row.wait_for()
 

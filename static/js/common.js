@@ -95,7 +95,10 @@
   document.addEventListener("keydown", function (event) {
     if (event.key !== "?" || event.ctrlKey || event.metaKey || event.altKey) return;
     var target = event.target;
-    if (target && (/^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName) || target.isContentEditable)) return;
+    // Not while typing: a "?" typed into a text field is text (radios and checkboxes are no text).
+    var typing = target && (/^(TEXTAREA|SELECT)$/.test(target.tagName) || target.isContentEditable ||
+      (target.tagName === "INPUT" && !/^(radio|checkbox|range|button|submit|reset|color|file)$/.test(target.type)));
+    if (typing) return;
     var dialog = document.querySelector("[data-shortcuts]");
     if (!dialog || dialog.open) return;
     event.preventDefault();
