@@ -150,7 +150,7 @@ def test_a_read_survives_a_refusal_and_an_expired_session(tmp_path: Path, tiny_m
         assert signed.status == 201
         page.get_by_role("button", name="Sign off").click()
         page.wait_for_selector("[data-form-error]")
-        assert "rad2 signed this case" in page.locator("[data-form-error]").inner_text()
+        assert "rad2 signed this case" in page.locator("[data-form-error]").inner_text().lower()
         # ... and the page comes back with everything typed still there.
         form = page.locator("[data-diagnosis-form]")
         assert form.locator(f"input[name=label][value='{other}']").is_checked()
@@ -197,9 +197,10 @@ def test_a_reupload_points_at_the_stored_case_and_an_oversize_file_is_skipped(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     files = synthetic_dicom_study(tmp_path / "synthetic", seed=31)
+    limit = max(p.stat().st_size for p in files) + 1000  # every study file fits, the next one not
     big = tmp_path / "too-big.dcm"
-    big.write_bytes(b"\0" * 3_000_000)
-    limits = {"FETALCNS_MAX_FILE_BYTES": "2000000"}
+    big.write_bytes(b"\0" * (limit + 1))
+    limits = {"FETALCNS_MAX_FILE_BYTES": str(limit)}
     with (
         live_server(tmp_path / "server", tiny_model_dir, extra_env=limits) as server,
         chromium_page() as page,
