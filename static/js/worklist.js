@@ -33,7 +33,7 @@
   var refetchTimer = null;
 
   function humanClass(label) {
-    if (label === INDETERMINATE) return "No verdict (indeterminate)";
+    if (label === INDETERMINATE) return "No verdict — indeterminate";
     return label ? classNames[label] || label : "";
   }
 
@@ -45,7 +45,7 @@
       return F.el("span", { className: "muted", text: "—" });
     }
     if (verdict.label === INDETERMINATE) {
-      return F.el("span", { className: "badge badge-indeterminate", "data-verdict": INDETERMINATE, text: "? " + humanClass(INDETERMINATE) });
+      return F.el("span", { className: "badge badge-indeterminate", "data-verdict": INDETERMINATE, text: humanClass(INDETERMINATE) });
     }
     var abnormal = verdict.label !== normalClass;
     return F.el("span", {
