@@ -10,6 +10,7 @@ import io
 import re
 from datetime import date, timedelta
 
+import pydicom
 import pytest
 from reading_room_support import seed_cases, verdict_for
 from sqlalchemy import func, insert, select, text
@@ -210,6 +211,17 @@ def test_a_reupload_of_stored_files_points_at_its_case(web) -> None:  # noqa: F8
     assert again.status_code == 202
     body = again.json()
     assert body["study_id"] == first.json()["study_id"] and body["studies"][0]["duplicate"] is True
+    # The same instances (SOPInstanceUIDs) in other bytes, e.g. re-exported: still no new case.
+    reexported = []
+    for name, data in files:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        ds.ImageComments = "re-exported by the PACS"
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        reexported.append((name, out.getvalue()))
+    assert reexported[0][1] != files[0][1]
+    third = h.upload(reexported).json()
+    assert third["study_id"] == first.json()["study_id"] and third["studies"][0]["duplicate"] is True
     # PNG exports under a typed patient ID: the same files again make no second case either.
     pngs = [(f"p{i}.png", png_bytes(ultrasound_pixels(40 + i))) for i in range(2)]
     one = h.upload(pngs, patient_id="PNG-1", gestational_age_weeks="20")
@@ -221,7 +233,7 @@ def test_a_reupload_of_stored_files_points_at_its_case(web) -> None:  # noqa: F8
     with h.runtime.session_factory() as db:
         assert db.scalar(select(func.count(Study.id))) == 2
         events = list(db.scalars(select(AuditEvent).where(AuditEvent.action == "study.upload")))
-        assert sum(1 for e in events if e.detail.get("duplicate")) == 2
+        assert sum(1 for e in events if e.detail.get("duplicate")) == 3
 
 
 def test_only_the_file_over_the_limit_is_refused(web) -> None:  # noqa: F811

@@ -513,19 +513,30 @@ def _save_study(
         db.add(study)
         db.flush()
         have: set[tuple[str, int | None]] = set()
+        have_sops: set[tuple[str, int | None]] = set()
         next_position = 0
     else:
         rows = db.execute(
-            select(Image.source_sha256, Image.frame, Image.position).where(Image.study_id == study.id)
+            select(Image.source_sha256, Image.frame, Image.position, Image.source_metadata).where(
+                Image.study_id == study.id
+            )
         )
         existing = list(rows)
-        have = {(sha, frame) for sha, frame, _ in existing}
-        next_position = max((position for _, _, position in existing), default=-1) + 1
+        have = {(sha, frame) for sha, frame, _, _ in existing}
+        have_sops = {
+            (str(meta["sop_instance_uid"]), frame)
+            for _, frame, _, meta in existing
+            if (meta or {}).get("sop_instance_uid")
+        }
+        next_position = max((position for _, _, position, _ in existing), default=-1) + 1
     added = 0
     for stored in prepared.images:
-        if (stored.image.sha256, stored.image.frame) in have:
-            continue  # already in this study (the same files uploaded again)
+        sop = _sop_key(stored.image)
+        if (stored.image.sha256, stored.image.frame) in have or (sop is not None and sop in have_sops):
+            continue  # already in this study (the same files, or the same instances, again)
         have.add((stored.image.sha256, stored.image.frame))
+        if sop is not None:
+            have_sops.add(sop)
         db.add(_image_row(study.id, next_position + added, stored, received))
         added += 1
     analysis_id = db.scalar(select(func.max(Analysis.id)).where(Analysis.study_id == study.id))
@@ -547,14 +558,21 @@ def _save_study(
     return CreatedStudy(study.id, analysis_id, study.status, n_images)
 
 
+def _sop_key(image: Any) -> tuple[str, int | None] | None:
+    """(SOPInstanceUID, frame) of a DICOM image, or None: the same instance sent again with
+    other bytes (another transfer syntax, a re-export) is still the same instance."""
+    uid = (image.metadata or {}).get("sop_instance_uid")
+    return (str(uid), image.frame) if uid else None
+
+
 def _case_holding_all(db: Session, prepared: _PreparedStudy) -> Study | None:
-    """The stored case that already holds every image (same source file sha256 and frame) of
-    ``prepared``, if one does. Source hashes are indexed, so this is one short query."""
-    wanted = {(s.image.sha256, s.image.frame) for s in prepared.images}
-    if not wanted:
+    """The stored case that already holds every image of ``prepared`` (the same source file:
+    sha256 and frame; or, for DICOM, the same SOPInstanceUID and frame, looked for among the
+    cases with the same Study Instance UID), if one does. Source hashes are indexed."""
+    if not prepared.images:
         return None
-    found: dict[int, set[tuple[str, int | None]]] = {}
-    shas = sorted({sha for sha, _ in wanted})
+    by_sha: dict[int, set[tuple[str, int | None]]] = {}
+    shas = sorted({s.image.sha256 for s in prepared.images})
     for start in range(0, len(shas), _IN_CHUNK):
         rows = db.execute(
             select(Image.study_id, Image.source_sha256, Image.frame).where(
@@ -562,8 +580,30 @@ def _case_holding_all(db: Session, prepared: _PreparedStudy) -> Study | None:
             )
         )
         for study_id, sha, frame in rows:
-            found.setdefault(study_id, set()).add((sha, frame))
-    holders = sorted(study_id for study_id, have in found.items() if wanted <= have)
+            by_sha.setdefault(study_id, set()).add((sha, frame))
+    by_sop: dict[int, set[tuple[str, int | None]]] = {}
+    if prepared.study_uid:
+        rows = db.execute(
+            select(Image.study_id, Image.source_metadata, Image.frame)
+            .join(Study, Study.id == Image.study_id)
+            .where(Study.study_uid == prepared.study_uid)
+        )
+        for study_id, metadata, frame in rows:
+            uid = (metadata or {}).get("sop_instance_uid")
+            if uid:
+                by_sop.setdefault(study_id, set()).add((str(uid), frame))
+
+    def holds_all(study_id: int) -> bool:
+        for stored in prepared.images:
+            sop = _sop_key(stored.image)
+            if (stored.image.sha256, stored.image.frame) in by_sha.get(study_id, set()):
+                continue
+            if sop is not None and sop in by_sop.get(study_id, set()):
+                continue
+            return False
+        return True
+
+    holders = sorted(study_id for study_id in set(by_sha) | set(by_sop) if holds_all(study_id))
     return db.get(Study, holders[0]) if holders else None
 
 
