@@ -127,6 +127,8 @@ def test_case_page_at_1024x768_keyboard_and_landmarks(tmp_path: Path, tiny_model
         page.wait_for_function("() => document.querySelector('img.base').naturalWidth > 0")
         page.wait_for_timeout(300)
         # Opens at its top: the patient and the verdict are in view while signing.
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "case-1024x768.png"))
         assert page.evaluate("() => window.scrollY") == 0
         for selector in (".case-head dl", "#verdict-title", "[data-verdict]"):
             box = page.locator(selector).bounding_box()
