@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pydicom
 import pytest
@@ -340,6 +340,6 @@ def test_dates_are_whole_days(web) -> None:  # noqa: F811
     """A date filter of one day covers the whole UTC day (end inclusive)."""
     h = web(worker_enabled=False)
     _cookie_sign_in(h, "admin")
-    today = date.today()
+    today = utcnow().date()  # the filter's days are UTC days
     page = h.client.get(f"/admin/audit?date_from={today}&date_to={today}&action=auth.login").text
     assert "of 1," in page
