@@ -160,7 +160,6 @@ def test_upload_analyse_review_and_sign_off(tmp_path: Path, model_dir: Path) -> 
         ai_human = page.locator("[data-verdict] .verdict-label").inner_text()
         form = page.locator("[data-diagnosis-form]")
         form.locator(f"input[name=label][value='{ai_label}']").check()
-        form.get_by_label("Agree", exact=True).check()
         form.get_by_label("4", exact=False).first.check()
         form.get_by_label("Notes").fill("Absent cranial vault above the orbits.")
         form.get_by_role("button", name="Sign off").click()
@@ -180,7 +179,7 @@ def test_upload_analyse_review_and_sign_off(tmp_path: Path, model_dir: Path) -> 
         assert unlabelled_controls(page) == []
         page.get_by_label("Review").select_option("no")
         row.wait_for(state="detached")
-        assert "No case matches these filters." in page.locator("tbody").inner_text()
+        assert "No case matches these filters." in page.locator("[data-worklist] tbody").inner_text()
         page.get_by_label("Review").select_option("yes")
         row.wait_for()
 

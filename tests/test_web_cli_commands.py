@@ -126,3 +126,37 @@ def test_serve_starts_uvicorn_and_reports_health(env: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_demo_file_names_do_not_carry_the_true_class(tmp_path: Path) -> None:
+    """Second-read mode hides the AI; a file name such as "anencephaly/SYN…/IM0001.dcm" in the
+    image list would unblind the case all the same."""
+    pytest.importorskip("app.synth")
+    from app.synth import generate_dataset
+    from app.web.services.demo import demo_file_name
+
+    generate_dataset(tmp_path, n_patients=5, seed=7, fmt="dicom", images_per_patient=(1, 1))
+    files = sorted((tmp_path / "dicom").rglob("*.dcm"))
+    classes = {p.relative_to(tmp_path / "dicom").parts[0] for p in files}
+    assert len(classes) >= 2  # the generator does lay the files out by class
+    for path in files:
+        name = demo_file_name(path).lower()
+        assert not any(cls.lower() in name for cls in classes), name
+        assert path.name.lower() in name and path.parent.name.lower() in name
+
+
+def test_users_set_password_set_role_and_rename(env: Path, monkeypatch, capsys) -> None:
+    main(["db", "upgrade"])
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("s3cret-password\n"))
+    assert main(["users", "create", "Dr.Who", "--password-stdin"]) == 0
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("s3cret-password\n"))
+    assert main(["users", "create", "dr.who", "--password-stdin"]) == 1  # names ignore case
+    assert "taken" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("another long password\n"))
+    assert main(["users", "set-password", "dr.who", "--password-stdin"]) == 0
+    assert main(["users", "set-role", "DR.WHO", "admin"]) == 0
+    assert main(["users", "rename", "dr.who", "dr.watson"]) == 0
+    assert main(["users", "set-role", "nobody", "admin"]) == 1
+    (user,) = _users(env)
+    assert user.username == "dr.watson" and user.role == "admin"
+    assert verify_password(user.password_hash, "another long password")

@@ -131,9 +131,11 @@ def live_server(
     assistance_mode: str = "concurrent",
     users: dict[str, str] | None = None,
     database_url: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[LiveServer]:
     data_dir.mkdir(parents=True, exist_ok=True)
     env = server_env(data_dir, model_dir, assistance_mode, database_url)
+    env.update(extra_env or {})
     prepare_database(env, users or {"rad": "radiologist", "admin": "admin"})
     with uvicorn_server(env, data_dir) as server:
         yield server

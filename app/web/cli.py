@@ -203,6 +203,41 @@ def _users_bootstrap_admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace, username: str) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    return getpass.getpass(f"new password for {username}: ")
+
+
+def _users_change(args: argparse.Namespace) -> int:
+    """`users set-password | set-role | rename`: an administrator's changes from the shell
+    (audited with no user: the command line is the server's operator)."""
+    from app.web.errors import ServiceError
+    from app.web.services.users import find_user, rename_user, update_user
+
+    with _session() as db:
+        user = find_user(db, args.username)
+        if user is None:
+            print(f"error: no user named {args.username!r}", file=sys.stderr)
+            return 1
+        try:
+            if args.users_command == "set-password":
+                update_user(db, user.id, None, password=_read_password(args, user.username))
+                print(f"password of {user.username} set; their sessions and API tokens have ended")
+            elif args.users_command == "set-role":
+                out = update_user(db, user.id, None, role=args.role)
+                print(f"{out.username} is now {out.role}")
+            else:
+                out = rename_user(db, user.id, args.new_name, None)
+                print(f"renamed {args.username} to {out.username}")
+        except ServiceError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def _users_list(args: argparse.Namespace) -> int:
     from app.web.services.users import list_users
 
@@ -267,6 +302,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     boot.set_defaults(handler=_users_bootstrap_admin)
     users_sub.add_parser("list", help="list users").set_defaults(handler=_users_list)
+    set_password = users_sub.add_parser("set-password", help="reset a user's password (ends their sessions)")
+    set_password.add_argument("username")
+    set_password.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    set_password.set_defaults(handler=_users_change)
+    set_role = users_sub.add_parser("set-role", help="make a user an administrator or a radiologist")
+    set_role.add_argument("username")
+    set_role.add_argument("role", choices=("admin", "radiologist"))
+    set_role.set_defaults(handler=_users_change)
+    rename = users_sub.add_parser("rename", help="give a user another name (names ignore case)")
+    rename.add_argument("username")
+    rename.add_argument("new_name")
+    rename.set_defaults(handler=_users_change)
 
     demo = subparsers.add_parser("demo-data", help="import synthetic demo studies (labelled as such)")
     demo.add_argument("--if-empty", action="store_true", help="only when the database has no studies")

@@ -94,6 +94,8 @@ class StudySummaryOut(BaseModel):
     ai_withheld: bool
     reviewed: bool  # has a final diagnosis
     final_label: str | None  # the current final diagnosis (the latest amendment wins)
+    assigned_to: str | None = None  # the user name of the reader the case is assigned to
+    reading_by: str | None = None  # who has the case open now (a soft lock that expires)
 
 
 ExclusionKey = Literal["not_ultrasound", "quality", "lossy", "view", "ood", "flagged", "failed"]
@@ -216,6 +218,9 @@ class UploadedStudyOut(BaseModel):
     study_id: int
     status: AnalysisStatus
     n_images: int
+    duplicate: bool = Field(
+        False, description="every file was already stored in this case: the upload made nothing new"
+    )
 
 
 class RejectedOut(BaseModel):

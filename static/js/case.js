@@ -89,12 +89,14 @@
     });
   }
 
-  function select(index) {
+  function select(index, opening) {
     if (!groups.length) return;
     current = (index + groups.length) % groups.length;
     var group = groups[current];
     thumbs.forEach(function (thumb, i) { thumb.setAttribute("aria-current", i === current ? "true" : "false"); });
-    if (thumbs[current]) thumbs[current].scrollIntoView({ block: "nearest", inline: "nearest" });
+    // Only when the reader moves through the images: on opening, the page stays at its top,
+    // with the patient and the verdict in view (at 1024×768 it used to open ~785 px down).
+    if (thumbs[current] && !opening) thumbs[current].scrollIntoView({ block: "nearest", inline: "nearest" });
     if (viewer) viewer.load(group.key, frameList(group), 0);
     if (cine) cine.attach(group, 0);
     if (group.kind !== "loop") showFindings(group.frames[0], 0);
@@ -211,6 +213,87 @@
 
   if (form) {
     form.addEventListener("input", function () { formTouched = true; });
+    setUpDraft(form);
+    setUpAgreement(form);
+  }
+
+  // A read is never lost: every change is kept in this browser (per user and case) until the
+  // server confirms it was recorded. A rejected form comes back filled in by the server; a
+  // session that ended mid-read comes back here after the new sign-in and is filled in from it.
+  function setUpDraft(dxForm) {
+    var key = dxForm.getAttribute("data-draft-key");
+    var note = document.querySelector("[data-draft-note]");
+    var store = null;
+    try { store = window.localStorage; } catch (e) { store = null; }
+    if (!store || !key) return;
+    if (dxForm.hasAttribute("data-draft-saved")) { store.removeItem(key); return; }
+    function fields() {
+      var out = {};
+      new FormData(dxForm).forEach(function (value, name) {
+        if (name === "csrf_token" || name === "based_on" || name === "analysis_id" || name === "kind") return;
+        out[name] = String(value);
+      });
+      return out;
+    }
+    function save() {
+      var values = fields();
+      var empty = Object.keys(values).every(function (name) { return !values[name]; });
+      if (empty) store.removeItem(key);
+      else store.setItem(key, JSON.stringify({ kind: dxForm.elements.kind.value, values: values, at: Date.now() }));
+    }
+    var saved = null;
+    try { saved = JSON.parse(store.getItem(key) || "null"); } catch (e) { saved = null; }
+    if (dxForm.hasAttribute("data-server-values")) {
+      save();  // what the server sent back is the latest
+    } else if (saved && saved.values && saved.kind === dxForm.elements.kind.value) {
+      Object.keys(saved.values).forEach(function (name) {
+        var field = dxForm.elements[name];
+        if (!field) return;
+        if (field instanceof RadioNodeList || (field.length && !field.tagName)) {
+          Array.prototype.forEach.call(field, function (radio) { radio.checked = radio.value === saved.values[name]; });
+        } else if (field.type === "radio") {
+          field.checked = field.value === saved.values[name];
+        } else {
+          field.value = saved.values[name];
+        }
+      });
+      formTouched = true;
+      if (note) {
+        note.hidden = false;
+        note.textContent = "Your unsent read of this case was restored from this browser. Check it, then send it.";
+      }
+    }
+    dxForm.addEventListener("input", save);
+    dxForm.addEventListener("change", save);
+  }
+
+  // Agreement with the AI follows from the chosen class (the server derives it the same way).
+  function setUpAgreement(dxForm) {
+    var box = document.querySelector("[data-agreement]");
+    if (!box) return;
+    var aiLabel = box.getAttribute("data-ai-label");
+    var text = box.querySelector("[data-agreement-text]");
+    function update() {
+      var chosen = dxForm.querySelector("input[name=label]:checked");
+      if (!chosen) return;
+      text.textContent = chosen.value === aiLabel ? "Your diagnosis agrees with the AI." : "Your diagnosis differs from the AI.";
+      box.setAttribute("data-agrees", chosen.value === aiLabel ? "yes" : "no");
+    }
+    dxForm.addEventListener("change", update);
+    update();
+  }
+
+  // The soft reading lock: renewed while the page is open; it runs out a few minutes after the
+  // reader leaves (releasing it on every reload or form post would fill the audit trail).
+  var lockUrl = root.getAttribute("data-lock-url");
+  var LOCK_RENEW_MS = 60000;
+  function renewLock() {
+    var body = new FormData();
+    fetch(lockUrl, { method: "POST", body: body, credentials: "same-origin", headers: { "X-CSRF-Token": F.csrfToken(), Accept: "application/json" } })
+      .catch(function () { /* the next renewal tries again */ });
+  }
+  if (lockUrl && document.querySelector("[data-lock-mine]")) {
+    setInterval(renewLock, LOCK_RENEW_MS);
   }
 
   function pollStatus() {
@@ -238,6 +321,6 @@
     }, POLL_MS);
   }
 
-  select(0);
+  select(0, true);
   pollStatus();
 })();

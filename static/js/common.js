@@ -91,4 +91,22 @@
     statusBadge: statusBadge,
     STATUS_TEXT: STATUS_TEXT,
   };
+  // "?" opens the keyboard shortcut list on every page (not while typing in a field).
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "?" || event.ctrlKey || event.metaKey || event.altKey) return;
+    var target = event.target;
+    // Not while typing: a "?" typed into a text field is text (radios and checkboxes are no text).
+    var typing = target && (/^(TEXTAREA|SELECT)$/.test(target.tagName) || target.isContentEditable ||
+      (target.tagName === "INPUT" && !/^(radio|checkbox|range|button|submit|reset|color|file)$/.test(target.type)));
+    if (typing) return;
+    var dialog = document.querySelector("[data-shortcuts]");
+    if (!dialog || dialog.open) return;
+    event.preventDefault();
+    dialog.showModal();
+  });
+  document.addEventListener("click", function (event) {
+    var opener = event.target && event.target.closest ? event.target.closest("[data-shortcuts-open]") : null;
+    var dialog = document.querySelector("[data-shortcuts]");
+    if (opener && dialog && !dialog.open) dialog.showModal();
+  });
 })();

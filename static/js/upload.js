@@ -149,6 +149,27 @@
     });
   }
 
+  // The server names files as it stored them (unsafe characters replaced; see services/uploads).
+  function serverName(name) {
+    var base = name.replace(/\\/g, "/").split("/").pop();
+    return base.replace(/[^A-Za-z0-9._ -]+/g, "_").replace(/^[ .]+|[ .]+$/g, "").slice(0, 120);
+  }
+
+  // A file the server did not use is shown as skipped, with its reason, not as a full green bar.
+  function markSkipped(rejected) {
+    rows.forEach(function (row) {
+      var name = serverName(row.file.name);
+      var match = rejected.filter(function (r) { return r.filename === name; })[0];
+      if (!match) return;
+      row.bar.classList.remove("done");
+      row.bar.classList.add("skipped");
+      row.bar.setAttribute("aria-label", "Skipped: " + row.file.name);
+      var item = row.bar.parentNode;
+      item.setAttribute("data-skipped", "");
+      item.appendChild(F.el("span", { className: "badge badge-failed", text: "Skipped" }));
+    });
+  }
+
   function setAllBars(className, value) {
     rows.forEach(function (row) {
       row.bar.value = value;
@@ -169,6 +190,9 @@
   function caseItem(created) {
     return F.el("li", { "data-case-id": String(created.study_id) }, [
       F.el("a", { className: "row-link", href: "/cases/" + created.study_id, text: "Case #" + created.study_id }),
+      created.duplicate
+        ? F.el("span", { className: "badge badge-flag", "data-duplicate": "", text: "Already uploaded: nothing new was added to this case" })
+        : null,
       F.el("span", { className: "muted small", "data-details": "", text: created.n_images + " image" + (created.n_images === 1 ? "" : "s") }),
       F.el("span", { "data-status": created.status, role: "status" }, [F.statusBadge(created.status)]),
     ]);
@@ -252,10 +276,14 @@
         var body = JSON.parse(xhr.responseText);
         var studies = body.studies || [];
         var rejected = body.rejected || [];
-        var text = studies.length
-          ? "Uploaded. " + studies.length + " case" + (studies.length === 1 ? " was" : "s were") +
-            " created and queued for analysis."
-          : "Nothing could be imported from these files.";
+        markSkipped(rejected);
+        var fresh = studies.filter(function (s) { return !s.duplicate; });
+        var repeats = studies.length - fresh.length;
+        var text = fresh.length
+          ? "Uploaded. " + fresh.length + " case" + (fresh.length === 1 ? " was" : "s were") +
+            " created or extended and queued for analysis."
+          : studies.length ? "" : "Nothing could be imported from these files.";
+        if (repeats) text += (text ? " " : "") + repeats + " upload" + (repeats === 1 ? " was" : "s were") + " already stored: see the case link below; no duplicate was made.";
         if (rejected.length) text += " " + rejected.length + " file" + (rejected.length === 1 ? " was" : "s were") + " skipped (see below).";
         showMessage(studies.length ? "ok" : "error", text);
         showResults(studies, rejected);

@@ -1,223 +1,217 @@
-/* Worklist: client-side sort and filter over the case list, refreshed from the
-   JSON API every few seconds while any case is still waiting or being analysed. */
+/* Worklist: filtered, ordered and paged by the server. The filters live in the address, so
+   Back, Forward, reload and bookmarks show the list they name; the list refreshes itself
+   (every few seconds while a case is being analysed, else every half minute) and says when
+   new cases arrived. */
 (function () {
   "use strict";
 
   var F = window.Fetal;
-  var POLL_MS = 3000;
+  var POLL_BUSY_MS = 3000;
+  var POLL_IDLE_MS = 15000;
   var root = document.querySelector("[data-worklist]");
   if (!root) return;
 
-  var apiUrl = root.getAttribute("data-api");
+  var feedUrl = root.getAttribute("data-feed");
   var tbody = root.querySelector("tbody");
   var countOut = root.querySelector("[data-count]");
   var liveNote = root.querySelector("[data-live]");
   var form = root.querySelector("form.filters");
+  var sortKey = form.querySelector("[data-sort-key]");
+  var sortDir = form.querySelector("[data-sort-dir]");
+  var prevLink = root.querySelector("[data-page-prev]");
+  var nextLink = root.querySelector("[data-page-next]");
+  var pageText = root.querySelector("[data-page-text]");
   var headers = Array.prototype.slice.call(root.querySelectorAll("th[data-sort]"));
   var classNames = JSON.parse(document.getElementById("class-names").textContent);
   var normalClass = root.getAttribute("data-normal-class");
   var INDETERMINATE = "indeterminate";
+  var DESC_FIRST = { p_abnormal: true, date: true, id: true };
 
-  // The API's study summary (nested, as documented at /docs) flattened into one sortable row.
-  function fromApi(item) {
-    var verdict = item.verdict;
-    var determinate = verdict && verdict.label !== INDETERMINATE;
-    return {
-      id: item.id,
-      status: item.status,
-      patient_name: item.patient && item.patient.name ? F.personName(item.patient.name) : null,
-      patient_id: item.patient ? item.patient.patient_id : null,
-      study_date: item.study_date,
-      created_at: item.created_at,
-      gestational_age_weeks: item.gestational_age_weeks,
-      n_images: item.n_images,
-      verdict_label: verdict ? verdict.label : null,
-      verdict_abnormal: Boolean(determinate && verdict.label !== normalClass),
-      p_abnormal: verdict && verdict.p_abnormal !== undefined ? verdict.p_abnormal : null,
-      ai_withheld: item.ai_withheld,
-      reviewed: item.reviewed,
-      final_label: item.final_label,
-    };
-  }
-
-  var rows = JSON.parse(document.getElementById("worklist-data").textContent).map(fromApi);
-  // The most suspicious first unless the radiologist picks another order.
-  var sort = { key: "p_abnormal", dir: "desc" };
+  var data = JSON.parse(document.getElementById("worklist-data").textContent);
+  var latestSeen = data.latest_id;
   var timer = null;
+  var refetchTimer = null;
 
   function humanClass(label) {
     if (label === INDETERMINATE) return "No verdict — indeterminate";
     return label ? classNames[label] || label : "";
   }
 
-  function sortValue(row, key) {
-    var value = row[key];
-    if (key === "verdict") return humanClass(row.verdict_label);
-    if (key === "reviewed") return row.reviewed ? 1 : 0;
-    return value === undefined ? null : value;
-  }
-
-  function compare(a, b) {
-    var va = sortValue(a, sort.key);
-    var vb = sortValue(b, sort.key);
-    // Cases without a value (not analysed yet) always go last, whichever the direction.
-    if (va === null && vb === null) return b.id - a.id;
-    if (va === null) return 1;
-    if (vb === null) return -1;
-    var order = va < vb ? -1 : va > vb ? 1 : 0;
-    if (order === 0) return b.id - a.id;
-    return sort.dir === "asc" ? order : -order;
-  }
-
-  function filters() {
-    var data = new FormData(form);
-    return {
-      q: String(data.get("q") || "").trim().toLowerCase(),
-      status: String(data.get("status") || ""),
-      verdict: String(data.get("verdict") || ""),
-      reviewed: String(data.get("reviewed") || ""),
-      minP: data.get("min_p") === "" || data.get("min_p") === null ? null : Number(data.get("min_p")) / 100,
-      from: String(data.get("date_from") || ""),
-      to: String(data.get("date_to") || ""),
-    };
-  }
-
-  function keep(row, f) {
-    if (f.q) {
-      var hay = [row.patient_name, row.patient_id, "#" + row.id].join(" ").toLowerCase();
-      if (hay.indexOf(f.q) === -1) return false;
+  function verdictCell(item) {
+    var verdict = item.verdict;
+    if (item.ai_withheld) return F.el("span", { className: "muted", text: "Hidden until your read" });
+    if (!verdict) {
+      if (item.status === "failed") return F.el("span", { className: "badge badge-indeterminate", text: "No verdict (analysis failed)" });
+      return F.el("span", { className: "muted", text: "—" });
     }
-    if (f.status && row.status !== f.status) return false;
-    if (f.verdict === "abnormal" && !(row.verdict_label && row.verdict_abnormal)) return false;
-    // "normal" is the normal class only: a study without a verdict is not a normal one.
-    if (f.verdict === "normal" && row.verdict_label !== normalClass) return false;
-    if (f.verdict && f.verdict !== "abnormal" && f.verdict !== "normal" && row.verdict_label !== f.verdict) {
-      return false;
+    if (verdict.label === INDETERMINATE) {
+      return F.el("span", { className: "badge badge-indeterminate", "data-verdict": INDETERMINATE, text: humanClass(INDETERMINATE) });
     }
-    if (f.reviewed === "yes" && !row.reviewed) return false;
-    if (f.reviewed === "no" && row.reviewed) return false;
-    if (f.minP !== null && !(row.p_abnormal !== null && row.p_abnormal >= f.minP)) return false;
-    var day = row.study_date || (row.created_at || "").slice(0, 10);
-    if (f.from && (!day || day < f.from)) return false;
-    if (f.to && (!day || day > f.to)) return false;
-    return true;
-  }
-
-  function verdictCell(row) {
-    if (row.ai_withheld) return F.el("span", { className: "muted", text: "Hidden until your read" });
-    if (!row.verdict_label) return F.el("span", { className: "muted", text: "—" });
-    if (row.verdict_label === INDETERMINATE) {
-      return F.el("span", { className: "badge badge-indeterminate", text: humanClass(INDETERMINATE) });
-    }
+    var abnormal = verdict.label !== normalClass;
     return F.el("span", {
-      className: "badge " + (row.verdict_abnormal ? "badge-abnormal" : "badge-normal"),
-      text: humanClass(row.verdict_label),
+      className: "badge " + (abnormal ? "badge-abnormal" : "badge-normal"),
+      "data-verdict": abnormal ? "abnormal" : "normal",
+      text: humanClass(verdict.label),
     });
   }
 
-  function pCell(row) {
-    if (row.p_abnormal === null || row.p_abnormal === undefined) return F.el("span", { className: "muted", text: "—" });
+  function pCell(item) {
+    var p = item.verdict ? item.verdict.p_abnormal : null;
+    if (p === null || p === undefined) return F.el("span", { className: "muted", text: "—" });
     var bar = F.el("span", { className: "pbar-inline", "aria-hidden": "true" }, [
-      F.el("span", { style: "width:" + (row.p_abnormal * 100).toFixed(1) + "%" }),
+      F.el("span", { style: "width:" + (p * 100).toFixed(1) + "%" }),
     ]);
-    return F.el("span", {}, [bar, F.percent(row.p_abnormal, 1)]);
+    return F.el("span", {}, [bar, F.percent(p, 1)]);
   }
 
-  function reviewCell(row) {
-    if (!row.reviewed) return F.el("span", { className: "badge badge-unreviewed", text: "Not reviewed" });
-    return F.el("span", { className: "badge badge-reviewed", text: "Reviewed: " + humanClass(row.final_label) });
+  function reviewCell(item) {
+    if (!item.reviewed) return F.el("span", { className: "badge badge-unreviewed", text: "Not reviewed" });
+    return F.el("span", { className: "badge badge-reviewed", text: "Reviewed: " + humanClass(item.final_label) });
   }
 
-  function renderRow(row) {
-    var who = row.patient_name || row.patient_id || "Unnamed patient";
-    var link = F.el("a", { className: "row-link", href: "/cases/" + row.id, text: who });
-    var idLine = row.patient_id && row.patient_name ? F.el("div", { className: "muted small", text: "ID " + row.patient_id }) : null;
-    return F.el("tr", { "data-case-id": String(row.id), "data-status": row.status }, [
-      F.el("td", { className: "num", text: "#" + row.id }),
+  function readerCell(item) {
+    var parts = [];
+    if (item.reading_by) parts.push(F.el("span", { className: "badge badge-flag", "data-reading-by": item.reading_by, text: "Open by " + item.reading_by }));
+    if (item.assigned_to) parts.push(F.el("div", { className: "small", "data-assigned-to": item.assigned_to, text: "Assigned: " + item.assigned_to }));
+    if (!parts.length) parts.push(F.el("span", { className: "muted", text: "—" }));
+    return F.el("td", {}, parts);
+  }
+
+  function renderRow(item) {
+    var patient = item.patient || {};
+    var name = patient.name ? F.personName(patient.name) : null;
+    var who = name || patient.patient_id || "Unnamed patient";
+    var link = F.el("a", { className: "row-link", href: "/cases/" + item.id, text: who });
+    var idLine = patient.patient_id && name ? F.el("div", { className: "muted small", text: "ID " + patient.patient_id }) : null;
+    return F.el("tr", { "data-case-id": String(item.id), "data-status": item.status }, [
+      F.el("td", { className: "num", text: "#" + item.id }),
       F.el("td", {}, [link, idLine]),
-      F.el("td", { className: "num", text: row.study_date || "—" }),
-      F.el("td", { className: "num", text: row.gestational_age_weeks ? Number(row.gestational_age_weeks).toFixed(1) + " w" : "—" }),
-      F.el("td", { className: "num", text: String(row.n_images || 0) }),
-      F.el("td", {}, [F.statusBadge(row.status)]),
-      F.el("td", {}, [verdictCell(row)]),
-      F.el("td", { className: "num" }, [pCell(row)]),
-      F.el("td", {}, [reviewCell(row)]),
+      F.el("td", { className: "num", text: item.study_date || "—" }),
+      F.el("td", { className: "num", text: item.gestational_age_weeks ? Number(item.gestational_age_weeks).toFixed(1) + " w" : "—" }),
+      F.el("td", { className: "num", text: String(item.n_images || 0) }),
+      F.el("td", {}, [F.statusBadge(item.status)]),
+      F.el("td", {}, [verdictCell(item)]),
+      F.el("td", { className: "num" }, [pCell(item)]),
+      F.el("td", {}, [reviewCell(item)]),
+      readerCell(item),
     ]);
+  }
+
+  function params() {
+    var out = new URLSearchParams();
+    new FormData(form).forEach(function (value, key) {
+      var text = String(value).trim();
+      if (text) out.set(key, text);
+    });
+    return out;
+  }
+
+  function pageUrl(number) {
+    var p = params();
+    p.set("page", String(number));
+    return "/?" + p.toString();
   }
 
   function render() {
-    var f = filters();
-    var shown = rows.filter(function (row) { return keep(row, f); }).sort(compare);
     tbody.textContent = "";
-    if (!shown.length) {
-      var message = rows.length ? "No case matches these filters." : "No cases yet. Upload a study to start.";
-      tbody.appendChild(F.el("tr", {}, [F.el("td", { colspan: "9", className: "empty-state", text: message })]));
+    if (!data.items.length) {
+      var filtered = window.location.search.replace(/[?&](sort|dir|page)=[^&]*/g, "").length > 1;
+      var message = filtered ? "No case matches these filters." : "No cases yet. Upload a study to start.";
+      tbody.appendChild(F.el("tr", {}, [F.el("td", { colspan: "10", className: "empty-state", text: message })]));
     }
-    shown.forEach(function (row) { tbody.appendChild(renderRow(row)); });
-    countOut.textContent = shown.length + " of " + rows.length + " case" + (rows.length === 1 ? "" : "s");
+    data.items.forEach(function (item) { tbody.appendChild(renderRow(item)); });
+    var first = data.total ? (data.page - 1) * data.page_size + 1 : 0;
+    var last = (data.page - 1) * data.page_size + data.items.length;
+    countOut.textContent = data.total ? first + "–" + last + " of " + data.total + " case" + (data.total === 1 ? "" : "s") : "0 cases";
+    pageText.textContent = "Page " + data.page + " of " + data.pages;
+    prevLink.hidden = data.page <= 1;
+    nextLink.hidden = data.page >= data.pages;
+    prevLink.setAttribute("href", data.page > 1 ? pageUrl(data.page - 1) : "#");
+    nextLink.setAttribute("href", data.page < data.pages ? pageUrl(data.page + 1) : "#");
     headers.forEach(function (th) {
-      th.setAttribute("aria-sort", th.getAttribute("data-sort") === sort.key ? (sort.dir === "asc" ? "ascending" : "descending") : "none");
+      var on = th.getAttribute("data-sort") === sortKey.value;
+      th.setAttribute("aria-sort", on ? (sortDir.value === "asc" ? "ascending" : "descending") : "none");
     });
   }
 
   function pending() {
-    return rows.some(function (row) { return row.status === "queued" || row.status === "running"; });
+    return data.items.some(function (item) { return item.status === "queued" || item.status === "running"; });
   }
 
   function schedule() {
     clearTimeout(timer);
-    if (pending()) {
-      liveNote.textContent = "Analysis in progress — this list updates itself every few seconds.";
-      timer = setTimeout(refresh, POLL_MS);
-    } else {
-      liveNote.textContent = "";
-    }
+    timer = setTimeout(function () { load(window.location.search, false); }, pending() ? POLL_BUSY_MS : POLL_IDLE_MS);
   }
 
-  // Filters the API knows are applied by the server, so that the list is complete even when
-  // there are more cases than one page holds; the rest (text, P threshold, "any anomaly") here.
-  function queryUrl() {
-    var f = filters();
-    var params = [];
-    if (f.status) params.push("status=" + encodeURIComponent(f.status));
-    if (f.verdict && f.verdict !== "abnormal" && f.verdict !== "normal") params.push("label=" + encodeURIComponent(f.verdict));
-    if (f.verdict === "normal") params.push("label=" + encodeURIComponent(normalClass));
-    if (f.reviewed) params.push("review=" + (f.reviewed === "yes" ? "reviewed" : "unreviewed"));
-    if (f.from) params.push("date_from=" + f.from);
-    if (f.to) params.push("date_to=" + f.to);
-    return apiUrl + (params.length ? (apiUrl.indexOf("?") === -1 ? "?" : "&") + params.join("&") : "");
-  }
-
-  function refresh() {
+  function load(search, userAction) {
     clearTimeout(timer);
-    F.getJSON(queryUrl()).then(function (data) {
-      rows = (data.items || data).map(fromApi);
+    return F.getJSON(feedUrl + search).then(function (answer) {
+      var arrived = answer.latest_id && latestSeen && answer.latest_id > latestSeen ? answer.latest_id - latestSeen : 0;
+      latestSeen = answer.latest_id;
+      data = answer;
       render();
+      if (arrived) liveNote.textContent = arrived + " new case" + (arrived === 1 ? "" : "s") + " arrived; the list is up to date.";
+      else if (userAction) liveNote.textContent = "";
+      else if (pending()) liveNote.textContent = "Analysis in progress — this list updates itself every few seconds.";
       schedule();
     }).catch(function (error) {
       liveNote.textContent = "Could not refresh the list (" + error.message + "). Retrying…";
-      timer = setTimeout(refresh, POLL_MS * 3);
+      timer = setTimeout(function () { load(window.location.search, false); }, POLL_IDLE_MS);
+    });
+  }
+
+  // The address is the state: a change of filter is a new history entry (Back undoes it).
+  function apply(page) {
+    var p = params();
+    if (page && page > 1) p.set("page", String(page));
+    var search = p.toString() ? "?" + p.toString() : "";
+    if (search !== window.location.search) history.pushState(null, "", window.location.pathname + search);
+    load(search, true);
+  }
+
+  function fillForm() {
+    var p = new URLSearchParams(window.location.search);
+    Array.prototype.forEach.call(form.elements, function (field) {
+      if (!field.name) return;
+      if (field === sortKey) field.value = p.get("sort") || "p_abnormal";
+      else if (field === sortDir) field.value = p.get("dir") || (DESC_FIRST[sortKey.value] ? "desc" : "asc");
+      else field.value = p.get(field.name) || "";
     });
   }
 
   headers.forEach(function (th) {
     th.querySelector("button").addEventListener("click", function () {
       var key = th.getAttribute("data-sort");
-      if (sort.key === key) sort.dir = sort.dir === "asc" ? "desc" : "asc";
-      else sort = { key: key, dir: th.getAttribute("data-default-dir") || "asc" };
-      render();
+      if (sortKey.value === key) sortDir.value = sortDir.value === "asc" ? "desc" : "asc";
+      else { sortKey.value = key; sortDir.value = DESC_FIRST[key] ? "desc" : "asc"; }
+      apply(1);
     });
   });
-  var refetchTimer = null;
-  function onFilter() {
-    render();  // at once on what is loaded, then again with the server's answer
+  form.addEventListener("change", function () { apply(1); });
+  form.addEventListener("input", function (event) {
+    if (event.target.type !== "search" && event.target.type !== "number") return;
     clearTimeout(refetchTimer);
-    refetchTimer = setTimeout(refresh, 300);
-  }
-  form.addEventListener("input", onFilter);
-  form.addEventListener("change", onFilter);
-  form.addEventListener("submit", function (event) { event.preventDefault(); onFilter(); });
-  form.addEventListener("reset", function () { setTimeout(onFilter, 0); });
+    refetchTimer = setTimeout(function () { apply(1); }, 400);
+  });
+  form.addEventListener("submit", function (event) { event.preventDefault(); apply(1); });
+  root.querySelector("[data-clear]").addEventListener("click", function (event) {
+    event.preventDefault();
+    form.reset();
+    Array.prototype.forEach.call(form.elements, function (field) { if (field.name && field.type !== "hidden") field.value = ""; });
+    sortKey.value = "p_abnormal";
+    sortDir.value = "desc";
+    apply(1);
+  });
+  [prevLink, nextLink].forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      event.preventDefault();
+      apply(link === prevLink ? data.page - 1 : data.page + 1);
+    });
+  });
+  window.addEventListener("popstate", function () {
+    fillForm();
+    load(window.location.search, true);
+  });
 
   render();
   schedule();

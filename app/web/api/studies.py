@@ -63,7 +63,8 @@ async def upload(
         study_id=first.study_id,
         status=first.status,
         studies=[
-            {"study_id": s.study_id, "status": s.status, "n_images": s.n_images} for s in outcome.studies
+            {"study_id": s.study_id, "status": s.status, "n_images": s.n_images, "duplicate": s.duplicate}
+            for s in outcome.studies
         ],
         rejected=[{"filename": r.filename, "reason": r.reason} for r in outcome.rejected],
     )
@@ -113,6 +114,7 @@ def worklist(
         sort=sort,
         limit=limit,
         offset=offset,
+        normal_label=runtime.model_card.normal_class if runtime.model_card is not None else "normal",
     )
     return rows
 

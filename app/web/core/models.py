@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -36,6 +37,11 @@ DIAGNOSIS_KINDS = ("preliminary", "final", "amendment")
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+# One name per person whatever its case (migration 0010): "Alice" and "alice" would otherwise be
+# two accounts a reader could confuse in the audit trail or when assigning a case.
+USERNAME_LOWER_INDEX = "uq_users_username_lower"
 
 
 class User(Base):
@@ -53,6 +59,9 @@ class User(Base):
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+
+Index(USERNAME_LOWER_INDEX, func.lower(User.username), unique=True)
 
 
 class Patient(Base):
@@ -524,3 +533,23 @@ class ReaderStudyRead(Base):
 
     case: Mapped[ReaderStudyCase] = relationship()
     user: Mapped[User] = relationship()
+
+
+class StudyClaim(Base):
+    """Who a case is assigned to and who is reading it now (migration 0010); one row per case
+    that has either. The lock is soft: it only tells others someone is reading, it expires at
+    ``lock_expires_at`` unless the reader's open case page renews it, and it never blocks a
+    sign-off (the diagnosis chain's own checks do that)."""
+
+    __tablename__ = "study_claims"
+
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), primary_key=True)
+    assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
+    assigned_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lock_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lock_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    assigned_to: Mapped[User | None] = relationship(foreign_keys=[assigned_to_id])
+    lock_user: Mapped[User | None] = relationship(foreign_keys=[lock_user_id])

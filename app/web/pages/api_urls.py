@@ -5,5 +5,5 @@ from __future__ import annotations
 UPLOAD = "/api/v1/studies"
 
 
-def studies(limit: int) -> str:
-    return f"/api/v1/studies?limit={limit}"
+# The worklist page's own feed (app.web.pages.worklist_pages): every filter, the page and the total.
+WORKLIST_FEED = "/worklist/data"

@@ -25,10 +25,12 @@ from app.web.pages.views import (
 )
 from app.web.runtime import Runtime
 from app.web.schemas import ChecklistIn
+from app.web.services.claims import assign, claim_view, release_lock, take_lock
 from app.web.services.cns_checklist import ANSWER_WORDS, ISUOG_ITEMS, current_checklist, save_checklist
 from app.web.services.diagnoses import record_diagnosis
 from app.web.services.measurements import study_measurements
 from app.web.services.studies import get_study
+from app.web.services.users import list_users
 
 router = APIRouter()
 
@@ -38,6 +40,13 @@ MEASURE_CHOICES = [
     ("OTHER", "Other distance", "distance"),
     ("OTHER", "Other ellipse (circumference)", "ellipse"),
 ]
+NOTICES = {
+    "draft": "You were signed out before your read was sent. It is filled in again below from this "
+    "browser's draft: check it and send it again.",
+    "taken": "You have taken over reading this case.",
+    "assigned": "Assignment saved.",
+    "bad-assignee": "Choose an active user to assign the case to.",
+}
 
 
 def normal_class(runtime: Runtime) -> str:
@@ -60,6 +69,7 @@ def _case_response(
     form_notice: str | None = None,
     form_values: dict[str, Any] | None = None,
     status_code: int = 200,
+    notice: str | None = None,
 ) -> Response:
     mode = runtime.settings.assistance_mode
     try:
@@ -76,6 +86,9 @@ def _case_response(
     card = runtime.model_card
     classes = runtime.class_names
     form = next_diagnosis_form(detail, human_label)
+    # Opening the case takes the soft reading lock unless another reader holds it (then the page
+    # says who); the open page renews it (POST /cases/{id}/lock).
+    claim = take_lock(db, case_id, user)
     return render(
         request,
         "case.html",
@@ -102,8 +115,17 @@ def _case_response(
             "based_on": detail.current_diagnosis_id or 0,
             "error": form_error,
             "notice": form_notice,
-            "values": form_values or {},
+            # Not "values": on a dict, Jinja's form.values is the dict's method, and a rejected
+            # read came back empty.
+            "typed": form_values or {},
+            "draft_key": f"fetalcns.draft.{user.id}.{case_id}",
+            "saved": form_notice is not None and form_error is None,
         },
+        claim=claim,
+        lock_url=f"/cases/{case_id}/lock",
+        assign_url=f"/cases/{case_id}/assign",
+        readers=[u for u in list_users(db) if u.active],
+        notice=NOTICES.get(notice or ""),
     )
 
 
@@ -115,13 +137,80 @@ def case(
     db: DbSession,
     runtime: RuntimeDep,
     saved: str | None = None,
+    done: str | None = None,
 ) -> Response:
     notice = {
         "final": "Diagnosis signed off.",
         "amendment": "Amendment recorded.",
         "preliminary": "Preliminary read recorded. The AI result is now shown.",
     }.get(saved or "")
-    return _case_response(request, user, db, runtime, case_id, form_notice=notice)
+    return _case_response(request, user, db, runtime, case_id, form_notice=notice, notice=done)
+
+
+@router.get("/cases/{case_id}/diagnosis", include_in_schema=False)
+def diagnosis_after_sign_in(case_id: RowId, user: PageUser) -> Response:
+    """Where a read posted with an expired session lands after the new sign-in (the sign-in
+    returns to the address that needed it): the case, whose page restores the unsent read from
+    the browser's draft."""
+    return RedirectResponse(f"/cases/{case_id}?done=draft", status_code=303)
+
+
+@router.post("/cases/{case_id}/lock", include_in_schema=False)
+def renew_lock(
+    case_id: RowId,
+    user: PageUser,
+    db: DbSession,
+    take_over: Annotated[str, Form()] = "",
+    release: Annotated[str, Form()] = "",
+) -> Response:
+    """The open case page's heartbeat (JSON), its "take over" button and its release on leaving."""
+    try:
+        if release:
+            release_lock(db, case_id, user)
+            view = claim_view(None)
+        else:
+            view = take_lock(db, case_id, user, take_over=bool(take_over))
+    except NotFound:
+        return JSONResponse({"detail": f"case {case_id} does not exist"}, status_code=404)
+    if take_over:
+        return RedirectResponse(f"/cases/{case_id}?done=taken", status_code=303)
+    return JSONResponse(
+        {
+            "locked_by": view.locked_by,
+            "mine": view.locked_by_id == user.id,
+            "expires_at": view.lock_expires_at.isoformat() if view.lock_expires_at else None,
+        }
+    )
+
+
+@router.post("/cases/{case_id}/assign", include_in_schema=False)
+def assign_case(
+    request: Request,
+    case_id: RowId,
+    user: PageUser,
+    db: DbSession,
+    runtime: RuntimeDep,
+    assignee: Annotated[str, Form()] = "",
+) -> Response:
+    """Assign the case to a reader (any signed-in user may: reading rooms share out their own
+    work); an empty choice unassigns it. Audited."""
+    try:
+        assign(db, case_id, user, int(assignee) if assignee.isdigit() else None)
+    except NotFound:
+        raise
+    except ServiceError as exc:
+        db.rollback()
+        return _case_response(
+            request,
+            user,
+            db,
+            runtime,
+            case_id,
+            form_error=None,
+            status_code=exc.status_code,
+            notice="bad-assignee",
+        )
+    return RedirectResponse(f"/cases/{case_id}?done=assigned", status_code=303)
 
 
 @router.get("/cases/{case_id}/status", include_in_schema=False)
@@ -182,7 +271,9 @@ def submit_diagnosis(
                 user,
                 label=label,
                 allowed_labels=runtime.class_names,
-                agrees_with_ai={"yes": True, "no": False}.get(agrees_with_ai),
+                # Derived from the chosen class and the AI verdict (record_diagnosis), never typed:
+                # a ticked "Agree" beside a contradicting class was stored as it was.
+                agrees_with_ai=None,
                 confidence=_parse_confidence(confidence),
                 notes=notes,
                 kind=kind,

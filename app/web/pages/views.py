@@ -321,6 +321,7 @@ class DiagnosisForm:
     submit_text: str
     ask_agreement: bool
     ai_label_human: str | None
+    ai_label: str | None = None  # the verdict's class: agreement is derived from it
 
 
 def next_diagnosis_form(detail: StudyOut, human: HumanLabel) -> DiagnosisForm:
@@ -342,6 +343,7 @@ def next_diagnosis_form(detail: StudyOut, human: HumanLabel) -> DiagnosisForm:
             submit_text="Record amendment",
             ask_agreement=verdict is not None,
             ai_label_human=ai_label,
+            ai_label=verdict.label if verdict else None,
         )
     if detail.ai_withheld:
         return DiagnosisForm(
@@ -361,6 +363,7 @@ def next_diagnosis_form(detail: StudyOut, human: HumanLabel) -> DiagnosisForm:
         submit_text="Sign off",
         ask_agreement=verdict is not None,
         ai_label_human=ai_label,
+        ai_label=verdict.label if verdict else None,
     )
 
 

@@ -20,6 +20,13 @@ from app.web.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def demo_file_name(path: Path) -> str:
+    """The name a demo file is stored under: its patient folder and file, never the synth
+    dataset's class folder (``<class>/<patient>/IM0001.dcm``), which would tell a second reader
+    the true class in the image list."""
+    return f"{path.parent.name}/{path.name}"
+
+
 def import_demo_data(
     settings: Settings, n_patients: int = 5, if_empty: bool = False, seed: int = 2025
 ) -> int:
@@ -47,7 +54,7 @@ def import_demo_data(
                 sites=list(SITES),
             )
             files = sorted((root / "dicom").rglob("*.dcm"))
-            received = ReceivedFiles(root, files, {str(p): str(p.relative_to(root / "dicom")) for p in files})
+            received = ReceivedFiles(root, files, {str(p): demo_file_name(p) for p in files})
             outcome = import_upload(runtime, received, UploadOverrides(), None)
         print(f"imported {len(outcome.studies)} synthetic demo studies")
         for rejected in outcome.rejected:

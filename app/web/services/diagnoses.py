@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.inference.aggregate import INDETERMINATE
 from app.web.core.db import utcnow
 from app.web.core.models import DIAGNOSIS_KINDS, AuditEvent, Diagnosis, Study, User
 from app.web.errors import Conflict, InvalidInput, NotFound
@@ -73,8 +74,9 @@ def record_diagnosis(
 ) -> DiagnosisOut:
     """Validate and add one diagnosis row (committed, audited as "diagnosis.record").
 
-    ``allowed_labels`` are the model card's class names. ``agrees_with_ai``
-    defaults to whether ``label`` equals the AI verdict of the latest analysis.
+    ``allowed_labels`` are the model card's class names. Agreement is whether ``label`` equals
+    the AI verdict of the latest analysis; a given ``agrees_with_ai`` that contradicts it is
+    refused (InvalidInput), never stored.
     ``time_to_decision_s`` runs from this user's first view of the study.
     ``based_on`` is the current diagnosis id the reader saw (0: none); when another read
     became current since, nothing is recorded. Two signers at the same instant are told apart
@@ -118,8 +120,17 @@ def record_diagnosis(
 
     analysis = study.latest_analysis
     verdict = analysis.verdict if analysis is not None and analysis.status == "done" else None
-    if agrees_with_ai is None and verdict is not None:
-        agrees_with_ai = verdict.label == label
+    if verdict is not None and verdict.label != INDETERMINATE:
+        agrees = verdict.label == label
+        if agrees_with_ai is not None and agrees_with_ai != agrees:
+            said = "agree" if agrees_with_ai else "disagree"
+            raise InvalidInput(
+                f"you said you {said} with the AI ({verdict.label}) but chose {label}; the agreement "
+                "follows from the diagnosis, so leave agrees_with_ai out or make it match"
+            )
+        agrees_with_ai = agrees
+    elif agrees_with_ai is None and verdict is not None:
+        agrees_with_ai = False  # no verdict from the model: nothing to agree with
     now = utcnow()
     first_view = _first_view_at(db, study_id, user)
     row = Diagnosis(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.web.core.models import Analysis, Image, ImagePredictionRow, User
 from app.web.errors import Forbidden, NotFound
 from app.web.runtime import Runtime
-from app.web.services.audit import record_event
+from app.web.services.audit import image_view_recorded, record_event
 from app.web.services.heatmaps import heatmap_png
 from app.web.services.studies import ai_withheld_for
 
@@ -29,7 +29,8 @@ def media_type_of(data: bytes) -> str:
 
 def image_png(db: Session, runtime: Runtime, image_id: int, kind: ImageKind, user: User) -> bytes:
     """The bytes of one image view (``media_type_of`` names their type); audits "image.view"
-    (committed). A heatmap viewed for the first time is drawn and stored in the same commit."""
+    (committed) once per case view and image. A heatmap viewed for the first time is drawn and
+    its key stored in the same commit."""
     image = db.get(Image, image_id)
     if image is None:
         raise NotFound(f"image {image_id} does not exist")
@@ -54,6 +55,10 @@ def image_png(db: Session, runtime: Runtime, image_id: int, kind: ImageKind, use
             data = heatmap
     except FileNotFoundError:
         raise NotFound("the stored image file is missing; contact the administrator") from None
-    record_event(db, user, "image.view", study_id=image.study_id, image_id=image.id, kind=kind)
-    db.commit()
+    # Once per case view and image, not per request (a strip of thumbnails, a reload of the viewer).
+    first_view = not image_view_recorded(db, user, image.study_id, image.id, kind)
+    if first_view:
+        record_event(db, user, "image.view", study_id=image.study_id, image_id=image.id, kind=kind)
+    if first_view or db.dirty:  # a heatmap drawn now keeps its stored key
+        db.commit()
     return data

@@ -10,10 +10,11 @@ has recorded a read (preliminary or final) for that study.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from sqlalchemy import Select, and_, exists, func, select
+from sqlalchemy import Select, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.web.core.models import (
@@ -22,9 +23,11 @@ from app.web.core.models import (
     DicomPush,
     Image,
     ImagePredictionRow,
+    Patient,
     ReaderStudyCase,
     ReaderStudyRead,
     Study,
+    StudyClaim,
     User,
     VerdictRow,
 )
@@ -41,19 +44,17 @@ from app.web.schemas import (
     VerdictOut,
 )
 from app.web.services.audit import record_event
+from app.web.services.claims import claims_for
 
 SortKey = Literal["p_abnormal", "date", "status"]
 SORT_KEYS: tuple[str, ...] = ("p_abnormal", "date", "status")
 ReviewFilter = Literal["reviewed", "unreviewed"]
+INDETERMINATE = "indeterminate"
 
 
 def image_url(image_id: int, kind: Literal["original", "thumbnail", "heatmap"]) -> str:
     """The API URL of an image's PNG (auth required; audited)."""
     return f"/api/v1/images/{image_id}/{kind}"
-
-
-def _latest_analysis_ids() -> Select[tuple[int, int]]:
-    return select(Analysis.study_id, func.max(Analysis.id).label("analysis_id")).group_by(Analysis.study_id)
 
 
 def user_has_read(db: Session, study_id: int, user: User) -> bool:
@@ -146,6 +147,141 @@ def _summary_fields(study: Study, n_images: int, withheld: bool) -> dict[str, An
     )
 
 
+WorklistSort = Literal["p_abnormal", "date", "status", "id", "patient", "ga", "reviewed"]
+WORKLIST_SORTS: tuple[str, ...] = ("p_abnormal", "date", "status", "id", "patient", "ga", "reviewed")
+VerdictFilter = str  # "abnormal" (any anomaly), "normal", "indeterminate" or a class name
+
+
+@dataclass(frozen=True)
+class WorklistQuery:
+    """Every filter and order of the worklist; the page, its JSON feed and the API share it.
+
+    ``q``: words that must each appear in the patient's name or ID, or "#12"/"12" for case 12.
+    ``verdict``: "abnormal" (a determinate verdict other than ``normal_label``), "normal",
+    "indeterminate" or one class name. ``min_p``: P(abnormal) at least this (0-1).
+    ``assigned``: "me", "none" or a user id as text.
+    """
+
+    q: str = ""
+    status: str | None = None
+    verdict: VerdictFilter | None = None
+    label: str | None = None  # exactly this verdict label (the API's filter)
+    review: ReviewFilter | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    min_p: float | None = None
+    assigned: str | None = None
+    sort: WorklistSort = "p_abnormal"
+    descending: bool = True
+    normal_label: str = "normal"
+
+
+@dataclass(frozen=True)
+class WorklistPage:
+    items: list[StudySummaryOut]
+    total: int  # cases that match the filters, on every page
+    latest_id: int | None  # the newest case of all (the live feed's "new cases" marker)
+
+
+def _suspicion_rank(normal_label: str) -> Any:
+    """Where a case sits in "most suspicious first": an anomaly verdict, then no verdict from the
+    model (indeterminate: a person must read it all), then normal, then not analysed yet."""
+    return case(
+        (VerdictRow.label.is_(None), 3),
+        (VerdictRow.label == INDETERMINATE, 1),
+        (VerdictRow.label == normal_label, 2),
+        else_=0,
+    )
+
+
+def _worklist_select(viewer: User, mode: str, wq: WorklistQuery) -> Select[tuple[Study]]:
+    """The filtered, ordered worklist query (no paging). In second-read mode the AI must not
+    steer the first read: verdict and P(abnormal) filters are ignored and the suspicion order
+    falls back to the date."""
+    # The latest analysis of each case as a correlated lookup (index on analyses.study_id): a
+    # GROUP BY subquery joined here made SQLite rescan every analysis per verdict row when a
+    # verdict filter led the plan (10 s for 5,000 cases; benchmarks/bench_worklist.py).
+    latest_id = select(func.max(Analysis.id)).where(Analysis.study_id == Study.id).scalar_subquery()
+    has_final = exists().where(Diagnosis.study_id == Study.id, Diagnosis.kind.in_(("final", "amendment")))
+    effective_date = func.coalesce(Study.study_date, func.date(Study.created_at))
+    query = (
+        select(Study)
+        .join(Patient, Patient.id == Study.patient_id)
+        .outerjoin(VerdictRow, VerdictRow.analysis_id == latest_id)
+        .outerjoin(StudyClaim, StudyClaim.study_id == Study.id)
+    )
+    verdict, label, min_p, sort = wq.verdict, wq.label, wq.min_p, wq.sort
+    if mode == "second-read":
+        verdict, label, min_p = None, None, None
+        sort = "date" if sort == "p_abnormal" else sort
+    for word in wq.q.lower().split()[:8]:
+        digits = word.lstrip("#")
+        matches = [
+            func.lower(func.coalesce(Patient.name, "")).contains(word, autoescape=True),
+            func.lower(func.coalesce(Patient.patient_id, "")).contains(word, autoescape=True),
+        ]
+        if digits.isdigit() and len(digits) < 10:
+            matches.append(Study.id == int(digits))
+        query = query.where(or_(*matches))
+    if wq.status:
+        query = query.where(Study.status == wq.status)
+    if verdict == "abnormal":
+        query = query.where(VerdictRow.label.not_in((wq.normal_label, INDETERMINATE)))
+    elif verdict == "normal":
+        query = query.where(VerdictRow.label == wq.normal_label)
+    elif verdict:
+        query = query.where(VerdictRow.label == verdict)
+    if label:
+        query = query.where(VerdictRow.label == label)
+    if min_p is not None:
+        query = query.where(VerdictRow.p_abnormal >= min_p)
+    if wq.review == "reviewed":
+        query = query.where(has_final)
+    elif wq.review == "unreviewed":
+        query = query.where(~has_final)
+    if wq.date_from:
+        query = query.where(effective_date >= wq.date_from)
+    if wq.date_to:
+        query = query.where(effective_date <= wq.date_to)
+    if wq.assigned == "me":
+        query = query.where(StudyClaim.assigned_to_id == viewer.id)
+    elif wq.assigned == "none":
+        query = query.where(StudyClaim.assigned_to_id.is_(None))
+    elif wq.assigned and wq.assigned.isdigit():
+        query = query.where(StudyClaim.assigned_to_id == int(wq.assigned))
+    desc = wq.descending
+    if sort == "p_abnormal":
+        rank = _suspicion_rank(wq.normal_label)
+        p = VerdictRow.p_abnormal
+        # Not analysed yet stays last in both directions.
+        keys = [rank == 3, rank.desc() if not desc else rank, p.desc() if desc else p.asc()]
+        return query.order_by(*keys, Study.id.desc())
+    column: Any = {
+        "date": effective_date,
+        "status": Study.status,
+        "id": Study.id,
+        "patient": func.lower(func.coalesce(Patient.name, Patient.patient_id, "")),
+        "ga": Study.gestational_age_weeks,
+        "reviewed": has_final,
+    }[sort]
+    nulls_last = column.is_(None) if sort == "ga" else None
+    keys = [nulls_last] if nulls_last is not None else []
+    keys.append(column.desc() if desc else column.asc())
+    return query.order_by(*keys, Study.id.desc())
+
+
+def worklist_page(
+    db: Session, viewer: User, mode: str, wq: WorklistQuery, *, limit: int = 50, offset: int = 0
+) -> WorklistPage:
+    """One page of the worklist with the true number of matching cases. Not audited (a list of
+    cases is no view of one)."""
+    query = _worklist_select(viewer, mode, wq)
+    total = int(db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0)
+    ids = list(db.scalars(query.with_only_columns(Study.id).limit(limit).offset(offset)))
+    latest_id = db.scalar(select(func.max(Study.id)))
+    return WorklistPage(_summaries(db, viewer, mode, ids), total, latest_id)
+
+
 def list_studies(
     db: Session,
     viewer: User,
@@ -159,87 +295,99 @@ def list_studies(
     sort: SortKey = "p_abnormal",
     limit: int = 200,
     offset: int = 0,
+    normal_label: str = "normal",
 ) -> list[StudySummaryOut]:
-    """The worklist.
+    """The worklist as the JSON API lists it (``worklist_page`` has every filter and the total).
 
-    Filters: ``status`` (queued|running|done|failed), ``label`` (AI verdict label),
-    ``review`` ("reviewed" = has a final diagnosis, "unreviewed"), ``date_from``/``date_to``
-    (study date, else upload date, inclusive). Sorts: "p_abnormal" (most suspicious
-    first; unanalysed studies last), "date" (newest first), "status".
-    Listing is not audited; opening a case (get_study) is.
-    In second-read mode the AI must not steer the first read, so the ``label`` filter
-    is ignored and the "p_abnormal" sort falls back to "date".
+    Filters: ``status`` (queued|running|done|failed), ``label`` (AI verdict label, or
+    "indeterminate"), ``review`` ("reviewed" = has a final diagnosis, "unreviewed"),
+    ``date_from``/``date_to`` (study date, else upload date, inclusive). Sorts: "p_abnormal"
+    (most suspicious first: anomalies, then indeterminate, then normal; unanalysed studies
+    last), "date" (newest first), "status". In second-read mode the ``label`` filter is ignored
+    and the "p_abnormal" sort falls back to "date".
     """
-    if mode == "second-read":
-        label = None
-        sort = "date" if sort == "p_abnormal" else sort
-    latest = _latest_analysis_ids().subquery()
-    has_final = exists().where(Diagnosis.study_id == Study.id, Diagnosis.kind.in_(("final", "amendment")))
-    effective_date = func.coalesce(Study.study_date, func.date(Study.created_at))
-    query = (
-        select(Study)
-        .outerjoin(latest, latest.c.study_id == Study.id)
-        .outerjoin(VerdictRow, VerdictRow.analysis_id == latest.c.analysis_id)
-        .options(
-            selectinload(Study.patient),
-            selectinload(Study.analyses).selectinload(Analysis.verdict),
-            selectinload(Study.diagnoses),
-        )
+    wq = WorklistQuery(
+        status=status,
+        label=label,
+        review=review,
+        date_from=date_from,
+        date_to=date_to,
+        sort=sort,
+        descending=sort != "status",
+        normal_label=normal_label,
     )
-    if status:
-        query = query.where(Study.status == status)
-    if label:
-        query = query.where(VerdictRow.label == label)
-    if review == "reviewed":
-        query = query.where(has_final)
-    elif review == "unreviewed":
-        query = query.where(~has_final)
-    if date_from:
-        query = query.where(effective_date >= date_from)
-    if date_to:
-        query = query.where(effective_date <= date_to)
-    if sort == "p_abnormal":
-        query = query.order_by(VerdictRow.p_abnormal.is_(None), VerdictRow.p_abnormal.desc(), Study.id.desc())
-    elif sort == "status":
-        query = query.order_by(Study.status, Study.id.desc())
-    else:
-        query = query.order_by(effective_date.desc(), Study.id.desc())
-    studies = list(db.scalars(query.limit(limit).offset(offset)).unique())
+    query = _worklist_select(viewer, mode, wq)
+    ids = list(db.scalars(query.with_only_columns(Study.id).limit(limit).offset(offset)))
+    return _summaries(db, viewer, mode, ids)
+
+
+def count_studies(db: Session, viewer: User, mode: str, wq: WorklistQuery) -> int:
+    query = _worklist_select(viewer, mode, wq)
+    return int(db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0)
+
+
+def _summaries(db: Session, viewer: User, mode: str, ids: list[int]) -> list[StudySummaryOut]:
+    """Worklist rows of these cases, in this order."""
+    if not ids:
+        return []
+    loaded = {
+        s.id: s
+        for s in db.scalars(
+            select(Study)
+            .where(Study.id.in_(ids))
+            .options(
+                selectinload(Study.patient),
+                selectinload(Study.analyses).selectinload(Analysis.verdict),
+                selectinload(Study.diagnoses),
+            )
+        )
+    }
+    studies = [loaded[i] for i in ids if i in loaded]
     counts = dict(
         db.execute(
             select(Image.study_id, func.count(Image.id))
-            .where(Image.study_id.in_([s.id for s in studies]))
+            .where(Image.study_id.in_(ids))
             .group_by(Image.study_id)
         ).all()
     )
     read_by_viewer: set[int] = set()
-    if mode == "second-read" and studies:
+    if mode == "second-read":
         read_by_viewer = set(
             db.scalars(
                 select(Diagnosis.study_id).where(
-                    and_(Diagnosis.signed_by_id == viewer.id, Diagnosis.study_id.in_([s.id for s in studies]))
+                    and_(Diagnosis.signed_by_id == viewer.id, Diagnosis.study_id.in_(ids))
                 )
             )
         )
     withheld = {s.id: mode == "second-read" and s.id not in read_by_viewer for s in studies}
     # A reader-study read in progress decides for its case (ai_withheld_for); the worklist is
     # rarely the page of a reader mid-read, so each open read is looked up on its own.
-    if studies:
-        open_cases = set(
-            db.scalars(
-                select(ReaderStudyCase.study_id)
-                .join(ReaderStudyRead, ReaderStudyRead.case_id == ReaderStudyCase.id)
-                .where(
-                    ReaderStudyRead.user_id == viewer.id,
-                    ReaderStudyRead.shown_at.is_not(None),
-                    ReaderStudyRead.answered_at.is_(None),
-                    ReaderStudyCase.study_id.in_([s.id for s in studies]),
-                )
+    open_cases = set(
+        db.scalars(
+            select(ReaderStudyCase.study_id)
+            .join(ReaderStudyRead, ReaderStudyRead.case_id == ReaderStudyCase.id)
+            .where(
+                ReaderStudyRead.user_id == viewer.id,
+                ReaderStudyRead.shown_at.is_not(None),
+                ReaderStudyRead.answered_at.is_(None),
+                ReaderStudyCase.study_id.in_(ids),
             )
         )
-        for study_id in open_cases:
-            withheld[study_id] = ai_withheld_for(db, study_id, viewer, mode)
-    return [StudySummaryOut(**_summary_fields(s, int(counts.get(s.id, 0)), withheld[s.id])) for s in studies]
+    )
+    for study_id in open_cases:
+        withheld[study_id] = ai_withheld_for(db, study_id, viewer, mode)
+    claims = claims_for(db, ids)
+    out = []
+    for s in studies:
+        claim = claims.get(s.id)
+        out.append(
+            StudySummaryOut(
+                **_summary_fields(s, int(counts.get(s.id, 0)), withheld[s.id]),
+                assigned_to=claim.assigned_to if claim else None,
+                reading_by=claim.locked_by if claim else None,
+            )
+        )
+    return out
 
 
 def _load_study(db: Session, study_id: int) -> Study:
@@ -417,6 +565,14 @@ def get_study(
         pacs_push=_latest_push(db, study.id),
     )
     if audit:
-        record_event(db, viewer, "study.view", study_id=study.id, ai_withheld=withheld)
+        # The image strip's thumbnails are part of this view (services.audit.image_view_recorded).
+        record_event(
+            db,
+            viewer,
+            "study.view",
+            study_id=study.id,
+            ai_withheld=withheld,
+            image_ids=[img.id for img in study.images],
+        )
         db.commit()
     return detail

@@ -120,6 +120,8 @@ class CreatedStudy:
     analysis_id: int | None
     status: str
     n_images: int
+    # Every image of it was already stored in this case: nothing new was made (a re-upload).
+    duplicate: bool = False
 
 
 class NothingUsable(InvalidInput):
@@ -148,6 +150,8 @@ class ReceivedFiles:
     directory: Path
     paths: list[Path] = field(default_factory=list)
     display_names: dict[str, str] = field(default_factory=dict)  # temp path -> uploaded name
+    # Files refused before ingestion (over the per-file limit): the rest of the upload goes on.
+    rejected: list[RejectedUpload] = field(default_factory=list)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -181,7 +185,9 @@ def _safe_name(name: str | None, index: int) -> str:
 
 
 async def receive_files(files: Sequence[UploadFile], settings: Settings) -> ReceivedFiles:
-    """Stream uploaded files to a temp folder. Raises TooLarge (413) or InvalidInput (no files)."""
+    """Stream uploaded files to a temp folder. A file over the per-file limit is left out and
+    listed in ``rejected``; raises TooLarge (413) when every file is, or when the whole upload is
+    over the request limit, and InvalidInput (no files)."""
     real = [f for f in files if f.filename]
     if not real:
         raise InvalidInput("no files were uploaded; choose DICOM, PNG/JPEG files or a ZIP archive")
@@ -190,24 +196,34 @@ async def receive_files(files: Sequence[UploadFile], settings: Settings) -> Rece
     settings.upload_tmp_dir.mkdir(parents=True, exist_ok=True)
     received = ReceivedFiles(Path(tempfile.mkdtemp(prefix="upload-", dir=settings.upload_tmp_dir)))
     total = 0
+    limit_mib = settings.max_file_bytes // (1 << 20)
     try:
         for index, upload in enumerate(real):
             display = _safe_name(upload.filename, index)
             target = received.directory / f"{index:05d}-{display}"
             size = 0
+            too_large = False
             with target.open("wb") as out:
                 while chunk := await upload.read(_CHUNK):
                     size += len(chunk)
                     total += len(chunk)
-                    if size > settings.max_file_bytes:
-                        limit_mib = settings.max_file_bytes // (1 << 20)
-                        raise TooLarge(f"{display} is larger than the limit of {limit_mib} MiB per file")
                     if total > settings.max_request_bytes:
-                        limit_mib = settings.max_request_bytes // (1 << 20)
-                        raise TooLarge(f"the upload is larger than the limit of {limit_mib} MiB")
+                        request_mib = settings.max_request_bytes // (1 << 20)
+                        raise TooLarge(f"the upload is larger than the limit of {request_mib} MiB")
+                    if size > settings.max_file_bytes:
+                        too_large = True  # only this file is refused; the others are still used
+                        break
                     out.write(chunk)
+            if too_large:
+                target.unlink(missing_ok=True)
+                received.rejected.append(
+                    RejectedUpload(display, f"{display} is larger than the limit of {limit_mib} MiB per file")
+                )
+                continue
             received.paths.append(target)
             received.display_names[str(target)] = display
+        if not received.paths:
+            raise TooLarge("; ".join(r.reason for r in received.rejected))
     except BaseException:
         received.cleanup()
         raise
@@ -522,8 +538,28 @@ def _save_study(
     ``queue_analysis=False`` stores the images only; the caller queues the analysis later
     (``queue_study_analysis``), when the sender has sent the whole study.
     """
+    holder = _case_holding_all(db, prepared)
+    if holder is not None:
+        # The same files again (a re-upload, perhaps under another typed patient ID or age):
+        # the case they are in is the answer, and nothing new is made.
+        record_event(
+            db,
+            user,
+            "study.upload",
+            study_id=holder.id,
+            n_images=0,
+            n_already_stored=len(prepared.images),
+            n_rejected=n_rejected,
+            duplicate=True,
+            **(audit_detail or {}),
+        )
+        analysis_id = db.scalar(select(func.max(Analysis.id)).where(Analysis.study_id == holder.id))
+        n_images = int(db.scalar(select(func.count(Image.id)).where(Image.study_id == holder.id)) or 0)
+        return CreatedStudy(holder.id, analysis_id, holder.status, n_images, duplicate=True)
     patient = _upsert_patient(db, prepared.key, prepared.patient_id, prepared.name, prepared.issuer)
-    study = _existing_study(db, patient, prepared.study_uid)
+    study = _existing_study(db, patient, prepared.study_uid) or _patient_case_holding_any(
+        db, patient, prepared
+    )
     if study is None:
         study = Study(
             patient_id=patient.id,
@@ -536,19 +572,30 @@ def _save_study(
         db.add(study)
         db.flush()
         have: set[tuple[str, int | None]] = set()
+        have_sops: set[tuple[str, int | None]] = set()
         next_position = 0
     else:
         rows = db.execute(
-            select(Image.source_sha256, Image.frame, Image.position).where(Image.study_id == study.id)
+            select(Image.source_sha256, Image.frame, Image.position, Image.source_metadata).where(
+                Image.study_id == study.id
+            )
         )
         existing = list(rows)
-        have = {(sha, frame) for sha, frame, _ in existing}
-        next_position = max((position for _, _, position in existing), default=-1) + 1
+        have = {(sha, frame) for sha, frame, _, _ in existing}
+        have_sops = {
+            (str(meta["sop_instance_uid"]), frame)
+            for _, frame, _, meta in existing
+            if (meta or {}).get("sop_instance_uid")
+        }
+        next_position = max((position for _, _, position, _ in existing), default=-1) + 1
     added = 0
     for stored in prepared.images:
-        if (stored.image.sha256, stored.image.frame) in have:
-            continue  # already in this study (the same files uploaded again)
+        sop = _sop_key(stored.image)
+        if (stored.image.sha256, stored.image.frame) in have or (sop is not None and sop in have_sops):
+            continue  # already in this study (the same files, or the same instances, again)
         have.add((stored.image.sha256, stored.image.frame))
+        if sop is not None:
+            have_sops.add(sop)
         db.add(_image_row(study.id, next_position + added, stored, received))
         added += 1
     analysis_id = db.scalar(select(func.max(Analysis.id)).where(Analysis.study_id == study.id))
@@ -568,6 +615,70 @@ def _save_study(
     )
     n_images = int(db.scalar(select(func.count(Image.id)).where(Image.study_id == study.id)) or 0)
     return CreatedStudy(study.id, analysis_id, study.status, n_images)
+
+
+def _sop_key(image: Any) -> tuple[str, int | None] | None:
+    """(SOPInstanceUID, frame) of a DICOM image, or None: the same instance sent again with
+    other bytes (another transfer syntax, a re-export) is still the same instance."""
+    uid = (image.metadata or {}).get("sop_instance_uid")
+    return (str(uid), image.frame) if uid else None
+
+
+def _case_holding_all(db: Session, prepared: _PreparedStudy) -> Study | None:
+    """The stored case that already holds every image of ``prepared`` (the same source file:
+    sha256 and frame; or, for DICOM, the same SOPInstanceUID and frame, looked for among the
+    cases with the same Study Instance UID), if one does. Source hashes are indexed."""
+    if not prepared.images:
+        return None
+    by_sha: dict[int, set[tuple[str, int | None]]] = {}
+    shas = sorted({s.image.sha256 for s in prepared.images})
+    for start in range(0, len(shas), _IN_CHUNK):
+        rows = db.execute(
+            select(Image.study_id, Image.source_sha256, Image.frame).where(
+                Image.source_sha256.in_(shas[start : start + _IN_CHUNK])
+            )
+        )
+        for study_id, sha, frame in rows:
+            by_sha.setdefault(study_id, set()).add((sha, frame))
+    by_sop: dict[int, set[tuple[str, int | None]]] = {}
+    if prepared.study_uid:
+        rows = db.execute(
+            select(Image.study_id, Image.source_metadata, Image.frame)
+            .join(Study, Study.id == Image.study_id)
+            .where(Study.study_uid == prepared.study_uid)
+        )
+        for study_id, metadata, frame in rows:
+            uid = (metadata or {}).get("sop_instance_uid")
+            if uid:
+                by_sop.setdefault(study_id, set()).add((str(uid), frame))
+
+    def holds_all(study_id: int) -> bool:
+        for stored in prepared.images:
+            sop = _sop_key(stored.image)
+            if (stored.image.sha256, stored.image.frame) in by_sha.get(study_id, set()):
+                continue
+            if sop is not None and sop in by_sop.get(study_id, set()):
+                continue
+            return False
+        return True
+
+    holders = sorted(study_id for study_id in set(by_sha) | set(by_sop) if holds_all(study_id))
+    return db.get(Study, holders[0]) if holders else None
+
+
+def _patient_case_holding_any(db: Session, patient: Patient, prepared: _PreparedStudy) -> Study | None:
+    """This patient's case that already holds some of these files (PNG/JPEG exports carry no
+    study UID): the upload adds its new files to it rather than starting a second case."""
+    shas = sorted({s.image.sha256 for s in prepared.images})[:_IN_CHUNK]
+    if not shas:
+        return None
+    return db.scalars(
+        select(Study)
+        .join(Image, Image.study_id == Study.id)
+        .where(Study.patient_id == patient.id, Image.source_sha256.in_(shas))
+        .order_by(Study.id)
+        .limit(1)
+    ).first()
 
 
 def _queue_analysis(db: Session, study: Study) -> int:
@@ -632,7 +743,9 @@ def import_upload(
         finally:
             sink.finish()
         t1 = time.perf_counter()
-        rejected = [RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected]
+        rejected = list(received.rejected) + [
+            RejectedUpload(_display_source(r.source, received), r.reason) for r in result.rejected
+        ]
         outcome.rejected = rejected
         if not result.studies:
             reasons = "; ".join(f"{r.filename}: {r.reason}" for r in rejected) or "no images found"

@@ -47,7 +47,7 @@ def authenticate(
         raise InvalidInput(f"a password has at most {MAX_PASSWORD_LENGTH} characters")
     name = username.strip()
     throttle.check(db, name, address)
-    user = db.scalar(select(User).where(User.username == name))
+    user = find_user(db, name)
     ok = verify_password(user.password_hash if user else _DUMMY_HASH, password)
     if user is None or not ok or not user.active:
         locked_s = throttle.record_failure(db, name, address)
@@ -73,6 +73,22 @@ def get_user(db: Session, user_id: int) -> User:
     return user
 
 
+def find_user(db: Session, username: str) -> User | None:
+    """The user with this name, whatever its case (names are unique regardless of case, 0010)."""
+    return db.scalar(select(User).where(func.lower(User.username) == username.strip().lower()))
+
+
+def _check_username(db: Session, username: str, except_id: int | None = None) -> str:
+    username = username.strip()
+    if not _USERNAME.match(username):
+        raise InvalidInput("a username has 2-64 letters, digits or . _ @ -")
+    taken = find_user(db, username)
+    if taken is not None and taken.id != except_id:
+        same = "" if taken.username == username else f" (as {taken.username!r}; names ignore case)"
+        raise Conflict(f"the username {username!r} is taken{same}")
+    return username
+
+
 def list_users(db: Session) -> list[UserOut]:
     return [user_out(u) for u in db.scalars(select(User).order_by(User.username))]
 
@@ -85,13 +101,9 @@ def create_user(
     db: Session, username: str, password: str, role: str = "radiologist", actor: User | None = None
 ) -> UserOut:
     """Create and commit a user. Raises InvalidInput or Conflict (username taken)."""
-    username = username.strip()
-    if not _USERNAME.match(username):
-        raise InvalidInput("a username has 2-64 letters, digits or . _ @ -")
+    username = _check_username(db, username)
     _check_role(role)
     check_password(password, username)
-    if db.scalar(select(User.id).where(User.username == username)) is not None:
-        raise Conflict(f"the username {username!r} is taken")
     user = User(username=username, password_hash=hash_password(password), role=role, active=True)
     db.add(user)
     db.flush()
@@ -103,7 +115,7 @@ def create_user(
 def update_user(
     db: Session,
     user_id: int,
-    actor: User,
+    actor: User | None,
     *,
     role: str | None = None,
     active: bool | None = None,
@@ -147,6 +159,20 @@ def update_user(
         **changes,
         **ended,
     )
+    db.commit()
+    return user_out(user)
+
+
+def rename_user(db: Session, user_id: int, new_name: str, actor: User | None) -> UserOut:
+    """Give a user another name (committed, audited "user.rename"). Past audit rows keep the
+    name the user had then; the rename row links both."""
+    user = get_user(db, user_id)
+    old = user.username
+    new_name = _check_username(db, new_name, except_id=user.id)
+    if new_name == old:
+        return user_out(user)
+    user.username = new_name
+    record_event(db, actor, "user.rename", target_user_id=user.id, old_username=old, new_username=new_name)
     db.commit()
     return user_out(user)
 
