@@ -48,7 +48,8 @@
     });
     filter.appendChild(transfer);
     svg.appendChild(filter);
-    document.body.appendChild(svg);
+    // Inside the main landmark, so that every element of the page sits in one.
+    (document.querySelector("main") || document.body).appendChild(svg);
     return { id: id, funcs: funcs };
   }
 

@@ -572,7 +572,7 @@ def get_study(
             "study.view",
             study_id=study.id,
             ai_withheld=withheld,
-            image_ids=[img.id for img in study.images],
+            image_ids=[image.id for image, _ in images],
         )
         db.commit()
     return detail
