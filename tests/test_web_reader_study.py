@@ -81,12 +81,16 @@ def test_readers_work_through_all_modes_blinded_until_the_mode_allows(web) -> No
         assert again["read_id"] == read["read_id"] and _ai_fields_present(again["study"]) == (
             mode == "concurrent"
         )
-        # The case API, the worklist and the heatmap route keep the same blinding during the read.
+        # Outside the reading page the case stays closed to its reader until every read of it is
+        # answered: the case API refuses it, the worklist lists it without AI or diagnosis, and the
+        # heatmap route follows the read's mode.
         blinded = mode != "concurrent"
-        case_api = h.client.get(f"/api/v1/studies/{read['study_id']}", headers=h.auth("rad")).json()
-        assert case_api["ai_withheld"] is blinded and (case_api["verdict"] is None) is blinded
-        listed = h.client.get("/api/v1/studies", headers=h.auth("rad")).json()
-        assert {row["id"]: row["ai_withheld"] for row in listed}[read["study_id"]] is blinded
+        case_api = h.client.get(f"/api/v1/studies/{read['study_id']}", headers=h.auth("rad"))
+        assert case_api.status_code == 403 and "reader study" in case_api.json()["detail"]
+        assert h.client.get(f"/api/v1/studies/{read['study_id']}", headers=h.auth("admin")).status_code == 200
+        listed = {row["id"]: row for row in h.client.get("/api/v1/studies", headers=h.auth("rad")).json()}
+        row = listed[read["study_id"]]
+        assert row["ai_withheld"] and row["in_reader_study"] and row["verdict"] is None
         heatmap = h.client.get(f"/api/v1/images/{case['images'][0]['id']}/heatmap", headers=h.auth("rad"))
         assert heatmap.status_code == (403 if blinded else 200)
         url = f"{base}/reads/{read['read_id']}"
@@ -205,6 +209,27 @@ def test_reference_from_csv_by_uid_and_from_signed_diagnoses(web) -> None:  # no
         b: ("normal", "import"),
         c: ("Holoprosencephaly", "diagnosis"),
     }
+    # The reference of c is rad's own signed diagnosis: while rad has reads of c to answer, the
+    # worklist does not list it and the case API and the case's PACS results refuse the case.
+    rows = {row["id"]: row for row in h.client.get("/api/v1/studies", headers=h.auth("rad")).json()}
+    assert rows[c]["final_label"] is None and rows[c]["in_reader_study"] and rows[c]["reviewed"]
+    assert h.client.get(f"/api/v1/studies/{c}", headers=h.auth("rad")).status_code == 403
+    assert h.client.get(f"/api/v1/studies/{c}/report.pdf", headers=h.auth("rad")).status_code == 403
+    assert h.client.get("/api/v1/studies", headers=h.auth("rad2")).json()[0]["in_reader_study"] is False
+    rs = response.json()["id"]
+    while (
+        nxt := h.client.get(f"/api/v1/reader-studies/{rs}/next", headers=h.auth("rad"))
+    ).status_code == 200:
+        answer = {"label": "normal", "confidence": 3}
+        posted = h.client.post(
+            f"/api/v1/reader-studies/{rs}/reads/{nxt.json()['read_id']}", json=answer, headers=h.auth("rad")
+        )
+        assert posted.status_code == 201
+    # Every read answered: the case is an ordinary case again for rad.
+    assert (
+        h.client.get(f"/api/v1/studies/{c}", headers=h.auth("rad")).json()["final_label"]
+        == "Holoprosencephaly"
+    )
     # Without the diagnoses, case c has no reference; unknown labels, users and cases are refused.
     for change, words in [
         ({"reference_from_diagnoses": False}, "without a reference"),

@@ -94,6 +94,11 @@ class StudySummaryOut(BaseModel):
     ai_withheld: bool
     reviewed: bool  # has a final diagnosis
     final_label: str | None  # the current final diagnosis (the latest amendment wins)
+    in_reader_study: bool = Field(
+        False,
+        description="the viewer still has reads of this case to answer in a reader study: "
+        "AI and diagnosis not listed",
+    )
     assigned_to: str | None = None  # the user name of the reader the case is assigned to
     reading_by: str | None = None  # who has the case open now (a soft lock that expires)
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from app.web.core.models import Analysis, Diagnosis, Image, ImagePredictionRow, Study, User, VerdictRow
 from app.web.core.storage import ContentStore
-from app.web.services.studies import ai_withheld_for, stored_exclusion
+from app.web.services.studies import ai_withheld_for, stored_exclusion, unread_reader_study_cases
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,9 @@ def load_case_record(
     )
     if analysis is None or analysis.status != "done" or analysis.verdict is None:
         return None
-    if viewer is not None and ai_withheld_for(db, study.id, viewer, mode):
+    if viewer is not None and (
+        ai_withheld_for(db, study.id, viewer, mode) or unread_reader_study_cases(db, viewer, [study.id])
+    ):
         return None
     predictions = {p.image_id: p for p in analysis.predictions}
     images = list(db.scalars(select(Image).where(Image.study_id == study.id).order_by(Image.position)))

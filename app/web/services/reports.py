@@ -10,6 +10,7 @@ from app.web.core.models import Study, User
 from app.web.core.storage import ContentStore
 from app.web.errors import Conflict, NotFound
 from app.web.services.audit import record_event
+from app.web.services.studies import refuse_while_in_reader_study
 
 
 def study_report_pdf(
@@ -25,6 +26,7 @@ def study_report_pdf(
     study = db.scalar(select(Study).where(Study.id == study_id).options(selectinload(Study.patient)))
     if study is None:
         raise NotFound(f"study {study_id} does not exist")
+    refuse_while_in_reader_study(db, study_id, viewer)
     record = load_case_record(db, store, study, viewer, mode)
     if record is None:
         raise Conflict(

@@ -31,7 +31,7 @@ from app.web.core.models import (
     User,
     VerdictRow,
 )
-from app.web.errors import NotFound
+from app.web.errors import Forbidden, NotFound
 from app.web.schemas import (
     AnalysisOut,
     CalibrationOut,
@@ -83,6 +83,34 @@ def _open_reader_study_read(db: Session, study_id: int, user: User) -> ReaderStu
     )
 
 
+def unread_reader_study_cases(db: Session, user: User, study_ids: list[int]) -> set[int]:
+    """Of these cases, those the user still has reads to answer in a reader study (shown or not)."""
+    if not study_ids:
+        return set()
+    return set(
+        db.scalars(
+            select(ReaderStudyCase.study_id)
+            .join(ReaderStudyRead, ReaderStudyRead.case_id == ReaderStudyCase.id)
+            .where(
+                ReaderStudyRead.user_id == user.id,
+                ReaderStudyRead.answered_at.is_(None),
+                ReaderStudyCase.study_id.in_(study_ids),
+            )
+        )
+    )
+
+
+def refuse_while_in_reader_study(db: Session, study_id: int, user: User) -> None:
+    """A reader does not see a case outside the reading page while they still have reads of it
+    to answer: its case page and API would show the signed diagnoses (the reference may be made
+    of them), the AI in a blinded mode, and the reader's own earlier answers in the PACS results."""
+    if unread_reader_study_cases(db, user, [study_id]):
+        raise Forbidden(
+            "this case is in a reader study you are reading; until you have answered its reads it "
+            "opens only from the reader-study page (Reader studies)"
+        )
+
+
 def ai_withheld_for(db: Session, study_id: int, user: User, mode: str) -> bool:
     """Second-read mode withholds the AI until the user's own read. A reader-study read in
     progress decides for its reader: a blinded one (unassisted, or second-read before the first
@@ -119,10 +147,11 @@ def _current_final(diagnoses: list[Diagnosis]) -> Diagnosis | None:
     return finals[-1] if finals else None
 
 
-def _summary_fields(study: Study, n_images: int, withheld: bool) -> dict[str, Any]:
+def _summary_fields(study: Study, n_images: int, withheld: bool, blinded: bool = False) -> dict[str, Any]:
     """A worklist row's fields; ``verdict`` is None while queued/running/failed or when withheld.
 
-    ``reviewed``: has a final diagnosis; ``final_label``: the latest final or amendment.
+    ``reviewed``: has a final diagnosis; ``final_label``: the latest final or amendment, None for
+    a viewer still reading the case in a reader study (``blinded``, ``in_reader_study``).
     """
     analysis = study.latest_analysis
     current = _current_final(study.diagnoses)
@@ -143,7 +172,8 @@ def _summary_fields(study: Study, n_images: int, withheld: bool) -> dict[str, An
         verdict=None if withheld or analysis is None else _verdict_out(analysis.verdict),
         ai_withheld=withheld,
         reviewed=current is not None,
-        final_label=current.label if current else None,
+        final_label=current.label if current and not blinded else None,
+        in_reader_study=blinded,
     )
 
 
@@ -376,13 +406,20 @@ def _summaries(db: Session, viewer: User, mode: str, ids: list[int]) -> list[Stu
     )
     for study_id in open_cases:
         withheld[study_id] = ai_withheld_for(db, study_id, viewer, mode)
+    # Cases the viewer still has to read in a reader study: neither the AI nor the signed
+    # diagnosis (which may be the study's reference) is listed for them.
+    in_reader_study = unread_reader_study_cases(db, viewer, ids)
+    for study_id in in_reader_study:
+        withheld[study_id] = True
     claims = claims_for(db, ids)
     out = []
     for s in studies:
         claim = claims.get(s.id)
         out.append(
             StudySummaryOut(
-                **_summary_fields(s, int(counts.get(s.id, 0)), withheld[s.id]),
+                **_summary_fields(
+                    s, int(counts.get(s.id, 0)), withheld[s.id], blinded=s.id in in_reader_study
+                ),
                 assigned_to=claim.assigned_to if claim else None,
                 reading_by=claim.locked_by if claim else None,
             )
@@ -538,6 +575,7 @@ def get_study(
     db: Session, study_id: int, viewer: User, mode: str = "concurrent", audit: bool = True
 ) -> StudyOut:
     """One case with images, AI output (unless withheld) and diagnoses. Audits "study.view" (committed)."""
+    refuse_while_in_reader_study(db, study_id, viewer)
     study = _load_study(db, study_id)
     withheld = ai_withheld_for(db, study_id, viewer, mode)
     analysis = study.latest_analysis
