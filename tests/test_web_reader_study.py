@@ -350,6 +350,10 @@ def test_aided_reads_show_heatmaps_on_a_second_read_site_and_can_hide_them(web) 
         urls = [image["heatmap_url"] for image in read["study"]["images"]]
         if expected is None:
             assert urls == [None, None]
+            # Nor does the heatmap route give them to this reader during the read.
+            for image in read["study"]["images"]:
+                refused = h.client.get(f"/api/v1/images/{image['id']}/heatmap", headers=h.auth(user))
+                assert refused.status_code == 403 and "does not show heatmaps" in refused.json()["detail"]
         else:
             assert all(urls) and all(h.client.get(u, headers=h.auth(user)).status_code == 200 for u in urls)
         h.client.post(

@@ -68,7 +68,7 @@ def user_has_read(db: Session, study_id: int, user: User) -> bool:
     )
 
 
-def _open_reader_study_read(db: Session, study_id: int, user: User) -> ReaderStudyRead | None:
+def open_reader_study_read(db: Session, study_id: int, user: User) -> ReaderStudyRead | None:
     """The user's reader-study read of this case that is shown and not yet answered, if any."""
     return db.scalar(
         select(ReaderStudyRead)
@@ -116,7 +116,7 @@ def ai_withheld_for(db: Session, study_id: int, user: User, mode: str) -> bool:
     progress decides for its reader: a blinded one (unassisted, or second-read before the first
     answer) withholds the AI from the case API and pages too, so the reader cannot look it up
     there; an aided one shows it whatever the site's mode (its heatmap URLs must answer)."""
-    open_read = _open_reader_study_read(db, study_id, user)
+    open_read = open_reader_study_read(db, study_id, user)
     if open_read is not None:
         return not (
             open_read.mode == "concurrent"
