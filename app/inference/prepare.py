@@ -116,6 +116,24 @@ def _warm() -> int:
     return os.getpid()
 
 
+# How often a preparing process checks that the process that started it is still alive.
+PARENT_CHECK_S = 1.0
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Pool initializer: end this process soon after its parent is gone. A parent killed outright
+    (SIGKILL, the OOM killer: a worker killed mid-job) cannot shut its pool down, and the idle
+    children would otherwise wait on their queue for ever, each holding its memory."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class PreparePool:
     """Decode and preprocessing of stored images in ``processes`` worker processes.
 
@@ -130,7 +148,12 @@ class PreparePool:
         self.processes = default_processes() if processes is None else max(0, processes)
         self._executor: ProcessPoolExecutor | None = None
         if self.processes > 0:
-            self._executor = ProcessPoolExecutor(self.processes, mp_context=get_context("spawn"))
+            self._executor = ProcessPoolExecutor(
+                self.processes,
+                mp_context=get_context("spawn"),
+                initializer=_exit_with_parent,
+                initargs=(os.getpid(),),
+            )
 
     @property
     def pooled(self) -> bool:
