@@ -104,17 +104,22 @@ def test_every_get_route_answers_no_store(tmp_path: Path, tiny_model_dir: Path) 
         while (study := client.get(f"/api/v1/studies/{study_id}").json())["status"] not in ("done", "failed"):
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        # A reader study with the administrator as its reader, so its pages and API have a read.
+        # A reader study with the administrator as its reader, so its pages and API have a read;
+        # on a case of its own, because a reader's unread cases stay closed outside the reading page.
+        study_read_id = upload_study(client, csrf, uid="1.2.826.0.1.3680043.8.498.77", first_seed=40)
+        while client.get(f"/api/v1/studies/{study_read_id}").json()["status"] not in ("done", "failed"):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
         reader_study = client.post(
             "/api/v1/reader-studies",
             json={
                 "name": "headers",
-                "study_ids": [study_id],
+                "study_ids": [study_read_id],
                 "readers": ["admin"],
                 "modes": ["unassisted"],
                 "design": "sequential",
                 "washout_days": 0,
-                "reference": {str(study_id): "normal"},
+                "reference": {str(study_read_id): "normal"},
             },
             headers={"X-CSRF-Token": csrf},
         )
