@@ -54,6 +54,15 @@ DEMO_MODEL_DIR = REPO_ROOT / "models" / "fetal-cns-demo"
 
 
 @pytest.fixture(scope="session")
+def served_model_dir(request: pytest.FixtureRequest) -> Path:
+    """The bundled demo model when it has been trained, else the tiny untrained test model
+    (the browser tests serve whichever there is)."""
+    if (DEMO_MODEL_DIR / "model.json").is_file():
+        return DEMO_MODEL_DIR
+    return request.getfixturevalue("tiny_model_dir")
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained, very narrow ResNet-34 exported exactly like a real model.
 

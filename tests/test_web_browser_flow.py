@@ -14,7 +14,6 @@ import pytest
 from web_browser_support import (
     ARTIFACTS,
     CHROMIUM,
-    DEMO_MODEL_DIR,
     chromium_page,
     live_server,
     sign_in,
@@ -30,22 +29,14 @@ if not CHROMIUM.is_file():
     )
 
 
-@pytest.fixture(scope="module")
-def model_dir(request: pytest.FixtureRequest) -> Path:
-    """The bundled demo model when it has been trained, else the tiny untrained test model."""
-    if (DEMO_MODEL_DIR / "model.json").is_file():
-        return DEMO_MODEL_DIR
-    return request.getfixturevalue("tiny_model_dir")
-
-
 def _opacity(page) -> float:
     return float(page.eval_on_selector("img.heat", "el => getComputedStyle(el).opacity"))
 
 
-def test_upload_analyse_review_and_sign_off(tmp_path: Path, model_dir: Path) -> None:
+def test_upload_analyse_review_and_sign_off(tmp_path: Path, served_model_dir: Path) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     study_files = synthetic_dicom_study(tmp_path / "synthetic")
-    with live_server(tmp_path / "server", model_dir) as server, chromium_page() as page:
+    with live_server(tmp_path / "server", served_model_dir) as server, chromium_page() as page:
         console_errors: list[str] = []
         page.on(
             "console",

@@ -24,7 +24,6 @@ from PIL import Image
 from web_browser_support import (
     ARTIFACTS,
     CHROMIUM,
-    DEMO_MODEL_DIR,
     PASSWORD,
     chromium_page,
     live_server,
@@ -39,13 +38,6 @@ if not CHROMIUM.is_file():
     pytest.skip(
         f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)", allow_module_level=True
     )
-
-
-@pytest.fixture(scope="module")
-def model_dir(request: pytest.FixtureRequest) -> Path:
-    if (DEMO_MODEL_DIR / "model.json").is_file():
-        return DEMO_MODEL_DIR
-    return request.getfixturevalue("tiny_model_dir")
 
 
 def _shot(page: Any, name: str, **kwargs: Any) -> None:
@@ -93,7 +85,7 @@ def _image_point_to_screen(page: Any, x: float, y: float) -> tuple[float, float]
     return box["left"] + x * box["w"] / box["nw"], box["top"] + y * box["h"] / box["nh"]
 
 
-def test_cine_window_level_caliper_and_report(tmp_path: Path, model_dir: Path) -> None:
+def test_cine_window_level_caliper_and_report(tmp_path: Path, served_model_dir: Path) -> None:
     files = synthetic_dicom_study(tmp_path / "synthetic")
     cine_file = next(
         p for p in files if int(pydicom.dcmread(p, stop_before_pixels=True).get("NumberOfFrames") or 1) > 1
@@ -104,7 +96,7 @@ def test_cine_window_level_caliper_and_report(tmp_path: Path, model_dir: Path) -
     still_header = pydicom.dcmread(still_file, stop_before_pixels=True)
     region = still_header.SequenceOfUltrasoundRegions[0]
     assert (region.PhysicalUnitsXDirection, region.PhysicalUnitsYDirection) == (3, 3)  # cm
-    with live_server(tmp_path / "server", model_dir) as server, chromium_page() as page:
+    with live_server(tmp_path / "server", served_model_dir) as server, chromium_page() as page:
         token = httpx.post(
             f"{server.url}/api/v1/auth/token", data={"username": "rad", "password": PASSWORD}, timeout=30
         ).json()["access_token"]
