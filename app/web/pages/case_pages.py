@@ -75,14 +75,7 @@ def _case_response(
     try:
         detail = get_study(db, case_id, user, mode)
     except NotFound:
-        return render(
-            request,
-            "error.html",
-            user,
-            status_code=404,
-            title="Case not found",
-            message=f"There is no case #{case_id}. It may have been entered wrongly.",
-        )
+        return _case_not_found(request, user, case_id)
     card = runtime.model_card
     classes = runtime.class_names
     form = next_diagnosis_form(detail, human_label)
@@ -227,6 +220,17 @@ def case_status(case_id: RowId, user: PageUser, db: DbSession, runtime: RuntimeD
     return JSONResponse(case_status_item(detail))
 
 
+def _case_not_found(request: Request, user: User, case_id: int) -> Response:
+    return render(
+        request,
+        "error.html",
+        user,
+        status_code=404,
+        title="Case not found",
+        message=f"There is no case #{case_id}. It may have been entered wrongly.",
+    )
+
+
 def _parse_confidence(text: str) -> int | None:
     try:
         return int(text) if text else None
@@ -329,14 +333,7 @@ def case_report(
     try:
         detail = get_study(db, case_id, user, runtime.settings.assistance_mode)
     except NotFound:
-        return render(
-            request,
-            "error.html",
-            user,
-            status_code=404,
-            title="Case not found",
-            message=f"There is no case #{case_id}.",
-        )
+        return _case_not_found(request, user, case_id)
     card = runtime.model_card
     page = case_page(
         detail,
