@@ -12,16 +12,17 @@ from pathlib import Path
 from typing import Any
 
 
-def local_only(settings: Any, what: str) -> str | None:
-    from app.web.core.blob_store import local_only as why
-
-    return why(settings, what)
-
-
 def _settings() -> Any:
     from app.web.settings import get_settings
 
     return get_settings()
+
+
+def _store(settings: Any) -> Any:
+    """The configured blob store (the local folder or a bucket); ValueError for a bad S3 endpoint."""
+    from app.web.core.blob_store import make_store
+
+    return make_store(settings)
 
 
 def _fail(message: str) -> int:
@@ -37,18 +38,21 @@ def _backup(args: argparse.Namespace) -> int:
     if args.source is not None:
         return _fail("fetalcns backup takes one folder (or: fetalcns backup verify SRC)")
     from app.cli import package_version
+    from app.web.core.blob_store import StorageUnavailable, describe_store
     from app.web.services.backup import BackupError, create_backup
 
     settings = _settings()
-    if refusal := local_only(settings, "this command"):
-        return _fail(refusal)
     where = settings.locations()
     print(f"backing up {where['database']} and {where['storage']} into {args.dest}", file=sys.stderr)
     try:
         result = create_backup(
-            settings.resolved_database_url, settings.resolved_storage_dir, Path(args.dest), package_version()
+            settings.resolved_database_url,
+            _store(settings),
+            Path(args.dest),
+            package_version(),
+            describe_store(settings),
         )
-    except BackupError as exc:
+    except (BackupError, StorageUnavailable, ValueError) as exc:
         return _fail(str(exc))
     storage = result.manifest["storage"]
     rows = result.manifest["database"]["row_counts"]
@@ -78,19 +82,18 @@ def _verify_backup(source: Path) -> int:
 
 
 def _restore(args: argparse.Namespace) -> int:
+    from app.web.core.blob_store import StorageUnavailable
     from app.web.services.backup import BackupError
     from app.web.services.restore import restore_backup
 
     settings = _settings()
-    if refusal := local_only(settings, "this command"):
-        return _fail(refusal)
     where = settings.locations()
     print(f"restoring {args.source} into {where['database']} and {where['storage']}", file=sys.stderr)
     try:
         result = restore_backup(
-            Path(args.source), settings.resolved_database_url, settings.resolved_storage_dir, force=args.force
+            Path(args.source), settings.resolved_database_url, _store(settings), force=args.force
         )
-    except BackupError as exc:
+    except (BackupError, StorageUnavailable, ValueError) as exc:
         return _fail(str(exc))
     print(
         f"restored: {result.blobs_written} blobs written, {result.blobs_removed} removed; "
@@ -109,18 +112,18 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _db_verify(args: argparse.Namespace) -> int:
     from app.web.core import dbcopy
+    from app.web.core.blob_store import StorageUnavailable
     from app.web.core.db import make_engine
-    from app.web.core.storage import ContentStore
     from app.web.services.blob_check import check_blobs, named_blobs
 
     settings = _settings()
-    if refusal := local_only(settings, "this command"):
-        return _fail(refusal)
     url = settings.resolved_database_url
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            report = check_blobs(named_blobs(connection), ContentStore(settings.resolved_storage_dir))
+            report = check_blobs(named_blobs(connection), _store(settings))
+    except (StorageUnavailable, ValueError) as exc:
+        return _fail(str(exc))
     finally:
         engine.dispose()
     for problem in report.problems:

@@ -2,15 +2,17 @@
 default) or an S3-compatible bucket (``S3Store``), by ``FETALCNS_STORAGE_BACKEND``.
 
 Both name a blob by the sha256 of its bytes plus a suffix and offer the same operations, so the
-upload, the worker, the image routes and the sweep do not know which one they have. Backup,
-restore and ``db verify`` read the local folder's files and need the local store (for a bucket,
-use the object store's own versioning and replication).
+upload, the worker, the image routes, the sweep, backup, restore and ``db verify`` do not know
+which one they have. ``open_blob`` and ``put_checked`` are what backup and restore copy through:
+a stream out of one store into another, hashed on the way, so a backup folder has the same
+layout whichever store it came from and restores into either.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from app.web.core.storage import ContentStore
 from app.web.errors import Unavailable
@@ -26,6 +28,8 @@ class BlobStore(Protocol):
     def put_bytes(self, data: bytes, suffix: str) -> tuple[str, bool]: ...
     def put_file(self, source: Path, sha256: str, suffix: str) -> tuple[str, bool]: ...
     def read_bytes(self, key: str) -> bytes: ...
+    def open_blob(self, key: str) -> AbstractContextManager[BinaryIO]: ...
+    def put_checked(self, key: str, source: BinaryIO) -> int | None: ...
     def delete(self, key: str) -> None: ...
     def all_keys(self) -> set[str]: ...
     def keys_older_than(self, age_s: float) -> set[str]: ...
@@ -42,11 +46,8 @@ def make_store(settings: Any) -> BlobStore:
     return ContentStore(settings.resolved_storage_dir)
 
 
-def local_only(settings: Any, what: str) -> str | None:
-    """Why ``what`` cannot run with these settings (a bucket store), or None."""
-    if settings.storage_backend != "local":
-        return (
-            f"{what} works on the local storage folder only; FETALCNS_STORAGE_BACKEND is "
-            f"{settings.storage_backend!r} (use the object store's versioning and replication)"
-        )
-    return None
+def describe_store(settings: Any) -> dict[str, str]:
+    """Which store the settings name, for a backup's manifest: never the endpoint or credentials."""
+    if settings.storage_backend == "s3":
+        return {"backend": "s3", "bucket": settings.s3_bucket, "prefix": settings.s3_prefix}
+    return {"backend": "local"}

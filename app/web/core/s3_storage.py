@@ -17,9 +17,10 @@ import hashlib
 import io
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 from minio import Minio
@@ -35,6 +36,36 @@ _MISSING = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
 # A server that cannot be reached: urllib3's errors (retries exhausted, refused, timed out) and
 # the operating system's.
 _UNREACHABLE = (HTTPError, OSError)
+# Parts of an upload whose length is not known beforehand (S3's minimum part is 5 MiB).
+_PART = 16 << 20
+
+
+class _Body:
+    """An object's bytes as read by the caller: a connection lost half-way is StorageUnavailable."""
+
+    def __init__(self, response: Any) -> None:
+        self.response = response
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return bytes(self.response.read(None if size < 0 else size))
+        except _UNREACHABLE as exc:
+            raise StorageUnavailable("the image storage could not be reached to read a blob") from exc
+
+
+class _Hashing:
+    """Hashes what an upload reads from ``source``."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self.source = source
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self.source.read(size)
+        self.digest.update(chunk)
+        self.size += len(chunk)
+        return chunk
 
 
 class S3Store:
@@ -121,24 +152,41 @@ class S3Store:
         return key, True
 
     def read_bytes(self, key: str) -> bytes:
+        with self.open_blob(key) as body:
+            return body.read()
+
+    @contextmanager
+    def open_blob(self, key: str) -> Iterator[BinaryIO]:
+        """The object's bytes as a stream (FileNotFoundError when it is not stored)."""
         name = self._object(key)
-
-        def read() -> bytes:
-            response = self.client.get_object(self.bucket, name)
-            try:
-                return bytes(response.read())
-            finally:
-                response.close()
-                response.release_conn()
-
         try:
-            return read()
+            response = self.client.get_object(self.bucket, name)
         except S3Error as exc:
             if exc.code in _MISSING:
                 raise FileNotFoundError(f"blob {key} is not in the storage") from exc
             raise StorageUnavailable(f"the image storage refused to read a blob ({exc.code})") from exc
         except _UNREACHABLE as exc:
             raise StorageUnavailable("the image storage could not be reached to read a blob") from exc
+        try:
+            yield _Body(response)  # type: ignore[misc]  # read() is all a blob reader uses
+        finally:
+            response.close()
+            response.release_conn()
+
+    def put_checked(self, key: str, source: BinaryIO) -> int | None:
+        """Store ``source``'s bytes under ``key`` (replacing what is there), hashing while uploading:
+        the number of bytes, or None when they do not match the key. Such an upload is removed at
+        once; a PUT cannot be made conditional on a sha256 the MinIO client computes afterwards."""
+        name = self._object(key)
+        data = _Hashing(source)
+        self._call(
+            "store a blob",
+            lambda: self.client.put_object(self.bucket, name, data, -1, part_size=_PART),  # type: ignore[arg-type]
+        )
+        if data.digest.hexdigest() != key.split(".", 1)[0]:
+            self.delete(key)
+            return None
+        return data.size
 
     def delete(self, key: str) -> None:
         name = self._object(key)

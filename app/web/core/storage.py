@@ -17,9 +17,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import BinaryIO
 
 _INCOMING = ".incoming-"
+_CHUNK = 1 << 20
 _KEY = re.compile(r"^[0-9a-f]{64}\.[a-z0-9]{1,8}$")
 
 
@@ -81,6 +84,32 @@ class ContentStore:
 
     def read_bytes(self, key: str) -> bytes:
         return self.path_for(key).read_bytes()
+
+    def open_blob(self, key: str) -> AbstractContextManager[BinaryIO]:
+        """The blob's bytes as a stream (FileNotFoundError when it is not stored)."""
+        return self.path_for(key).open("rb")
+
+    def put_checked(self, key: str, source: BinaryIO) -> int | None:
+        """Store ``source``'s bytes under ``key`` (replacing what is there), hashing while copying:
+        the number of bytes, or None when they do not match the key (then nothing was stored)."""
+        path = self.path_for(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_INCOMING)
+        try:
+            digest, size = hashlib.sha256(), 0
+            with os.fdopen(fd, "wb") as handle:
+                while chunk := source.read(_CHUNK):
+                    digest.update(chunk)
+                    handle.write(chunk)
+                    size += len(chunk)
+            if digest.hexdigest() != key.split(".", 1)[0]:
+                Path(tmp).unlink()
+                return None
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return size
 
     def delete(self, key: str) -> None:
         self.path_for(key).unlink(missing_ok=True)

@@ -1,5 +1,5 @@
 """`fetalcns backup DEST` and `fetalcns backup verify SRC`: a consistent copy of the database and
-the content store, taken while the server runs.
+the blob store (the local folder or a bucket: app.web.core.blob_store), taken while the server runs.
 
 Consistency rests on two facts. The database copy is one snapshot (SQLite's online backup API;
 pg_dump run inside a snapshot this process exported and reads the blob keys from). Blobs are
@@ -12,15 +12,14 @@ A backup folder::
     DEST/manifest.json          written last: a folder without it is an unfinished backup
     DEST/database.sqlite3       SQLite (journal mode DELETE: one self-contained file), or
     DEST/database.dump          PostgreSQL (pg_dump custom format)
-    DEST/storage/ab/cd/<key>    the content store's own layout
+    DEST/storage/ab/cd/<key>    the local content store's layout, whichever store the blobs came
+                                from (manifest.json says which), so any backup restores into either
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from sqlalchemy import Connection, create_engine, func, inspect, select, table, text
 
 from app.web.core import dbcopy
+from app.web.core.blob_store import BlobStore
 from app.web.core.db import make_engine
 from app.web.core.storage import ContentStore
 from app.web.services.blob_check import (
@@ -45,7 +45,6 @@ MANIFEST = "manifest.json"
 FORMAT = "fetalcns-backup"
 FORMAT_VERSION = 1
 DATABASE_FILES = {dbcopy.SQLITE: "database.sqlite3", dbcopy.POSTGRESQL: "database.dump"}
-_CHUNK = 1 << 20
 
 
 class BackupError(Exception):
@@ -119,52 +118,44 @@ def _dump_database(database_url: str, dest: Path) -> tuple[str, Snapshot]:
     return kind, snapshot
 
 
-def copy_blob(source: Path, target: Path, key: str) -> bool:
-    """Copy one blob (temp file, then rename), hashing as it goes; False if the bytes do not match
-    the key (then nothing is left at ``target``)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-    try:
-        digest = hashlib.sha256()
-        with source.open("rb") as src, os.fdopen(fd, "wb") as dst:
-            while chunk := src.read(_CHUNK):
-                digest.update(chunk)
-                dst.write(chunk)
-        if digest.hexdigest() != key.split(".", 1)[0]:
-            Path(tmp).unlink()
-            return False
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return True
+def copy_blobs(
+    named: list[NamedBlob], live: BlobStore, copy: BlobStore
+) -> tuple[dict[str, int], list[BlobProblem]]:
+    """Copy each named blob once, hashed on the way: (key → bytes) of those copied, and the problems
+    (missing or damaged in ``live``: not copied)."""
+    copied: dict[str, int] = {}
+    problems: list[BlobProblem] = []
+    seen: set[str] = set()
+    for blob in named:
+        if blob.key in seen:
+            continue
+        seen.add(blob.key)
+        where = f"{blob.column}, row {blob.row_id}"
+        try:
+            with live.open_blob(blob.key) as source:
+                size = copy.put_checked(blob.key, source)
+        except (FileNotFoundError, ValueError):  # not stored, or no storage key at all
+            problems.append(BlobProblem(blob.key, where, "missing"))
+            continue
+        if size is None:
+            problems.append(BlobProblem(blob.key, where, "damaged"))
+        else:
+            copied[blob.key] = size
+    return copied, problems
 
 
-def create_backup(database_url: str, storage_dir: Path, dest: Path, app_version: str) -> BackupResult:
-    """Back up the database and the blobs its rows name into ``dest`` (new or empty)."""
+def create_backup(
+    database_url: str, live: BlobStore, dest: Path, app_version: str, source: dict[str, str]
+) -> BackupResult:
+    """Back up the database and the blobs its rows name, read from ``live``, into ``dest`` (new or
+    empty). ``source`` describes the live store for the manifest (never its credentials)."""
     _empty_folder(dest)
     started = datetime.now(UTC)
     try:
         kind, snapshot = _dump_database(database_url, dest)
     except dbcopy.DatabaseCopyError as exc:
         raise BackupError(str(exc)) from exc
-    live = ContentStore(storage_dir)
-    copy = ContentStore(dest / "storage")
-    problems: list[BlobProblem] = []
-    copied: dict[str, int] = {}
-    for blob in snapshot.named:
-        if blob.key in copied:
-            continue
-        source = live.path_for(blob.key)
-        where = f"{blob.column}, row {blob.row_id}"
-        if not source.is_file():
-            problems.append(BlobProblem(blob.key, where, "missing"))
-        elif not copy_blob(source, copy.path_for(blob.key), blob.key):
-            problems.append(BlobProblem(blob.key, where, "damaged"))
-        else:
-            copied[blob.key] = source.stat().st_size
-            continue
-        copied[blob.key] = -1
+    copied, problems = copy_blobs(snapshot.named, live, ContentStore(dest / "storage"))
     database_file = dest / DATABASE_FILES[kind]
     manifest = {
         "format": FORMAT,
@@ -181,9 +172,10 @@ def create_backup(database_url: str, storage_dir: Path, dest: Path, app_version:
             "row_counts": snapshot.row_counts,
         },
         "storage": {
-            "blobs": sum(size >= 0 for size in copied.values()),
-            "bytes": sum(size for size in copied.values() if size >= 0),
-            "keys": sorted(key for key, size in copied.items() if size >= 0),
+            "source": source,
+            "blobs": len(copied),
+            "bytes": sum(copied.values()),
+            "keys": sorted(copied),
             "not_copied": [{"key": p.key, "where": p.where, "problem": p.problem} for p in problems],
         },
     }
@@ -268,19 +260,16 @@ def verify_backup(source: Path) -> BackupCheck:
     return check
 
 
-def restore_blobs(source: Path, store: ContentStore) -> int:
-    """Copy the backup's blobs into ``store``; a blob there already is kept if intact. Returns how many
-    were written."""
+def restore_blobs(source: Path, target: BlobStore) -> int:
+    """Copy the backup's blobs into ``target``; a blob there already is kept if intact (a damaged one
+    is replaced). Returns how many were written."""
+    backup = ContentStore(source / "storage")
     written = 0
-    for path in sorted((source / "storage").glob("*/*/*")):
-        key = path.name
-        try:
-            target = store.path_for(key)
-        except ValueError:
-            continue  # a leftover temp file, not a blob
+    for key in sorted(backup.all_keys()):
         if blob_intact(target, key):
             continue
-        if not copy_blob(path, target, key):
-            raise BackupError(f"blob {key} of the backup is damaged")
+        with backup.open_blob(key) as data:
+            if target.put_checked(key, data) is None:
+                raise BackupError(f"blob {key} of the backup is damaged")
         written += 1
     return written

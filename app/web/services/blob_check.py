@@ -1,9 +1,10 @@
 """Does every blob that a row names exist, with the bytes its key promises?
 
 A storage key is ``<sha256 of the bytes>.<suffix>`` (app.web.core.storage), so a blob can be
-checked without any other record: hash the file and compare. Used by `fetalcns db verify` on
-the live data, by `fetalcns backup verify` on a backup and by `fetalcns restore` on what it
-restored. Messages name the key, the column and the row id; never patient data.
+checked without any other record: hash the bytes and compare, whichever store holds them (the
+local folder, a bucket, a backup's folder). Used by `fetalcns db verify` on the live data, by
+`fetalcns backup verify` on a backup and by `fetalcns restore` on what it restored. Messages
+name the key, the column and the row id; never patient data.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 
 from sqlalchemy import Connection, select
 
+from app.web.core.blob_store import BlobStore
 from app.web.core.models import BLOB_KEY_COLUMNS
-from app.web.core.storage import ContentStore
 
 _CHUNK = 1 << 20
 
@@ -67,12 +68,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def blob_intact(path: Path, key: str) -> bool | None:
-    """True when the file holds the bytes ``key`` names, False when damaged, None when missing."""
+def blob_intact(store: BlobStore, key: str) -> bool | None:
+    """True when ``store`` holds the bytes ``key`` names, False when damaged, None when missing
+    (or when ``key`` is no storage key at all: nothing can hold it)."""
+    digest = hashlib.sha256()
     try:
-        return file_sha256(path) == key.split(".", 1)[0]
-    except FileNotFoundError:
+        with store.open_blob(key) as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    except (FileNotFoundError, ValueError):
         return None
+    return digest.hexdigest() == key.split(".", 1)[0]
 
 
 def named_blobs(connection: Connection) -> list[NamedBlob]:
@@ -86,16 +92,13 @@ def named_blobs(connection: Connection) -> list[NamedBlob]:
     return named
 
 
-def check_blobs(named: Iterable[NamedBlob], store: ContentStore) -> BlobReport:
+def check_blobs(named: Iterable[NamedBlob], store: BlobStore) -> BlobReport:
     """Hash each distinct key once; every place that names a bad key is reported once per key."""
     report = BlobReport()
     seen: dict[str, bool | None] = {}
     for blob in named:
         if blob.key not in seen:
-            try:
-                seen[blob.key] = blob_intact(store.path_for(blob.key), blob.key)
-            except ValueError:  # not a storage key at all: nothing can hold it
-                seen[blob.key] = None
+            seen[blob.key] = blob_intact(store, blob.key)
             report.checked += 1
             state = seen[blob.key]
             if state is not True:

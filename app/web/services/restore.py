@@ -1,4 +1,5 @@
-"""`fetalcns restore SRC [--force]`: a verified backup back into the configured database and storage.
+"""`fetalcns restore SRC [--force]`: a verified backup back into the configured database and blob
+store (the local folder or a bucket; a backup of either restores into either).
 
 Order matters for a crash half-way: the backup is verified first (nothing is touched when it is
 damaged), then blobs are copied (extra blobs are harmless: the sweep removes blobs no row names),
@@ -6,8 +7,9 @@ then the database is replaced in one step (SQLite backup API; pg_restore --singl
 Finally the restored data is checked: every blob a restored row names must be present and intact.
 
 A target that already holds data (rows in any table, or blobs) is refused unless ``force``; with
-``force`` the database is replaced and blobs the backup does not hold are removed. The server
-must be stopped while restoring.
+``force`` the database is replaced and blobs the backup does not hold are removed (in a bucket:
+under the configured prefix only, the store's own keys). The server must be stopped while
+restoring.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from pathlib import Path
 from sqlalchemy import inspect
 
 from app.web.core import dbcopy
+from app.web.core.blob_store import BlobStore
 from app.web.core.db import make_engine
-from app.web.core.storage import ContentStore
 from app.web.services.backup import (
     BackupCheck,
     BackupError,
@@ -55,22 +57,18 @@ def _database_rows(database_url: str) -> int:
     return sum(n for name, n in counts.items() if name != "alembic_version")
 
 
-def _blob_paths(store: ContentStore) -> dict[str, Path]:
-    return {path.name: path for path in store.root.glob("*/*/*") if not path.name.startswith(".")}
-
-
-def check_target_empty(database_url: str, store: ContentStore) -> None:
+def check_target_empty(database_url: str, store: BlobStore) -> None:
     rows = _database_rows(database_url)
-    blobs = len(_blob_paths(store))
+    blobs = len(store.all_keys())
     if rows or blobs:
         raise BackupError(
-            f"the target already holds data ({rows} database rows, {blobs} stored files); "
-            "restore refuses to overwrite it. Restore into a new database and storage folder, "
-            "or pass --force to replace what is there"
+            f"the target already holds data ({rows} database rows, {blobs} stored blobs); "
+            "restore refuses to overwrite it. Restore into a new database and an empty storage "
+            "folder or bucket prefix, or pass --force to replace what is there"
         )
 
 
-def restore_backup(source: Path, database_url: str, storage_dir: Path, force: bool = False) -> RestoreResult:
+def restore_backup(source: Path, database_url: str, store: BlobStore, force: bool = False) -> RestoreResult:
     check = verify_backup(source)
     if not check.ok:
         raise BackupError(
@@ -83,7 +81,6 @@ def restore_backup(source: Path, database_url: str, storage_dir: Path, force: bo
             f"this backup holds a {database['backend']} database and the target is {kind}; "
             "restore it into a database of the same kind"
         )
-    store = ContentStore(storage_dir)
     if not force:
         check_target_empty(database_url, store)
     written = restore_blobs(source, store)
@@ -99,10 +96,9 @@ def restore_backup(source: Path, database_url: str, storage_dir: Path, force: bo
     kept = set(check.manifest["storage"]["keys"])
     removed = 0
     if force:
-        for key, path in _blob_paths(store).items():
-            if key not in kept:
-                path.unlink(missing_ok=True)
-                removed += 1
+        for key in store.all_keys() - kept:
+            store.delete(key)
+            removed += 1
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
