@@ -6,66 +6,18 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from sqlalchemy import func, inspect, select
-from web_support import db_url, new_database, study_files, web  # noqa: F401
+from backup_support import cli, fresh_target  # noqa: F401
+from backup_support import studies as _studies
+from sqlalchemy import select
+from web_support import db_url, study_files, web  # noqa: F401
 
-from app.web.core.db import make_engine
-from app.web.core.models import Image, Study
+from app.web.core.models import Image
 from app.web.services.backup import MANIFEST
 
 IMAGES_PER_STUDY = 2
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Iterator[Any]:
-    """``cli(data_dir, db_url, *argv)`` → (exit status, stdout, stderr), with settings for that place."""
-    from app.cli import main
-    from app.web.settings import get_settings
-
-    def run(data_dir: Path, url: str, *argv: str) -> tuple[int, str, str]:
-        monkeypatch.setenv("FETALCNS_DATA_DIR", str(data_dir))
-        monkeypatch.setenv("FETALCNS_DATABASE_URL", url)
-        get_settings.cache_clear()
-        capsys.readouterr()
-        status = main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    yield run
-    get_settings.cache_clear()
-
-
-@pytest.fixture
-def fresh_target(
-    db_url: str,  # noqa: F811
-    tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
-) -> tuple[Path, str]:
-    """A new data folder and a database of the same backend holding no rows."""
-    data_dir = tmp_path_factory.mktemp("restored")
-    if db_url.startswith("sqlite"):
-        return data_dir, f"sqlite:///{data_dir / 'fetalcns.db'}"
-    return data_dir, new_database("postgres", tmp_path_factory, request.config)
-
-
-def _studies(url: str) -> dict[int, int]:
-    """Study id → number of images."""
-    engine = make_engine(url)
-    try:
-        with engine.connect() as connection:
-            if "studies" not in inspect(connection).get_table_names():
-                return {}
-            rows = connection.execute(
-                select(Study.id, func.count(Image.id)).outerjoin(Image).group_by(Study.id)
-            ).all()
-    finally:
-        engine.dispose()
-    return {int(study): int(n) for study, n in rows}
 
 
 def _analysed_harness(web: Any) -> Any:  # noqa: F811
@@ -78,8 +30,8 @@ def _analysed_harness(web: Any) -> Any:  # noqa: F811
 
 def test_backup_during_uploads_restores_into_a_fresh_place(
     web: Any,  # noqa: F811
-    cli: Any,
-    fresh_target: tuple[Path, str],
+    cli: Any,  # noqa: F811
+    fresh_target: tuple[Path, str],  # noqa: F811
     tmp_path: Path,
 ) -> None:
     harness = _analysed_harness(web)
@@ -132,8 +84,8 @@ def test_backup_during_uploads_restores_into_a_fresh_place(
 
 def test_a_damaged_or_missing_blob_fails_verification(
     web: Any,  # noqa: F811
-    cli: Any,
-    fresh_target: tuple[Path, str],
+    cli: Any,  # noqa: F811
+    fresh_target: tuple[Path, str],  # noqa: F811
     tmp_path: Path,
 ) -> None:
     harness = _analysed_harness(web)
@@ -176,7 +128,7 @@ def test_a_damaged_database_file_fails_verification(web: Any, cli: Any, tmp_path
 
 def test_db_verify_names_a_damaged_live_blob_and_backup_leaves_it_out(
     web: Any,  # noqa: F811
-    cli: Any,
+    cli: Any,  # noqa: F811
     tmp_path: Path,
 ) -> None:
     harness = _analysed_harness(web)

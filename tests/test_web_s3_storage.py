@@ -4,23 +4,18 @@ standalone server, started as a process (never an in-process mock).
 Round trip of every store operation, the whole app (upload, analysis, image routes, sweep) on a
 bucket, and a put the bucket refuses: the upload answers 503 and leaves no row and no blob.
 
-moto is found as ``moto_server`` beside this interpreter (the test extra installs it), else at
-``$FETALCNS_TEST_MOTO_SERVER``.
+The server and bucket fixtures are in s3_support.py (the backup tests use them too).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from minio import Minio
+from s3_support import ACCESS, bucket, s3_endpoint  # noqa: F401
+from s3_support import s3_client as _client
 from web_support import db_url, study_files, web  # noqa: F401
 
 from app.web.core.s3_storage import S3Store
@@ -28,62 +23,11 @@ from app.web.services.sweep import sweep
 
 pytestmark = pytest.mark.slow
 
-ACCESS = {"s3_access_key_id": "testing", "s3_secret_access_key": "testing", "s3_region": "us-east-1"}
-
-
-def _moto_server() -> str | None:
-    beside = Path(sys.executable).with_name("moto_server")
-    if beside.exists():
-        return str(beside)
-    return os.environ.get("FETALCNS_TEST_MOTO_SERVER") or shutil.which("moto_server")
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = _moto_server()
-    if not server:
-        pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    process = subprocess.Popen(
-        [server, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("moto_server did not start") from None
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
-
-
-def _client(endpoint: str) -> Minio:
-    return Minio(endpoint.removeprefix("http://"), access_key="testing", secret_key="testing", secure=False)
-
-
-@pytest.fixture
-def bucket(s3_endpoint: str, request: pytest.FixtureRequest) -> str:
-    name = "fetalcns-" + str(abs(hash(request.node.nodeid)) % 10**10)
-    client = _client(s3_endpoint)
-    if not client.bucket_exists(name):
-        client.make_bucket(name)
-    for item in client.list_objects(name, recursive=True):
-        client.remove_object(name, str(item.object_name))
-    return name
-
 
 def test_every_store_operation_round_trips_through_the_bucket(
-    s3_endpoint: str, bucket: str, tmp_path: Path
+    s3_endpoint: str,  # noqa: F811
+    bucket: str,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     store = S3Store(_client(s3_endpoint), bucket, prefix="site-a")
     key, created = store.put_bytes(b"\x89PNG fake bytes", "png")
@@ -115,8 +59,8 @@ def test_every_store_operation_round_trips_through_the_bucket(
 def test_the_app_uploads_analyses_serves_and_sweeps_on_the_bucket(
     web,  # noqa: F811
     db_url: str,  # noqa: F811
-    s3_endpoint: str,
-    bucket: str,
+    s3_endpoint: str,  # noqa: F811
+    bucket: str,  # noqa: F811
 ) -> None:
     h = web(storage_backend="s3", s3_endpoint_url=s3_endpoint, s3_bucket=bucket, **ACCESS)
     assert isinstance(h.runtime.store, S3Store)
@@ -147,8 +91,8 @@ def test_the_app_uploads_analyses_serves_and_sweeps_on_the_bucket(
 def test_a_put_the_bucket_refuses_leaves_no_row_and_no_blob(
     web,  # noqa: F811
     db_url: str,  # noqa: F811
-    s3_endpoint: str,
-    bucket: str,
+    s3_endpoint: str,  # noqa: F811
+    bucket: str,  # noqa: F811
 ) -> None:
     h = web(storage_backend="s3", s3_endpoint_url=s3_endpoint, s3_bucket="no-such-bucket", **ACCESS)
     h.auth()  # signed in first: the token and its audit row are not the upload's
@@ -160,30 +104,11 @@ def test_a_put_the_bucket_refuses_leaves_no_row_and_no_blob(
     assert list(_client(s3_endpoint).list_objects(bucket, recursive=True)) == []
 
 
-@pytest.mark.parametrize("argv", [["backup", "DEST"], ["restore", "DEST"], ["db", "verify"]])
-def test_backup_restore_and_verify_refuse_a_bucket_store_with_the_reason(
-    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from app.cli import main
-    from app.web.settings import get_settings
-
-    monkeypatch.setenv("FETALCNS_DATA_DIR", str(tmp_path / "var"))
-    monkeypatch.setenv("FETALCNS_STORAGE_BACKEND", "s3")
-    get_settings.cache_clear()
-    try:
-        status = main([str(tmp_path / "dest") if a == "DEST" else a for a in argv])
-    finally:
-        get_settings.cache_clear()
-    assert status == 1
-    assert "local storage folder only" in capsys.readouterr().err
-    assert not (tmp_path / "dest").exists()
-
-
 def test_an_unreachable_bucket_puts_the_analysis_back_in_the_queue_not_failed(
     web,  # noqa: F811
     db_url: str,  # noqa: F811
-    s3_endpoint: str,
-    bucket: str,
+    s3_endpoint: str,  # noqa: F811
+    bucket: str,  # noqa: F811
 ) -> None:
     from sqlalchemy import select
 
