@@ -9,6 +9,8 @@ The server and bucket fixtures are in s3_support.py (the backup tests use them t
 
 from __future__ import annotations
 
+import hashlib
+import io
 import socket
 import time
 from pathlib import Path
@@ -36,8 +38,6 @@ def test_every_store_operation_round_trips_through_the_bucket(
     assert store.read_bytes(key) == b"\x89PNG fake bytes"
     source = tmp_path / "source.dcm"
     source.write_bytes(b"DICM" * 100)
-    import hashlib
-
     sha = hashlib.sha256(source.read_bytes()).hexdigest()
     assert store.put_file(source, sha, "src") == (f"{sha}.src", True)
     assert store.read_bytes(f"{sha}.src") == source.read_bytes()
@@ -54,6 +54,16 @@ def test_every_store_operation_round_trips_through_the_bucket(
         store.read_bytes(key)
     with pytest.raises(ValueError):
         store.read_bytes("../escape")
+    # What backup and restore copy through: a stream, hashed on the way in.
+    data = b"\x89PNG streamed"
+    streamed = f"{hashlib.sha256(data).hexdigest()}.png"
+    assert store.put_checked(streamed, io.BytesIO(data)) == len(data)
+    with store.open_blob(streamed) as body:
+        assert body.read() == data
+    wrong = f"{hashlib.sha256(b'other').hexdigest()}.png"
+    assert store.put_checked(wrong, io.BytesIO(data)) is None and not store.exists(wrong)
+    with pytest.raises(FileNotFoundError), store.open_blob(wrong):
+        pass
 
 
 def test_the_app_uploads_analyses_serves_and_sweeps_on_the_bucket(
