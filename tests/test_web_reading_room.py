@@ -28,9 +28,9 @@ from web_support import (  # noqa: F401
 
 from app.web.core.db import make_engine, make_session_factory, utcnow
 from app.web.core.migrations import current_revision, downgrade_database, head_revision, upgrade_database
-from app.web.core.models import AuditEvent, Study, User
+from app.web.core.models import AuditEvent, Study, StudyClaim, User
 from app.web.errors import Conflict
-from app.web.services.claims import assign, take_lock
+from app.web.services.claims import LOCK_S, RENEW_AFTER_S, assign, take_lock
 from app.web.services.studies import WorklistQuery, worklist_page
 from app.web.services.users import create_user, find_user
 
@@ -122,6 +122,16 @@ def test_worklist_service_filters_assignment_and_reading_lock(web) -> None:  # n
         # A renewal is no new audit row.
         take_lock(db, ids[0], rad2)
         assert db.scalar(select(func.count()).where(AuditEvent.action == "study.lock")) == 2
+        # Re-opening within RENEW_AFTER_S of the last renewal writes nothing; a later one renews.
+        expiry = select(StudyClaim.lock_expires_at).where(StudyClaim.study_id == ids[0])
+        renewed = db.scalar(expiry)
+        take_lock(db, ids[0], rad2)
+        assert db.scalar(expiry) == renewed
+        older = utcnow() + timedelta(seconds=LOCK_S - RENEW_AFTER_S - 1)
+        db.execute(text("UPDATE study_claims SET lock_expires_at = :t"), {"t": older})
+        db.commit()
+        assert take_lock(db, ids[0], rad2).locked_by == "rad2"
+        assert db.scalar(expiry) > older + timedelta(seconds=RENEW_AFTER_S)
         # An expired lock shows nobody.
         db.execute(
             text("UPDATE study_claims SET lock_expires_at = :t"), {"t": utcnow() - timedelta(seconds=1)}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.web.core.db import utcnow
 from app.web.core.models import Study, StudyClaim, User
@@ -22,6 +22,9 @@ from app.web.errors import InvalidInput, NotFound
 from app.web.services.audit import record_event
 
 LOCK_S = 300  # the case page renews every minute; a closed page frees the case within 5 minutes
+# A renewal this soon after the last one changes nothing worth a write: re-opening or reloading
+# the page of a case one already holds then costs one read instead of a locked row and a commit.
+RENEW_AFTER_S = 30
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,21 @@ def claims_for(db: Session, study_ids: list[int]) -> dict[int, ClaimView]:
     return {row.study_id: claim_view(row, now) for row in rows}
 
 
+def _fresh_own_lock(db: Session, study_id: int, user: User, now: datetime) -> StudyClaim | None:
+    """The claim when ``user`` holds its lock and renewed it less than RENEW_AFTER_S ago, else None."""
+    claim = db.scalar(
+        select(StudyClaim)
+        .where(StudyClaim.study_id == study_id, StudyClaim.lock_user_id == user.id)
+        .options(joinedload(StudyClaim.assigned_to), joinedload(StudyClaim.lock_user))
+        .execution_options(populate_existing=True)
+    )
+    if claim is None or not _live_lock(claim, now):
+        return None
+    assert claim.lock_expires_at is not None
+    renewed_s_ago = LOCK_S - (claim.lock_expires_at - now).total_seconds()
+    return claim if renewed_s_ago < RENEW_AFTER_S else None
+
+
 def _claim_row(db: Session, study_id: int) -> StudyClaim:
     if db.get(Study, study_id) is None:
         raise NotFound(f"case {study_id} does not exist")
@@ -82,6 +100,9 @@ def take_lock(db: Session, study_id: int, user: User, *, take_over: bool = False
     left alone (the answer names them) unless ``take_over``. Audits "study.lock" when the lock
     changes hands, not on a renewal."""
     now = utcnow()
+    fresh = _fresh_own_lock(db, study_id, user, now)
+    if fresh is not None:
+        return claim_view(fresh, now)
     claim = _claim_row(db, study_id)
     held_by_other = _live_lock(claim, now) and claim.lock_user_id != user.id
     if held_by_other and not take_over:
