@@ -41,6 +41,9 @@ def _worker(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"inference_device": args.device})
     if args.precision:
         settings = settings.model_copy(update={"inference_precision": args.precision})
+    batch_studies = settings.worker_study_batch if args.batch_studies is None else args.batch_studies
+    if batch_studies < 1:
+        return _refuse("--batch-studies must be at least 1")
     if not settings.broker_url:
         return _refuse("FETALCNS_BROKER_URL is not set; without a broker `fetalcns serve` analyses itself")
     _say_locations(settings, ("database", "storage", "model", "broker"))
@@ -56,9 +59,6 @@ def _worker(args: argparse.Namespace) -> int:
     broker = make_broker(settings.broker_url, lease_s=settings.worker_lease_s)
     analyses = AnalysisWorker(runtime)
     analyses.pool.warm_up()
-    batch_studies = settings.worker_study_batch if args.batch_studies is None else args.batch_studies
-    if batch_studies < 1:
-        return _refuse("--batch-studies must be at least 1")
 
     def process(analysis_id: int) -> bool:
         return analyses.process_with_waiting(analysis_id, batch_studies)
