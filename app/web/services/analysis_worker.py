@@ -14,9 +14,10 @@ starting while another analyses changes nothing.
 calls it with up to FETALCNS_WORKER_STUDY_BATCH analyses queued together, whose images then share
 the model's batches, and ``fetalcns worker`` calls ``process_with_waiting`` for each message of
 the broker (app.web.services.task_queue): the message's analysis and up to ``--batch-studies`` - 1
-others waiting in the database, taken the same way. Stored display images are decoded and preprocessed in a process
-pool (app.inference.prepare.PreparePool, FETALCNS_WORKER_PREPARE_PROCESSES, one per core by
-default) while the model runs on the previous batch. Nothing is drawn: each image's
+others waiting in the database, taken the same way. Stored display images are decoded and
+preprocessed in a process pool (app.inference.prepare.PreparePool,
+FETALCNS_WORKER_PREPARE_PROCESSES, one per core by default) while the model runs on the previous
+batch. Nothing is drawn: each image's
 model-resolution Grad-CAM is stored and its heatmap drawn when someone first looks
 (app.web.services.heatmaps).
 
