@@ -57,6 +57,7 @@ def run_one(
     batch_studies: int, studies: list[list[tuple[str, bytes]]], args: argparse.Namespace
 ) -> dict[str, Any]:
     import psycopg
+    from web_support import reset_database
     from worker_support import Cluster, forget_redis_queue
 
     from app.web.core.migrations import upgrade_database
@@ -74,6 +75,7 @@ def run_one(
         cluster.data_dir.mkdir()
         try:
             upgrade_database(db_url)
+            reset_database(db_url)  # the uploading user
             h = cluster.web()
             for files in studies:
                 response = h.upload(files)
