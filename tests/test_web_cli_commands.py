@@ -160,3 +160,13 @@ def test_users_set_password_set_role_and_rename(env: Path, monkeypatch, capsys) 
     (user,) = _users(env)
     assert user.username == "dr.watson" and user.role == "admin"
     assert verify_password(user.password_hash, "another long password")
+
+
+def test_worker_refuses_a_batch_of_no_studies_before_it_loads_anything(
+    env: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FETALCNS_BROKER_URL", "redis://127.0.0.1:1/0")  # never reached
+    get_settings.cache_clear()
+    assert main(["worker", "--batch-studies", "0"]) == 1
+    assert "--batch-studies must be at least 1" in capsys.readouterr().err
+    assert not (env / "fetalcns.db").exists()  # refused before the database was opened

@@ -28,6 +28,7 @@ def test_metrics_count_analyses_images_and_name_the_model(web, db_url: str) -> N
     images_before = _value(before.text, "fetalcns_images_analysed_total")
     done_before = _value(before.text, 'fetalcns_analyses_finished_total{outcome="done"}')
     durations_before = _value(before.text, "fetalcns_analysis_duration_seconds_count")
+    batches_before = _value(before.text, "fetalcns_model_batches_total")
 
     study_id = h.upload(study_files(3, patient_id="PID-METRICS-1", name="Secret^Name")).json()["study_id"]
     assert h.wait_for(study_id)["status"] == "done"
@@ -38,6 +39,8 @@ def test_metrics_count_analyses_images_and_name_the_model(web, db_url: str) -> N
     assert _value(body, "fetalcns_images_analysed_total") == images_before + 3
     assert _value(body, 'fetalcns_analyses_finished_total{outcome="done"}') == done_before + 1
     assert _value(body, "fetalcns_analysis_duration_seconds_count") == durations_before + 1
+    # Three small images fit one model batch (the default inference batch is 16).
+    assert _value(body, "fetalcns_model_batches_total") == batches_before + 1
     card = h.runtime.model_card
     labels = f'name="{card.name}",provider="CPUExecutionProvider",version="{card.version}"'
     assert f"fetalcns_model_info{{{labels}}} 1.0" in body

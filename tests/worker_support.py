@@ -30,7 +30,8 @@ from app.web.core.models import Analysis, ImagePredictionRow, VerdictRow
 from app.web.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = "redis://127.0.0.1:6379/0"
+# Another Redis database may be chosen where several checkouts share one server.
+REDIS_URL = os.environ.get("FETALCNS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 

@@ -131,7 +131,7 @@ class Settings(BaseSettings):
         8,
         ge=1,
         description="queued analyses the in-process worker takes together, so that their images "
-        "share the model's batches",
+        "share the model's batches; also the default of `fetalcns worker --batch-studies`",
     )
     worker_poll_s: float = Field(
         5.0, gt=0, description="how often the worker looks for queued analyses in the DB"

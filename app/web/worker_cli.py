@@ -3,9 +3,11 @@ the storage with the web processes.
 
 It loads the model once on its device (``--device cuda:N`` picks one GPU of several: run one
 worker per GPU), consumes analysis messages with ``--concurrency`` threads (app.web.services.
-task_queue) and re-sends analyses whose worker died (app.web.services.lease_reaper). SIGTERM or
-SIGINT stops it: the analyses in flight get ``--grace-s`` to finish; one that does not is taken
-again by another worker when its lease expires.
+task_queue), runs each message's analysis together with up to ``--batch-studies`` - 1 others
+waiting in the database, so that their images share the model's batches (AnalysisWorker.
+process_with_waiting), and re-sends analyses whose worker died (app.web.services.lease_reaper).
+SIGTERM or SIGINT stops it: the analyses in flight get ``--grace-s`` to finish; one that does
+not is taken again by another worker when its lease expires.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def _worker(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"inference_device": args.device})
     if args.precision:
         settings = settings.model_copy(update={"inference_precision": args.precision})
+    batch_studies = settings.worker_study_batch if args.batch_studies is None else args.batch_studies
+    if batch_studies < 1:
+        return _refuse("--batch-studies must be at least 1")
     if not settings.broker_url:
         return _refuse("FETALCNS_BROKER_URL is not set; without a broker `fetalcns serve` analyses itself")
     _say_locations(settings, ("database", "storage", "model", "broker"))
@@ -54,7 +59,11 @@ def _worker(args: argparse.Namespace) -> int:
     broker = make_broker(settings.broker_url, lease_s=settings.worker_lease_s)
     analyses = AnalysisWorker(runtime)
     analyses.pool.warm_up()
-    declare_analysis_actor(broker, settings.broker_queue, analyses.process)
+
+    def process(analysis_id: int) -> bool:
+        return analyses.process_with_waiting(analysis_id, batch_studies)
+
+    declare_analysis_actor(broker, settings.broker_queue, process)
     consumer = dramatiq.Worker(broker, worker_threads=args.concurrency)
     # Take no more messages than threads: a waiting message is another worker's to run.
     consumer.queue_prefetch = args.concurrency
@@ -80,7 +89,12 @@ def _worker(args: argparse.Namespace) -> int:
         start_http_server(args.metrics_port, addr="127.0.0.1", registry=PROCESS)
     consumer.start()
     reaper.start()
-    log.info("worker ready: queue %s, %d threads", settings.broker_queue, args.concurrency)
+    log.info(
+        "worker ready: queue %s, %d threads, up to %d studies per batch",
+        settings.broker_queue,
+        args.concurrency,
+        batch_studies,
+    )
     try:
         stop.wait()
     finally:
@@ -107,6 +121,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     worker.add_argument(
         "--concurrency", type=int, default=1, help="analyses run at once (threads; default 1)"
+    )
+    worker.add_argument(
+        "--batch-studies",
+        type=int,
+        default=None,
+        metavar="K",
+        help="analyses run together, their images sharing the model's batches: each message's own "
+        "and up to K-1 others waiting (default FETALCNS_WORKER_STUDY_BATCH, 8; 1: one at a time)",
     )
     worker.add_argument(
         "--metrics-port",

@@ -52,6 +52,13 @@ ANALYSES_FINISHED = Counter(
     registry=PROCESS,
 )
 
+MODEL_BATCHES = Counter(
+    "fetalcns_model_batches",
+    "Batches of images run through the model in this process; with images_analysed, the images per "
+    "batch (several studies' images share a batch when they are queued together)",
+    registry=PROCESS,
+)
+
 
 WEB_PROCESSES = Gauge(
     "fetalcns_web_processes",
@@ -78,6 +85,11 @@ def record_analysis(seconds: float, n_images: int, outcome: str) -> None:
     ANALYSIS_SECONDS.observe(seconds)
     IMAGES_ANALYSED.inc(n_images)
     ANALYSES_FINISHED.labels(outcome=outcome).inc()
+
+
+def record_model_batches(count: int) -> None:
+    """Called by the worker for each group of images it scored: ``count`` model batches ran."""
+    MODEL_BATCHES.inc(count)
 
 
 class DatabaseCollector(Collector):

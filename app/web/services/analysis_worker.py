@@ -12,10 +12,12 @@ starting while another analyses changes nothing.
 
 ``process_many(ids)`` is the one analysis step (``process(id)`` for one): the in-process thread
 calls it with up to FETALCNS_WORKER_STUDY_BATCH analyses queued together, whose images then share
-the model's batches, and ``fetalcns worker`` calls ``process`` for each message of the broker
-(app.web.services.task_queue). Stored display images are decoded and preprocessed in a process
-pool (app.inference.prepare.PreparePool, FETALCNS_WORKER_PREPARE_PROCESSES, one per core by
-default) while the model runs on the previous batch. Nothing is drawn: each image's
+the model's batches, and ``fetalcns worker`` calls ``process_with_waiting`` for each message of
+the broker (app.web.services.task_queue): the message's analysis and up to ``--batch-studies`` - 1
+others waiting in the database, taken the same way. Stored display images are decoded and
+preprocessed in a process pool (app.inference.prepare.PreparePool,
+FETALCNS_WORKER_PREPARE_PROCESSES, one per core by default) while the model runs on the previous
+batch. Nothing is drawn: each image's
 model-resolution Grad-CAM is stored and its heatmap drawn when someone first looks
 (app.web.services.heatmaps).
 
@@ -51,7 +53,7 @@ from app.inference.prepare import PreparePool
 from app.web.core.blob_store import StorageUnavailable
 from app.web.core.db import utcnow
 from app.web.core.db_retry import describe, is_transient, retry_transient
-from app.web.core.metrics import record_analysis
+from app.web.core.metrics import record_analysis, record_model_batches
 from app.web.core.models import Analysis, Image, ImagePredictionRow, Study, VerdictRow
 from app.web.core.priority import lower_this_thread
 from app.web.runtime import Runtime
@@ -187,8 +189,12 @@ class AnalysisWorker:
                 break
             if analysis_id not in taken:
                 taken.append(analysis_id)
+        return self._with_waiting(taken, limit)
+
+    def _with_waiting(self, taken: list[int], limit: int) -> list[int]:
+        """``taken`` topped up to ``limit`` with the oldest analyses waiting in the database."""
         if len(taken) < limit:
-            taken += [i for i in self._next_from_db(limit) if i not in taken][: limit - len(taken)]
+            taken = taken + [i for i in self._next_from_db(limit) if i not in taken][: limit - len(taken)]
         return taken
 
     def _run(self) -> None:
@@ -271,6 +277,21 @@ class AnalysisWorker:
         """
         return self.process_many([analysis_id])
 
+    def process_with_waiting(self, analysis_id: int, limit: int) -> bool:
+        """For one broker message: ``analysis_id`` and up to ``limit - 1`` other analyses waiting
+        in the database, run together (``process_many``). Each is claimed with its own lease, so
+        no other worker runs them, and their own messages, delivered later, find them leased or
+        done and do nothing. Never raises; False when any of them is left queued."""
+        try:
+            taken = self._with_waiting([analysis_id], limit)
+        except Exception as exc:
+            # The message's own analysis still runs; process_many meets the database on its own.
+            log.warning(
+                "waiting analyses could not be read; analysis %d runs alone: %s", analysis_id, describe(exc)
+            )
+            taken = [analysis_id]
+        return self.process_many(taken)
+
     def process_many(self, analysis_ids: list[int]) -> bool:
         """Claim and run several analyses together: their images share the model's batches (a GPU
         or a wide CPU batch runs many studies' images at the cost of few), and each study's result
@@ -320,7 +341,14 @@ class AnalysisWorker:
                         )
                     )
                 try:
-                    self._score_jobs(jobs)
+                    passes = self._score_jobs(jobs)
+                    # Ids only (no patient data): shows which studies shared the model's batches.
+                    log.info(
+                        "analyses %s run together: %d images in %d model batches",
+                        ",".join(str(job.analysis_id) for job in jobs),
+                        sum(len(job.rows) for job in jobs),
+                        passes,
+                    )
                 except Exception as exc:
                     # Reading the study or the store failed for the whole batch.
                     for job in jobs:
@@ -424,10 +452,11 @@ class AnalysisWorker:
             submitted.append((item, self.pool.submit(*args), args))
         return submitted
 
-    def _score_jobs(self, jobs: list[_Job]) -> None:
+    def _score_jobs(self, jobs: list[_Job]) -> int:
         """Every image of every job through the model, in batches that fit the memory budget and
         span studies. The next batch is decoded and preprocessed in the pool while the model runs
-        on this one. Only small results are kept: the class maps at model resolution, no pixels."""
+        on this one. Only small results are kept: the class maps at model resolution, no pixels.
+        Returns how many model batches ran (not counting a failed batch's image-by-image retry)."""
         from app.inference.analysis import frames_to_analyse, loop_key, score_prepared
         from app.web.services.heatmaps import cam_to_json
 
@@ -445,6 +474,7 @@ class AnalysisWorker:
             job.predictions = [None] * len(job.rows)
             items += [_Item(job, position, row) for position, row in enumerate(job.rows)]
         budget = self.runtime.settings.worker_batch_bytes
+        passes = 0
         batches = plan_batches([(item.row.width, item.row.height) for item in items], budget)
         upcoming = self._submit([items[i] for i in batches[0]]) if batches else []
         for number in range(len(batches)):
@@ -471,6 +501,9 @@ class AnalysisWorker:
             t0 = time.perf_counter()
             errors: dict[int, str] = {}
             scored = score_prepared(engine, prepared, list(range(len(ready))), errors)
+            batch_passes = -(-len(ready) // engine.batch_size)  # score_prepared's engine batches
+            passes += batch_passes
+            record_model_batches(batch_passes)
             share = (time.perf_counter() - t0) / len(ready)
             for index, (item, prediction) in enumerate(zip(ready, scored, strict=True)):
                 item.job.add("inference_s", share)
@@ -481,6 +514,7 @@ class AnalysisWorker:
                 item.job.cams[item.position] = (cam_to_json(prediction.model_cam), list(prediction.scan_box))
                 item.job.predictions[item.position] = prediction
                 item.job.add("cam_s", time.perf_counter() - t1)
+        return passes
 
     def _conclude(self, job: _Job) -> None:
         """One study's verdict from its predictions, written under its lease."""

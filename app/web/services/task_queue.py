@@ -1,8 +1,10 @@
 """Analysis jobs on a broker: Dramatiq over Redis or RabbitMQ (``FETALCNS_BROKER_URL``).
 
 A message carries only an analysis id. The truth stays in the database (``analyses.status`` and
-the lease, app.web.services.leases): a message is a request to run ``AnalysisWorker.process``,
-which claims the analysis or, when it is done or leased by a live worker, does nothing. So the
+the lease, app.web.services.leases): a message is a request to run ``AnalysisWorker.
+process_with_waiting``, which claims the analysis or, when it is done or leased by a live worker,
+does nothing; with it, it claims and runs up to ``--batch-studies`` - 1 other waiting analyses, whose
+own messages then find them leased or done and do nothing. So the
 broker may deliver a message twice (a worker killed before its ack, a re-send by the lease
 reaper) and an analysis is still analysed once; a lost message is made good by the reaper.
 
