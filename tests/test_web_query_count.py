@@ -17,10 +17,10 @@ from web_support import PASSWORD, db_url, study_files, web  # noqa: F401
 # analysis's results (one join); an open reader-study read; the latest PACS push; the audit row.
 # Room for one more, not for one per image.
 MOST_STATEMENTS = 9
-# The case page adds its own, also fixed: the soft reading lock (the claim read, locked and written,
-# with its audit row and the study read again after that commit) and the active users of the
-# assignment form.
-MOST_PAGE_STATEMENTS = MOST_STATEMENTS + 6
+# The case page adds its own, also fixed: the soft reading lock (a look for one's own fresh lock;
+# missing it, the claim read, locked and written, with its audit row and the study read again after
+# that commit) and the active users of the assignment form.
+MOST_PAGE_STATEMENTS = MOST_STATEMENTS + 7
 
 
 @contextmanager
@@ -93,3 +93,9 @@ def test_case_reads_take_a_fixed_number_of_statements(web) -> None:  # noqa: F81
     # The six-image case with two signed diagnoses costs what the one-image case costs.
     assert counts[("api", small)] == counts[("api", large)], counts
     assert counts[("page", small)] == counts[("page", large)], counts
+
+    # Re-opening a case whose lock one renewed moments ago reads the claim and writes nothing.
+    with counting(h.runtime.db_engine) as statements:
+        assert h.client.get(f"/cases/{large}").status_code == 200
+    claim_writes = [s for s in statements if re.match(r"\s*(UPDATE|INSERT INTO) study_claims", s)]
+    assert not claim_writes and len(statements) < counts[("page", large)] - 2, statements

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select
+from sqlalchemy.orm import undefer
 from web_support import db_url, dicom_bytes, ultrasound_pixels, web  # noqa: F401
 
 from app.inference.render import encode_png, heatmap_rgba
@@ -72,7 +73,13 @@ def test_the_heatmap_is_drawn_on_first_view_and_is_the_eager_drawing(web) -> Non
     study_id = _upload(h, 1)
     assert h.wait_for(study_id)["status"] == "done"
     with h.runtime.session_factory() as db:
-        rows = list(db.scalars(select(ImagePredictionRow).order_by(ImagePredictionRow.image_id)))
+        rows = list(
+            db.scalars(
+                select(ImagePredictionRow)
+                .options(undefer(ImagePredictionRow.cam))
+                .order_by(ImagePredictionRow.image_id)
+            )
+        )
         images = {i.id: i for i in db.scalars(select(Image))}
     assert rows and all(r.heatmap_key is None and r.cam is not None and r.cam_box for r in rows)
     # The worker drew nothing: the study's blobs are display PNGs, thumbnails and source files.

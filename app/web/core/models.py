@@ -185,7 +185,8 @@ class ImagePredictionRow(Base):
     heatmap_key: Mapped[str | None] = mapped_column(String(128))
     # The predicted class's model-resolution Grad-CAM (h×w floats) and the box of the original
     # image the model saw (top, bottom, left, right), migration 0012; NULL on rows stored before.
-    cam: Mapped[list[list[float]] | None] = mapped_column(JSON)
+    # Deferred: only drawing a heatmap reads it; a case view needs no map, only whether one exists.
+    cam: Mapped[list[list[float]] | None] = mapped_column(JSON, deferred=True)
     cam_box: Mapped[list[int] | None] = mapped_column(JSON)
     used_in_verdict: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -194,8 +195,9 @@ class ImagePredictionRow(Base):
 
     @property
     def has_heatmap(self) -> bool:
-        """A heatmap can be shown: stored already, or drawable from the stored map."""
-        return bool(self.heatmap_key) or (self.cam is not None and self.cam_box is not None)
+        """A heatmap can be shown: stored already, or drawable from the stored map (the worker
+        writes ``cam`` and ``cam_box`` together, so the box alone says so without loading the map)."""
+        return bool(self.heatmap_key) or self.cam_box is not None
 
 
 class VerdictRow(Base):
