@@ -26,6 +26,7 @@ import re
 import secrets
 import socket
 import statistics
+from collections import Counter
 import subprocess
 import sys
 import tempfile
@@ -171,7 +172,7 @@ async def _client(
                 response = await client.get(path, headers=headers)
                 elapsed = time.perf_counter() - started
                 if response.status_code != 200:
-                    out["errors"].append(response.status_code)
+                    out["errors"].append(f"{kind} {response.status_code}: {response.text[:160]}")
                 else:
                     out[kind].append(elapsed)
 
@@ -195,6 +196,7 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
         env.update(FETALCNS_BROKER_URL=args.broker_url, FETALCNS_BROKER_QUEUE=f"bench-{secrets.token_hex(4)}")
     python = [sys.executable, "-m", "app.cli"]
     started: list[subprocess.Popen[bytes]] = []
+    server_log: Any = open(args.server_log, "ab") if args.server_log else subprocess.DEVNULL  # noqa: SIM115
     try:
         subprocess.run([*python, "db", "upgrade"], env=env, check=True, capture_output=True)
         create = subprocess.run(
@@ -211,7 +213,7 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
                 [*python, "serve", "--port", str(port), "--workers", str(processes)],
                 env=env,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=server_log,
             )
         )
         if args.broker_url:
@@ -292,6 +294,7 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
             "seconds": args.seconds,
             "analysis_running_throughout": still_analysing,
             "errors": len(out["errors"]),
+            "error_answers": dict(Counter(out["errors"]).most_common(5)),
             # The machine's 1-minute load average before and after the load, and the CPU seconds
             # the server processes (with the analysis) and this load generator used during it.
             "load_avg_1m_before": round(load_before, 2),
@@ -310,6 +313,8 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 process.kill()
         _drop_database(db_name)
+        if args.server_log:
+            server_log.close()
 
 
 def main() -> int:
@@ -324,6 +329,7 @@ def main() -> int:
     parser.add_argument(
         "--broker-url", default=None, help="analyse in a `fetalcns worker` through this broker"
     )
+    parser.add_argument("--server-log", type=Path, default=None, help="append the server's log to this file")
     args = parser.parse_args()
     before = os.getloadavg()
     results = [run_one(n, args) for n in args.processes]

@@ -18,9 +18,10 @@ from web_support import PASSWORD, db_url, study_files, web  # noqa: F401
 # Room for one more, not for one per image.
 MOST_STATEMENTS = 9
 # The case page adds its own, also fixed: the soft reading lock (a look for one's own fresh lock;
-# missing it, the claim read, locked and written, with its audit row and the study read again after
-# that commit) and the active users of the assignment form.
-MOST_PAGE_STATEMENTS = MOST_STATEMENTS + 7
+# missing it, the claim read and locked, created first when the case has none, then written, with
+# its audit row and the study read again after that commit) and the active users of the
+# assignment form.
+MOST_PAGE_STATEMENTS = MOST_STATEMENTS + 9
 
 
 @contextmanager

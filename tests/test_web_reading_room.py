@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pydicom
@@ -95,6 +97,36 @@ def test_the_worklist_pages_past_500_cases_with_a_true_total(web) -> None:  # no
     # The JSON API pages the same way past 500.
     api = h.client.get("/api/v1/studies?limit=50&offset=500", headers=h.auth()).json()
     assert len(api) == 30
+
+
+def test_readers_opening_a_new_case_at_the_same_instant_all_get_it(web) -> None:  # noqa: F811
+    """The first opening creates the case's claim row: concurrent first openings by several
+    readers must all answer, one of them holding the lock (a plain INSERT failed the others on
+    the unique constraint, a 500 on the case page)."""
+    h = web(worker_enabled=False)
+    ids = seed_cases(h.runtime.db_engine, 3)
+    readers = ["rad", "rad2", "admin"] * 2
+    for study_id in ids:
+        start = threading.Barrier(len(readers))
+
+        def open_case(
+            username: str, study_id: int = study_id, start: threading.Barrier = start
+        ) -> str | None:
+            with h.runtime.session_factory() as db:
+                user = find_user(db, username)
+                assert user is not None
+                start.wait()
+                return take_lock(db, study_id, user).locked_by
+
+        with ThreadPoolExecutor(len(readers)) as pool:
+            holders = list(pool.map(open_case, readers))
+        assert len(set(holders)) == 1 and holders[0] in readers, holders
+        with h.runtime.session_factory() as db:
+            assert db.scalar(select(func.count()).where(StudyClaim.study_id == study_id)) == 1
+            locks = select(func.count()).where(
+                AuditEvent.action == "study.lock", AuditEvent.study_id == study_id
+            )
+            assert db.scalar(locks) == 1
 
 
 def test_worklist_service_filters_assignment_and_reading_lock(web) -> None:  # noqa: F811

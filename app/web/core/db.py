@@ -49,6 +49,16 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def insert_for(db: Session) -> Callable[..., Any]:
+    """The dialect's INSERT construct, which has ``on_conflict_do_nothing``: a row that concurrent
+    requests may create at the same instant is inserted that way, then selected, so that none of
+    them fails on the unique constraint."""
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
-from app.web.core.db import utcnow
+from app.web.core.db import insert_for, utcnow
 from app.web.core.models import Study, StudyClaim, User
 from app.web.errors import InvalidInput, NotFound
 from app.web.services.audit import record_event
@@ -90,8 +90,11 @@ def _claim_row(db: Session, study_id: int) -> StudyClaim:
         raise NotFound(f"case {study_id} does not exist")
     claim = db.get(StudyClaim, study_id, with_for_update=True)
     if claim is None:
-        claim = StudyClaim(study_id=study_id)
-        db.add(claim)
+        # Two readers opening a case for the first time at the same instant both find no claim;
+        # the conflict-ignoring insert lets exactly one create it (a plain INSERT gave the other
+        # a 500), and both then lock the one row.
+        db.execute(insert_for(db)(StudyClaim).values(study_id=study_id).on_conflict_do_nothing())
+        claim = db.scalars(select(StudyClaim).where(StudyClaim.study_id == study_id).with_for_update()).one()
     return claim
 
 

@@ -27,12 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import UploadFile
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from app.web.core.blob_store import BlobStore
-from app.web.core.db import utcnow
+from app.web.core.db import insert_for, utcnow
 from app.web.core.input_guard import EARLIEST_YEAR, LATEST_YEAR, control_character_message
 from app.web.core.models import BLOB_KEY_COLUMNS, Analysis, Image, Patient, Study, User
 from app.web.errors import InvalidInput, TooLarge
@@ -258,7 +256,7 @@ def _upsert_patient(
     SQLite holds its single write lock from the INSERT on) serialises the study lookup below
     among concurrent uploads of this patient.
     """
-    insert = sqlite_insert if db.get_bind().dialect.name == "sqlite" else postgresql_insert
+    insert = insert_for(db)
     db.execute(
         insert(Patient)
         .values(patient_key=key, patient_id=patient_id, issuer=issuer, name=name, created_at=utcnow())
