@@ -24,7 +24,8 @@ def cam_to_json(model_cam: np.ndarray) -> list[list[float]]:
     """A model-resolution map as JSON numbers: float32 values exactly, non-finite cells as 0
     (what ``cam_to_image`` makes of them anyway; JSON and PostgreSQL have no NaN)."""
     clean = np.nan_to_num(np.asarray(model_cam, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    return [[float(v) for v in row] for row in clean]
+    rows: list[list[float]] = clean.tolist()  # each float32 widened exactly, as float(v) would
+    return rows
 
 
 def full_size_cam(prediction: ImagePredictionRow, image: Image) -> np.ndarray | None:
