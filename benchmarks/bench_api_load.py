@@ -8,10 +8,14 @@ the in-process worker, or `fetalcns worker` processes with ``--broker-url``), si
 small study and waits for its verdict (the case that is read), then uploads a large study and,
 while that one is being analysed, runs ``--clients`` concurrent clients that each alternate
 ``GET /cases/{id}`` (the HTML case page, session cookie) and ``GET /api/v1/studies/{id}`` (bearer
-token) for ``--seconds``. Every answer must be 200; p50/p95 are over all of them.
+token) for ``--seconds``. Every answer must be 200; p50/p95 are over all of them. The clients speak
+raw HTTP/1.1 on kept-alive connections, so that the load generator takes little of the CPU it
+measures. Before the load, one client reads each page ``--cpu-requests`` times in turn with
+nothing being analysed, and the server's CPU seconds (all its processes, from /proc) give the CPU
+cost of one read.
 
     .venv/bin/python benchmarks/bench_api_load.py [--processes 1 4] [--clients 20] [--seconds 20]
-        [--broker-url redis://127.0.0.1:6379/0]
+        [--broker-url redis://127.0.0.1:6379/0] [--cpu-requests 200] [--server-log FILE]
 
 Not a test: numbers depend on the machine; run it on an otherwise idle one to compare.
 """
@@ -178,13 +182,10 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
         body += chunk[:-2]
 
 
-async def _client(base: str, cookie: str, token: str, case_id: int, until: float, out: dict) -> None:
-    """A closed-loop client on one kept-alive connection, alternating the case page (session
-    cookie) and the study API (bearer token). Raw HTTP/1.1 on asyncio streams: httpx cost about
-    2.5 ms of CPU per request, taken from the two cores the server is measured on."""
-    host, port = base.removeprefix("http://").split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    requests = (
+def _requests(host: str, cookie: str, token: str, case_id: int) -> tuple[tuple[str, bytes], ...]:
+    """The two reads, as raw HTTP/1.1 requests: the case page (session cookie) and the study
+    API (bearer token)."""
+    return (
         ("case_page", f"GET /cases/{case_id} HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n".encode()),
         (
             "study_api",
@@ -192,6 +193,39 @@ async def _client(base: str, cookie: str, token: str, case_id: int, until: float
             f"Authorization: Bearer {token}\r\n\r\n".encode(),
         ),
     )
+
+
+async def _cpu_per_request(
+    base: str, cookie: str, token: str, case_id: int, pids: list[int], n: int
+) -> dict[str, float]:
+    """Server CPU (all its processes, from /proc) per request of each kind, one client at a
+    time with nothing being analysed: the cost of a read, free of queueing."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    cost: dict[str, float] = {}
+    try:
+        for kind, request in _requests(host, cookie, token, case_id):
+            for _ in range(10):  # warm: prepared statements, template cache
+                writer.write(request)
+                await _read_response(reader)
+            before = sum(_tree_cpu_s(pid) for pid in pids)
+            for _ in range(n):
+                writer.write(request)
+                status, _body = await _read_response(reader)
+                assert status == 200, (kind, status)
+            cost[kind] = round((sum(_tree_cpu_s(pid) for pid in pids) - before) / n * 1000, 2)
+    finally:
+        writer.close()
+    return cost
+
+
+async def _client(base: str, cookie: str, token: str, case_id: int, until: float, out: dict) -> None:
+    """A closed-loop client on one kept-alive connection, alternating the case page (session
+    cookie) and the study API (bearer token). Raw HTTP/1.1 on asyncio streams: httpx cost about
+    2.5 ms of CPU per request, taken from the two cores the server is measured on."""
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    requests = _requests(host, cookie, token, case_id)
     try:
         while time.monotonic() < until:
             for kind, request in requests:
@@ -283,6 +317,9 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
         while _status(base, token, case) not in ("done", "failed"):
             time.sleep(0.02)
         latency["small_study_4_images_s"] = round(time.perf_counter() - t0, 3)
+        cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
+        pids = [p.pid for p in started]
+        cpu_ms = asyncio.run(_cpu_per_request(base, cookie, token, case, pids, args.cpu_requests))
         t_busy = time.perf_counter()
         busy = httpx.post(
             f"{base}/api/v1/studies",
@@ -304,7 +341,6 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
                 *(_client(base, cookie, token, case, until, out) for _ in range(args.clients))
             )
 
-        cookie = "; ".join(f"{name}={value}" for name, value in browser.cookies.items())
         asyncio.run(load())
         client_cpu_s = time.process_time() - client_cpu_before
         server_cpu_s = sum(_tree_cpu_s(p.pid) for p in started) - server_cpu_before
@@ -332,6 +368,7 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
             "load_avg_1m_after": round(load_after, 2),
             "server_cpu_s": round(server_cpu_s, 1),
             "client_cpu_s": round(client_cpu_s, 1),
+            "server_cpu_ms_per_request_one_client": cpu_ms,
             "requests_per_s": round((len(out["case_page"]) + len(out["study_api"])) / args.seconds, 1),
             "case_page": _summary(out["case_page"]),
             "study_api": _summary(out["study_api"]),
@@ -359,6 +396,9 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path, default=REPO / "models" / "fetal-cns-demo")
     parser.add_argument(
         "--broker-url", default=None, help="analyse in a `fetalcns worker` through this broker"
+    )
+    parser.add_argument(
+        "--cpu-requests", type=int, default=200, help="sequential requests of each kind for the CPU cost"
     )
     parser.add_argument("--server-log", type=Path, default=None, help="append the server's log to this file")
     args = parser.parse_args()
