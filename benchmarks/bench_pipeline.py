@@ -161,6 +161,8 @@ def main() -> int:
         engine = runtime.inference
         assert engine is not None, runtime.inference_error
         worker = AnalysisWorker(runtime)
+        # As in a server with the in-process worker (app.web.app): the upload sees this process's worker.
+        runtime.worker = worker
         if hasattr(worker, "pool"):
             worker.pool.warm_up()
 
@@ -215,6 +217,7 @@ def main() -> int:
             "decode_dicom_s": up.get("decode_s"),
             "wait_for_encoding_s": up.get("handover_s"),
             "encode_display_and_thumbnail_s": up.get("encode_s"),
+            "model_input_at_upload_s": up.get("model_input_s"),
             "store_blobs_s": up["store_s"] + up["prepare_s"] if "store_s" in up else None,
             "db_upload_s": up.get("db_s"),
             "read_blobs_s": wk.get("load_s"),
@@ -234,6 +237,7 @@ def main() -> int:
             "model": {"name": engine.card.name, "architecture": engine.card.raw.get("architecture")},
             "provider": engine.provider,
             "prepare_processes": worker.pool.processes if hasattr(worker, "pool") else 0,
+            "model_inputs_from_upload": getattr(getattr(worker, "prepared_inputs", None), "hits", None),
             "files": len(studies[0]),
             "images_stored": n_images,
             "images_analysed": n_analysed,

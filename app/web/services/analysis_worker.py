@@ -58,6 +58,7 @@ from app.web.core.models import Analysis, Image, ImagePredictionRow, Study, Verd
 from app.web.core.priority import lower_this_thread
 from app.web.runtime import Runtime
 from app.web.services import leases
+from app.web.services.prepared_inputs import PreparedInputs, cache_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -135,6 +136,9 @@ class AnalysisWorker:
         self.retry_attempts = 6
         self.retry_first_delay_s = 0.2
         self._pool: PreparePool | None = None
+        # Model inputs an upload in this process prepared while it had the pixels (the worker
+        # then skips reading and decoding those PNGs); anything else is read from the store.
+        self.prepared_inputs = PreparedInputs()
 
     def _retry(self, work: Callable[[], T], what: str) -> T:
         return retry_transient(
@@ -429,12 +433,22 @@ class AnalysisWorker:
             self._pool = None
 
     def _submit(self, items: list[_Item]) -> list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]]:
-        """Send each item's stored display image to the pool; an unreadable blob fails its image."""
+        """Send each item's stored display image to the pool; an unreadable blob fails its image.
+        An image whose model input the upload left in ``prepared_inputs`` is not read at all: its
+        future is already done (and ``args`` is empty)."""
         engine = self.runtime.inference
         assert engine is not None
         submitted: list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]] = []
         for item in items:
             row = item.row
+            box = tuple(row.scan_box) if row.scan_box else None
+            metadata = dict(row.source_metadata or {})
+            ready = self.prepared_inputs.take(cache_key(row.storage_key, engine.spec, box, metadata))
+            if ready is not None:
+                done: Future[Any] = Future()
+                done.set_result(ready)
+                submitted.append((item, done, ()))
+                continue
             t0 = time.perf_counter()
             try:
                 data = self.runtime.store.read_bytes(row.storage_key)
@@ -446,9 +460,8 @@ class AnalysisWorker:
                 continue
             finally:
                 item.job.add("load_s", time.perf_counter() - t0)
-            box = tuple(row.scan_box) if row.scan_box else None
             # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
-            args = (data, engine.spec, box, dict(row.source_metadata or {}))
+            args = (data, engine.spec, box, metadata)
             submitted.append((item, self.pool.submit(*args), args))
         return submitted
 
@@ -488,7 +501,7 @@ class AnalysisWorker:
                 if future is None:
                     continue
                 try:
-                    result = self.pool.result(future, *args)
+                    result = self.pool.result(future, *args) if args else future.result()
                 except (OSError, ValueError) as exc:
                     item.job.failures[item.position] = _image_error(exc)
                     continue

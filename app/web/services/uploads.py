@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,8 @@ from app.web.settings import Settings
 
 if TYPE_CHECKING:
     from app.ingest.types import IngestedImage
+    from app.preprocess import PreprocessSpec
+    from app.web.services.prepared_inputs import PreparedInputs
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +141,7 @@ class UploadOutcome:
     rejected: list[RejectedUpload] = field(default_factory=list)
     # Seconds by stage: decode (ingestion without the hand-over to the sink), handover (waiting
     # for the sink), encode and store (the display PNGs and thumbnails, summed over the sink's
+    # threads), model_input (model inputs prepared for this process's worker, summed over the same
     # threads), prepare (source files stored), db (the transaction).
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -328,10 +331,22 @@ class _StoringSink:
     With ``threads`` > 1 the encoding and storing run in a thread pool (OpenCV releases the GIL)
     while ingestion decodes the next frame; at most two frames per thread wait, so memory stays
     bounded. ``finish`` waits for every frame and raises the first failure.
+
+    With ``inputs`` (this process's own worker will analyse the upload) each image's model input
+    is prepared from the pixels in memory too and left there for the worker
+    (app.web.services.prepared_inputs): the worker then neither reads nor decodes the PNG.
     """
 
-    def __init__(self, store: BlobStore, threads: int = 1) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        threads: int = 1,
+        inputs: tuple[PreparedInputs, PreprocessSpec] | None = None,
+    ) -> None:
         self.store = store
+        self.inputs = inputs
+        # Seconds spent preparing model inputs, summed over threads.
+        self.model_input_s = 0.0
         self.created: set[str] = set()
         # (file sha256, frame) -> (display key, thumbnail key); ingestion admits each file once.
         self.keys: dict[tuple[str, int | None], tuple[str, str]] = {}
@@ -353,9 +368,10 @@ class _StoringSink:
                 self.created.add(key)
         return key
 
-    def _encode_and_store(self, key: tuple[str, int | None], pixels: Any) -> None:
+    def _encode_and_store(self, key: tuple[str, int | None], image: IngestedImage) -> None:
         from app.inference.render import encode_display_png, encode_jpeg, grey_if_equal, thumbnail
 
+        pixels = image.pixels
         t0 = time.perf_counter()
         # The display copy is what the worker analyses and the viewer shows: lossless PNG. The
         # thumbnail is only for finding the image in the strip: JPEG.
@@ -364,21 +380,42 @@ class _StoringSink:
         t1 = time.perf_counter()
         stored = (self._put(display_png, "png"), self._put(small, "jpg"))
         t2 = time.perf_counter()
+        if self.inputs is not None:
+            self._prepare_input(stored[0], image)
         with self._lock:
             self.keys[key] = stored
             self.encode_s += t1 - t0
             self.store_s += t2 - t1
+            self.model_input_s += time.perf_counter() - t2
+
+    def _prepare_input(self, display_key: str, image: IngestedImage) -> None:
+        """The worker's model input of this image, from the pixels in memory, under the box and
+        metadata its row will hold. Best effort: a failure here leaves the work to the worker,
+        which reads the stored PNG and records any error on the image as it always has."""
+        from app.inference.prepare import prepare_pixels
+        from app.web.services.prepared_inputs import cache_key
+
+        assert self.inputs is not None
+        cache, spec = self.inputs
+        try:
+            # A copy first: ingestion may add a note to the shared dict while this thread reads it.
+            metadata = _jsonable(dict(image.metadata or {}))
+            box = tuple(image.scan_box) if image.scan_box else None
+            prepared = prepare_pixels(image.pixels, spec, box, metadata)
+            cache.put(cache_key(display_key, spec, box, metadata), replace(prepared, timings={}))
+        except Exception as exc:  # never fails the upload: the worker prepares it from the store
+            log.warning("model input not prepared at upload (%s); the worker prepares it", type(exc).__name__)
 
     def __call__(self, image: IngestedImage) -> IngestedImage:
         key = (image.sha256, image.frame)
         t0 = time.perf_counter()
         try:
             if self._pool is None:
-                self._encode_and_store(key, image.pixels)
+                self._encode_and_store(key, image)
             else:
                 while len(self._pending) >= 2 * self._threads:
                     self._pending.popleft().result()
-                self._pending.append(self._pool.submit(self._encode_and_store, key, image.pixels))
+                self._pending.append(self._pool.submit(self._encode_and_store, key, image))
         finally:
             self.handover_s += time.perf_counter() - t0
         return image.without_pixels()
@@ -437,6 +474,8 @@ def _prepare(
     """
     created_keys = sink.created
     prepared: list[_PreparedStudy] = []
+    source_keys: dict[str, str] = {}  # file sha256 -> its blob
+    private = received.directory.resolve()
     single = len(result.studies) == 1
     unnamed = _folders_without_identity(received)
     anonymous: list[str] = []
@@ -471,9 +510,14 @@ def _prepare(
         images: list[_StoredImage] = []
         for image in ingested.images:
             source_path = Path(image.source)
-            source_key = None
-            if "!" not in image.source and source_path.is_file():
-                source_key, new = runtime.store.put_file(source_path, image.sha256, "src")
+            # The frames of a loop share one file, which the first of them moved into the store.
+            source_key = source_keys.get(image.sha256)
+            if source_key is None and "!" not in image.source and source_path.is_file():
+                # The upload's own temp copy is moved in, not copied (the same filesystem:
+                # Settings.upload_tmp_dir); ingestion is done with it and cleanup removes the rest.
+                move = source_path.resolve().is_relative_to(private)
+                source_key, new = runtime.store.put_file(source_path, image.sha256, "src", move=move)
+                source_keys[image.sha256] = source_key
                 if new:
                     created_keys.add(source_key)
             storage_key, thumbnail_key = sink.keys[(image.sha256, image.frame)]
@@ -701,6 +745,15 @@ def queue_study_analysis(db: Session, study_id: int) -> int | None:
     return queued if queued is not None else _queue_analysis(db, study)
 
 
+def _inputs_for_worker(runtime: Runtime) -> tuple[PreparedInputs, PreprocessSpec] | None:
+    """Where the upload leaves model inputs for the analysis worker, when this process runs one
+    and has a model; None otherwise (a broker's ``fetalcns worker`` reads the store)."""
+    cache = getattr(runtime.worker, "prepared_inputs", None)
+    if cache is None or runtime.inference is None:
+        return None
+    return cache, runtime.inference.spec
+
+
 def import_upload(
     runtime: Runtime,
     received: ReceivedFiles,
@@ -733,7 +786,7 @@ def import_upload(
     )
     from app.inference.prepare import default_processes
 
-    sink = _StoringSink(runtime.store, threads=default_processes())
+    sink = _StoringSink(runtime.store, threads=default_processes(), inputs=_inputs_for_worker(runtime))
     created_keys = sink.created
     outcome = UploadOutcome()
     try:
@@ -767,6 +820,7 @@ def import_upload(
             "handover_s": sink.handover_s,
             "encode_s": sink.encode_s,
             "store_s": sink.store_s,
+            "model_input_s": sink.model_input_s,
             "prepare_s": t2 - t1,
             "db_s": time.perf_counter() - t2,
         }
