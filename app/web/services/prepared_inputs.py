@@ -11,8 +11,10 @@ the scan box and the metadata the image row holds. The worker takes an entry whe
 match and otherwise reads the blob as before, so a miss (another process, a restart, an evicted
 entry, a new model) is only slower, never different.
 
-Bounded by bytes (least recently stored first out); an entry is removed when the worker takes
-it, since each upload's analysis needs it once.
+Bounded by bytes (least recently stored first out). An entry is removed when the worker has
+taken it as many times as uploads stored it: each upload's analysis needs it once, and two images
+of one upload with the same pixels (a loop's identical frames) share one display blob and so one
+entry.
 """
 
 from __future__ import annotations
@@ -51,7 +53,8 @@ class PreparedInputs:
 
     def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
         self.budget_bytes = budget_bytes
-        self._entries: OrderedDict[CacheKey, PreparedImage] = OrderedDict()
+        # key -> (the model input, how many takes it still has)
+        self._entries: OrderedDict[CacheKey, tuple[PreparedImage, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         # Counters for tests, benchmarks and the log: taken from here, or looked for in vain.
@@ -71,21 +74,28 @@ class PreparedInputs:
             return  # one huge model input would push everything else out
         with self._lock:
             old = self._entries.pop(key, None)
+            uses = 1
             if old is not None:
-                self._bytes -= _size(old)
-            self._entries[key] = prepared
+                self._bytes -= _size(old[0])
+                uses += old[1]
+            self._entries[key] = (prepared, uses)
             self._bytes += size
             while self._bytes > self.budget_bytes:
-                _, evicted = self._entries.popitem(last=False)
+                _, (evicted, _) = self._entries.popitem(last=False)
                 self._bytes -= _size(evicted)
 
     def take(self, key: CacheKey) -> PreparedImage | None:
-        """The entry under ``key``, removed; None when there is none."""
+        """The entry under ``key`` (removed with its last take); None when there is none."""
         with self._lock:
-            prepared = self._entries.pop(key, None)
-            if prepared is None:
+            entry = self._entries.get(key)
+            if entry is None:
                 self.misses += 1
                 return None
-            self._bytes -= _size(prepared)
+            prepared, uses = entry
+            if uses > 1:
+                self._entries[key] = (prepared, uses - 1)
+            else:
+                del self._entries[key]
+                self._bytes -= _size(prepared)
             self.hits += 1
             return prepared

@@ -369,26 +369,29 @@ class _StoringSink:
         return key
 
     def _encode_and_store(self, key: tuple[str, int | None], image: IngestedImage) -> None:
-        from app.inference.render import encode_display_png, encode_jpeg, grey_if_equal, thumbnail
+        from app.inference.render import encode_jpeg, encode_png, grey_if_equal, thumbnail
+        from app.preprocess import ensure_rgb_uint8
 
-        pixels = image.pixels
         t0 = time.perf_counter()
-        # The display copy is what the worker analyses and the viewer shows: lossless PNG. The
-        # thumbnail is only for finding the image in the strip: JPEG.
-        display_png = encode_display_png(pixels)
+        # B-mode ultrasound is grey in RGB: found out once, and the grey plane (a third of the
+        # pixels) is what is encoded, shrunk and prepared.
+        pixels = grey_if_equal(ensure_rgb_uint8(image.pixels))
+        # The display copy is what the worker analyses and the viewer shows: lossless PNG
+        # (encode_display_png's bytes). The thumbnail is only for finding the image in the strip: JPEG.
+        display_png = encode_png(pixels)
         small = encode_jpeg(grey_if_equal(thumbnail(pixels, max_side=THUMBNAIL_SIDE)))
         t1 = time.perf_counter()
         stored = (self._put(display_png, "png"), self._put(small, "jpg"))
         t2 = time.perf_counter()
         if self.inputs is not None:
-            self._prepare_input(stored[0], image)
+            self._prepare_input(stored[0], image, pixels)
         with self._lock:
             self.keys[key] = stored
             self.encode_s += t1 - t0
             self.store_s += t2 - t1
             self.model_input_s += time.perf_counter() - t2
 
-    def _prepare_input(self, display_key: str, image: IngestedImage) -> None:
+    def _prepare_input(self, display_key: str, image: IngestedImage, pixels: Any) -> None:
         """The worker's model input of this image, from the pixels in memory, under the box and
         metadata its row will hold. Best effort: a failure here leaves the work to the worker,
         which reads the stored PNG and records any error on the image as it always has."""
@@ -401,7 +404,7 @@ class _StoringSink:
             # A copy first: ingestion may add a note to the shared dict while this thread reads it.
             metadata = _jsonable(dict(image.metadata or {}))
             box = tuple(image.scan_box) if image.scan_box else None
-            prepared = prepare_pixels(image.pixels, spec, box, metadata)
+            prepared = prepare_pixels(pixels, spec, box, metadata)
             cache.put(cache_key(display_key, spec, box, metadata), replace(prepared, timings={}))
         except Exception as exc:  # never fails the upload: the worker prepares it from the store
             log.warning("model input not prepared at upload (%s); the worker prepares it", type(exc).__name__)
