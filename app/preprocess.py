@@ -131,8 +131,11 @@ def find_scan_area(image: np.ndarray, min_fraction: float = 0.05, min_step: int 
     plausible is found. On the synthetic phantoms (black background, sector ≥ grey 16) this is
     the same box as the former fixed threshold at grey 12 (tests/test_scan_area.py).
     """
-    rgb = ensure_rgb_uint8(image)
-    grey = cv2.max(cv2.max(rgb[:, :, 0], rgb[:, :, 1]), rgb[:, :, 2])
+    if image.ndim == 2 and image.dtype == np.uint8:
+        grey = image  # a grey plane is its RGB version's brightest channel
+    else:
+        rgb = ensure_rgb_uint8(image)
+        grey = cv2.max(cv2.max(rgb[:, :, 0], rgb[:, :, 1]), rgb[:, :, 2])
     h, w = grey.shape
     smooth = cv2.medianBlur(grey, 5) if min(h, w) >= 5 else grey
     background, spread = _background_level(smooth)
