@@ -37,6 +37,7 @@ per-image results are kept until the verdicts are written.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -434,8 +435,12 @@ class AnalysisWorker:
 
     def _submit(self, items: list[_Item]) -> list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]]:
         """Send each item's stored display image to the pool; an unreadable blob fails its image.
-        An image whose model input the upload left in ``prepared_inputs`` is not read at all: its
-        future is already done (and ``args`` is empty)."""
+
+        The blob is always read. When its bytes still hash to its key and the upload left this
+        image's model input in ``prepared_inputs``, that input is the answer (the future is
+        already done and ``args`` is empty): the PNG is neither decoded nor prepared again. A blob
+        changed or lost since the upload goes the usual way and fails its image as it always has.
+        """
         engine = self.runtime.inference
         assert engine is not None
         submitted: list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]] = []
@@ -443,12 +448,6 @@ class AnalysisWorker:
             row = item.row
             box = tuple(row.scan_box) if row.scan_box else None
             metadata = dict(row.source_metadata or {})
-            ready = self.prepared_inputs.take(cache_key(row.storage_key, engine.spec, box, metadata))
-            if ready is not None:
-                done: Future[Any] = Future()
-                done.set_result(ready)
-                submitted.append((item, done, ()))
-                continue
             t0 = time.perf_counter()
             try:
                 data = self.runtime.store.read_bytes(row.storage_key)
@@ -460,6 +459,12 @@ class AnalysisWorker:
                 continue
             finally:
                 item.job.add("load_s", time.perf_counter() - t0)
+            ready = self.prepared_inputs.take(cache_key(row.storage_key, engine.spec, box, metadata))
+            if ready is not None and hashlib.sha256(data).hexdigest() == row.storage_key.split(".", 1)[0]:
+                done: Future[Any] = Future()
+                done.set_result(ready)
+                submitted.append((item, done, ()))
+                continue
             # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
             args = (data, engine.spec, box, metadata)
             submitted.append((item, self.pool.submit(*args), args))

@@ -385,11 +385,12 @@ class _StoringSink:
         t2 = time.perf_counter()
         if self.inputs is not None:
             self._prepare_input(stored[0], image, pixels)
+        t3 = time.perf_counter()
         with self._lock:
             self.keys[key] = stored
             self.encode_s += t1 - t0
             self.store_s += t2 - t1
-            self.model_input_s += time.perf_counter() - t2
+            self.model_input_s += t3 - t2 if self.inputs is not None else 0.0
 
     def _prepare_input(self, display_key: str, image: IngestedImage, pixels: Any) -> None:
         """The worker's model input of this image, from the pixels in memory, under the box and
