@@ -63,3 +63,18 @@ def test_on_another_filesystem_the_file_is_copied(tmp_path: Path) -> None:
         assert store.put_file(source, sha, "src", move=True) == (f"{sha}.src", True)
         assert source.read_bytes() == data  # not moved across filesystems: copied, and left
         assert store.read_bytes(f"{sha}.src") == data
+
+
+def test_a_fan_out_folder_removed_behind_the_store_s_back_is_made_again(tmp_path: Path) -> None:
+    import shutil
+
+    store = ContentStore(tmp_path / "store")
+    key, created = store.put_bytes(b"first", "png")
+    assert created
+    shutil.rmtree(tmp_path / "store" / key[:2])  # the store object still thinks it is there
+    again, created = store.put_bytes(b"first", "png")
+    assert (again, created) == (key, True) and store.read_bytes(key) == b"first"
+    shutil.rmtree(tmp_path / "store" / key[:2])
+    source, sha = _source(tmp_path, b"first")
+    assert store.put_file(source, sha, "src", move=True) == (f"{sha}.src", True)
+    assert store.read_bytes(f"{sha}.src") == b"first"

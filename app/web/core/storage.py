@@ -31,6 +31,23 @@ class ContentStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        # Fan-out folders this object has made or met: an upload writes dozens of blobs, and each
+        # mkdir is a system call (and a GIL hand-over) that mostly finds the folder there.
+        self._folders: set[Path] = set()
+
+    def _ensure_folder(self, folder: Path) -> None:
+        if folder not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
+
+    def _incoming(self, folder: Path) -> tuple[int, str]:
+        """A new temp file in ``folder`` (made if missing): its descriptor and path."""
+        self._ensure_folder(folder)
+        try:
+            return tempfile.mkstemp(dir=folder, prefix=_INCOMING)
+        except FileNotFoundError:  # removed since (by hand): made again
+            folder.mkdir(parents=True, exist_ok=True)
+            return tempfile.mkstemp(dir=folder, prefix=_INCOMING)
 
     def path_for(self, key: str) -> Path:
         if not _KEY.match(key):
@@ -55,11 +72,16 @@ class ContentStore:
         path = self.path_for(key)
         if self._reuse(path):
             return key, False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_INCOMING)
+        fd, tmp = self._incoming(path.parent)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            try:
+                # Written straight to the descriptor: a file object would add an fstat and an
+                # isatty call to every blob.
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -78,10 +100,9 @@ class ContentStore:
         path = self.path_for(key)
         if self._reuse(path):
             return key, False
-        path.parent.mkdir(parents=True, exist_ok=True)
         if move and self._move_in(source, path):
             return key, True
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_INCOMING)
+        fd, tmp = self._incoming(path.parent)
         os.close(fd)
         try:
             shutil.copyfile(source, tmp)
@@ -91,12 +112,16 @@ class ContentStore:
             raise
         return key, True
 
-    @staticmethod
-    def _move_in(source: Path, path: Path) -> bool:
+    def _move_in(self, source: Path, path: Path) -> bool:
         """Rename ``source`` to ``path``; False when they are on different filesystems."""
+        self._ensure_folder(path.parent)
         try:
             os.chmod(source, 0o600)  # what mkstemp gives a copied blob
-            os.replace(source, path)
+            try:
+                os.replace(source, path)
+            except FileNotFoundError:  # the folder was removed since (by hand): made again
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, path)
         except OSError as exc:
             if exc.errno == errno.EXDEV:
                 return False
