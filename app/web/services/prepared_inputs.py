@@ -7,8 +7,9 @@ When the worker runs in the same process as the upload (the in-process worker, n
 (``app.inference.prepare.prepare_pixels``: crop box, resize, normalise, flags) and leave the
 answer here, under everything that answer depends on: the display blob's key (the sha256 of
 its lossless PNG, so the pixels are exactly the ones stored), the model's preprocessing spec,
-the scan box and the metadata the image row holds. The worker takes an entry when all of them
-match and otherwise reads the blob as before, so a miss (another process, a restart, an evicted
+the scan box and the metadata the image row holds. The worker still reads the blob and takes
+the entry only when all of them match and the blob's bytes still hash to its key; otherwise it
+decodes and prepares the blob as before, so a miss (another process, a restart, an evicted
 entry, a new model) is only slower, never different.
 
 Bounded by bytes (least recently stored first out). An entry is removed when the worker has

@@ -3,8 +3,10 @@
 ``receive_files`` streams the request's files into a private temp folder
 (enforcing the per-file limit); ``import_upload`` runs ingestion (app.ingest),
 which hands each decoded frame to a sink that stores it content-addressed at once
-(so memory holds one frame, not the upload), then creates patients, studies, images
-and queued analyses in ONE transaction. If anything fails, the transaction is
+(so memory holds one frame, not the upload) and, when this process runs the analysis
+worker, leaves each image's model input for it (app.web.services.prepared_inputs); the
+source files are moved into the store from the private temp folder; then it creates
+patients, studies, images and queued analyses in ONE transaction. If anything fails, the transaction is
 rolled back and every blob this upload created (and nothing references) is
 removed. Analysis happens later, in app.web.services.analysis_worker.
 """
