@@ -19,8 +19,8 @@ preprocessed in a process pool (app.inference.prepare.PreparePool,
 FETALCNS_WORKER_PREPARE_PROCESSES, one per core by default) while the model runs on the previous
 batch; an image uploaded in this same process comes with its model input already prepared
 (app.web.services.prepared_inputs), and only its blob is read, to check it still hashes to its
-key. Nothing is drawn: each image's model-resolution Grad-CAM is stored and its heatmap drawn when someone first looks
-(app.web.services.heatmaps).
+key. Nothing is drawn: each image's model-resolution Grad-CAM is stored and its heatmap drawn
+when someone first looks (app.web.services.heatmaps).
 
 Every database step is one short transaction, retried with a bounded backoff when it meets a
 transient error (a locked SQLite, a PostgreSQL deadlock, serialization failure or lost
