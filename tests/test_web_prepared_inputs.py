@@ -19,7 +19,7 @@ from app.preprocess import PreprocessSpec
 from app.web.core.models import Analysis, Image, ImagePredictionRow
 from app.web.core.storage import ContentStore
 from app.web.services.analysis_worker import AnalysisWorker
-from app.web.services.prepared_inputs import PreparedInputs, cache_key
+from app.web.services.prepared_inputs import ForWorker, PreparedInputs, cache_key
 from app.web.services.uploads import _inputs_for_worker, _jsonable, _StoringSink, queue_study_analysis
 
 
@@ -79,7 +79,7 @@ def test_the_upload_prepares_what_the_worker_prepares_from_the_stored_png(
     spec = PreprocessSpec(interpolation=interpolation)
     cache = PreparedInputs()
     store = ContentStore(tmp_path)
-    sink = _StoringSink(store, threads=2, inputs=(cache, spec))
+    sink = _StoringSink(store, threads=2, inputs=ForWorker(cache, spec, None))
     frames = _frames()
     for frame in frames:
         sink(frame)
@@ -106,6 +106,30 @@ def test_the_upload_prepares_what_the_worker_prepares_from_the_stored_png(
         )
         assert got.timings == {}  # the upload's seconds are the upload's (sink.model_input_s)
     assert sink.model_input_s > 0
+
+
+def test_a_loop_s_frames_kept_for_playback_only_are_not_prepared(tmp_path: Path) -> None:
+    from app.inference.analysis import frames_to_analyse, loop_key
+
+    cache, spec = PreparedInputs(), PreprocessSpec()
+    sink = _StoringSink(ContentStore(tmp_path), threads=1, inputs=ForWorker(cache, spec, 3))
+    loop = ultrasound_pixels(7, 96, 128)
+    frames = [
+        IngestedImage("cine.dcm", f, np.roll(loop, f, axis=1), None, "c" * 64, {"frames_stored": 10})
+        for f in range(10)
+    ]
+    still = IngestedImage("still.dcm", None, loop, None, "d" * 64, {})
+    for image in [*frames, still]:
+        sink(image)
+    sink.finish()
+    # The worker's own choice of frames (an independent reference): those, and the still, are kept.
+    keys = [loop_key(image.sha256, image.frame) for image in frames]
+    chosen = frames_to_analyse(keys, [image.frame for image in frames], 3)
+    assert len(chosen) == 3 and len(cache) == 4
+    for image in [*(frames[p] for p in chosen), still]:
+        key, _ = sink.keys[(image.sha256, image.frame)]
+        assert cache.take(cache_key(key, spec, None, _jsonable(image.metadata))) is not None
+    assert len(cache) == 0
 
 
 def _study(n: int, seed: int) -> list[tuple[str, bytes]]:
@@ -150,7 +174,9 @@ def test_the_worker_takes_the_upload_s_inputs_and_another_process_s_worker_agree
     assert _inputs_for_worker(h.runtime) is None  # no worker in this process: nothing prepared
     here = AnalysisWorker(h.runtime)
     h.runtime.worker = here  # the in-process worker (not started: the test runs it)
-    assert _inputs_for_worker(h.runtime) == (here.prepared_inputs, h.runtime.inference.spec)
+    card = h.runtime.inference.card
+    expected = ForWorker(here.prepared_inputs, h.runtime.inference.spec, card.cine_rule.max_analysed_frames)
+    assert _inputs_for_worker(h.runtime) == expected
     try:
         files = _study(5, seed=20)
         study_id, first = _upload(h, files)

@@ -24,6 +24,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from app.inference.prepare import PreparedImage
@@ -100,3 +101,24 @@ class PreparedInputs:
                 self._bytes -= _size(prepared)
             self.hits += 1
             return prepared
+
+
+@dataclass(frozen=True)
+class ForWorker:
+    """What an upload needs to prepare model inputs for this process's worker."""
+
+    cache: PreparedInputs
+    spec: PreprocessSpec
+    # The model card's frames per cine loop (``cine_rule.max_analysed_frames``).
+    max_loop_frames: int | None
+
+    def analysed(self, frame: int | None, metadata: Mapping[str, Any] | None) -> bool:
+        """False for a loop's frame the worker will not analyse (stored for playback only): of
+        ``frames_stored`` frames, those ``app.inference.analysis.frames_to_analyse`` picks.
+        Unknown counts say True (at worst an entry is never taken)."""
+        from app.ingest.display import sample_frame_indices
+
+        stored = (metadata or {}).get("frames_stored")
+        if frame is None or self.max_loop_frames is None or not isinstance(stored, int):
+            return True
+        return frame in sample_frame_indices(stored, self.max_loop_frames)

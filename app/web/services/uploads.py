@@ -44,8 +44,7 @@ from app.web.settings import Settings
 
 if TYPE_CHECKING:
     from app.ingest.types import IngestedImage
-    from app.preprocess import PreprocessSpec
-    from app.web.services.prepared_inputs import PreparedInputs
+    from app.web.services.prepared_inputs import ForWorker
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +342,7 @@ class _StoringSink:
         self,
         store: BlobStore,
         threads: int = 1,
-        inputs: tuple[PreparedInputs, PreprocessSpec] | None = None,
+        inputs: ForWorker | None = None,
     ) -> None:
         self.store = store
         self.inputs = inputs
@@ -402,7 +401,9 @@ class _StoringSink:
         from app.web.services.prepared_inputs import cache_key
 
         assert self.inputs is not None
-        cache, spec = self.inputs
+        cache, spec = self.inputs.cache, self.inputs.spec
+        if not self.inputs.analysed(image.frame, image.metadata):
+            return  # a loop's frame kept for playback only: the worker never asks for it
         try:
             # A copy first: ingestion may add a note to the shared dict while this thread reads it.
             metadata = _jsonable(dict(image.metadata or {}))
@@ -751,13 +752,16 @@ def queue_study_analysis(db: Session, study_id: int) -> int | None:
     return queued if queued is not None else _queue_analysis(db, study)
 
 
-def _inputs_for_worker(runtime: Runtime) -> tuple[PreparedInputs, PreprocessSpec] | None:
+def _inputs_for_worker(runtime: Runtime) -> ForWorker | None:
     """Where the upload leaves model inputs for the analysis worker, when this process runs one
     and has a model; None otherwise (a broker's ``fetalcns worker`` reads the store)."""
+    from app.web.services.prepared_inputs import ForWorker
+
     cache = getattr(runtime.worker, "prepared_inputs", None)
-    if cache is None or runtime.inference is None:
+    engine = runtime.inference
+    if cache is None or engine is None:
         return None
-    return cache, runtime.inference.spec
+    return ForWorker(cache, engine.spec, engine.card.cine_rule.max_analysed_frames)
 
 
 def import_upload(
