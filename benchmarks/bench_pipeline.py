@@ -6,8 +6,11 @@ images); prints JSON.
         [--repeat 5] [--prepare-processes N]
 
 The study is one synthetic patient (app.synth, DICOM): ``--stills`` single-frame images and one
-cine loop, of which ingestion takes 8 frames (20 stills → 28 images). Each repeat copies the
-files into a fresh upload folder, runs ``import_upload`` (decode, display PNG and thumbnail,
+cine loop, every frame of which ingestion stores for playback and of which the worker analyses
+the frames the card asks for. Each round uploads another patient (the same number and kind of
+files): the same files again would be a re-upload, which points at its case and analyses
+nothing. Each repeat copies the files into a fresh upload folder, runs ``import_upload``
+(decode, display PNG and thumbnail,
 blobs, rows) and then ``AnalysisWorker.process`` (stored images decoded and preprocessed in the
 worker's process pool, inference, the model-resolution Grad-CAM kept, rows and verdict written)
 on a SQLite database in a temporary folder. The worker and its pool are started once, as in a
@@ -71,40 +74,44 @@ def export_full_width(out: Path, width: float = 1.0) -> Path:
     return out
 
 
-def make_study(folder: Path, stills: int) -> list[Path]:
+def make_studies(folder: Path, stills: int, n: int) -> list[list[Path]]:
+    """``n`` synthetic patients' DICOM files, one list per patient (a patient depends only on the
+    seed and its index, so the first is the same in every run)."""
     from app.synth import generate_dataset
 
-    generate_dataset(folder, n_patients=1, seed=7, fmt="dicom", images_per_patient=(stills, stills))
-    return sorted((folder / "dicom").rglob("*.dcm"))
+    generate_dataset(folder, n_patients=n, seed=7, fmt="dicom", images_per_patient=(stills, stills))
+    patients = sorted({path.parent for path in (folder / "dicom").rglob("*.dcm")}, key=lambda p: p.name)
+    return [sorted(patient.glob("*.dcm")) for patient in patients]
 
 
 class Floor:
     """Bare pydicom decoding of the files, and bare ONNX Runtime on as many images (one run)."""
 
-    def __init__(self, files: list[Path], engine: Any, n_images: int) -> None:
+    def __init__(self, engine: Any) -> None:
         import numpy as np
 
-        self.files, self.engine = files, engine
+        self.engine = engine
         h, w = engine.spec.size
-        self.batch = np.zeros((n_images, 3, h, w), np.float32)
-        self.infer()  # the first run allocates
+        self.batch = np.zeros((engine.batch_size, 3, h, w), np.float32)
+        self.infer(engine.batch_size)  # the first run allocates
 
-    def decode(self) -> None:
+    @staticmethod
+    def decode(files: list[Path]) -> None:
         import pydicom
 
-        for path in self.files:
+        for path in files:
             pydicom.dcmread(path).pixel_array  # noqa: B018 - decoding is the point
 
-    def infer(self) -> None:
-        n, size = len(self.batch), self.engine.batch_size
+    def infer(self, n: int) -> None:
+        size = self.engine.batch_size
         for start in range(0, n, size):
-            self.engine.run_outputs(self.batch[start : start + size])
+            self.engine.run_outputs(self.batch[: min(size, n - start)])
 
-    def run(self) -> dict[str, float]:
+    def run(self, files: list[Path], n_images: int) -> dict[str, float]:
         t0 = time.perf_counter()
-        self.decode()
+        self.decode(files)
         t1 = time.perf_counter()
-        self.infer()
+        self.infer(n_images)
         t2 = time.perf_counter()
         return {"decode_s": t1 - t0, "inference_s": t2 - t1, "total_s": t2 - t0}
 
@@ -121,8 +128,10 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
 
+    from sqlalchemy import select
+
     from app.web.core.migrations import upgrade_database
-    from app.web.core.models import Analysis
+    from app.web.core.models import Analysis, ImagePredictionRow
     from app.web.runtime import build_runtime, load_inference
     from app.web.services.analysis_worker import AnalysisWorker
     from app.web.services.uploads import ReceivedFiles, UploadOverrides, import_upload
@@ -132,7 +141,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     try:
         model = export_full_width(tmp / "full") if args.full_width else args.model
-        files = make_study(tmp / "synth", args.stills)
+        studies = make_studies(tmp / "synth", args.stills, args.repeat + 1)
         url = f"sqlite:///{tmp}/bench.sqlite"
         upgrade_database(url)
         values: dict[str, Any] = dict(
@@ -152,20 +161,23 @@ def main() -> int:
         engine = runtime.inference
         assert engine is not None, runtime.inference_error
         worker = AnalysisWorker(runtime)
+        # As in a server with the in-process worker (app.web.app): the upload sees this process's worker.
+        runtime.worker = worker
         if hasattr(worker, "pool"):
             worker.pool.warm_up()
 
         runs: list[dict[str, Any]] = []
         n_images = 0
-        floor: Floor | None = None
-        # The floor is measured in every round, just before the upload, so that a change of load
+        floor = Floor(engine)
+        # The floor is measured in every round, just after the analysis (it needs the number of
+        # images analysed, which differs between patients), so that a change of load
         # (other processes on the machine) hits both; the ratio is taken round by round.
         for index in range(args.repeat + 1):  # the first run warms caches and is dropped
             folder = tmp / f"upload{index}"
             folder.mkdir()
+            files = studies[index]
             paths = [Path(shutil.copy(path, folder / f"{n:03d}-{path.name}")) for n, path in enumerate(files)]
             received = ReceivedFiles(directory=folder, paths=paths)
-            floor_now = floor.run() if floor is not None else None
             t0 = time.perf_counter()
             outcome = import_upload(runtime, received, UploadOverrides(patient_id=f"BENCH{index}"), None)
             t1 = time.perf_counter()
@@ -176,14 +188,21 @@ def main() -> int:
                 analysis = db.get(Analysis, analysis_id)
                 assert analysis is not None and analysis.status == "done", analysis and analysis.error
                 worker_timings = dict(analysis.timings or {})
+                # The floor runs the model on as many images as the worker analysed (of a cine
+                # loop, the frames the card asks for, not every stored frame).
+                n_analysed = len(
+                    db.scalars(
+                        select(ImagePredictionRow.id).where(ImagePredictionRow.analysis_id == analysis_id)
+                    ).all()
+                )
+            assert not outcome.studies[0].duplicate and n_analysed, "each round must analyse a new study"
             n_images = outcome.studies[0].n_images
-            if floor is None:
-                floor = Floor(files, engine, n_images)
+            floor_now = floor.run(files, n_analysed)
             if index:
                 upload_timings = getattr(outcome, "timings", {})
                 runs.append(
                     {"upload_s": t1 - t0, "worker_s": t2 - t1, "total_s": t2 - t0, "upload": upload_timings}
-                    | {"worker": worker_timings, "floor": floor_now}
+                    | {"worker": worker_timings, "floor": floor_now, "images_analysed": n_analysed}
                 )
             received.cleanup()
         if hasattr(worker, "close"):
@@ -197,6 +216,7 @@ def main() -> int:
             "decode_dicom_s": up.get("decode_s"),
             "wait_for_encoding_s": up.get("handover_s"),
             "encode_display_and_thumbnail_s": up.get("encode_s"),
+            "model_input_at_upload_s": up.get("model_input_s"),
             "store_blobs_s": up["store_s"] + up["prepare_s"] if "store_s" in up else None,
             "db_upload_s": up.get("db_s"),
             "read_blobs_s": wk.get("load_s"),
@@ -216,8 +236,10 @@ def main() -> int:
             "model": {"name": engine.card.name, "architecture": engine.card.raw.get("architecture")},
             "provider": engine.provider,
             "prepare_processes": worker.pool.processes if hasattr(worker, "pool") else 0,
-            "files": len(files),
-            "images": n_images,
+            "model_inputs_from_upload": getattr(getattr(worker, "prepared_inputs", None), "hits", None),
+            "files": len(studies[0]),
+            "images_stored": n_images,
+            "images_analysed_in_median_run": median_run["images_analysed"],
             "repeats": args.repeat,
             "median_run": {
                 "total_s": round(total, 4),

@@ -27,7 +27,16 @@ import numpy as np
 
 from app.inference.image_kind import not_ultrasound_reason
 from app.inference.scores import blank_frame_issue
-from app.preprocess import Box, PreprocessSpec, crop, ensure_rgb_uint8, normalize, resize, scan_box
+from app.preprocess import (
+    GREY_EXACT_INTERPOLATIONS,
+    Box,
+    PreprocessSpec,
+    crop,
+    ensure_rgb_uint8,
+    normalize,
+    resize,
+    scan_box,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,23 +66,31 @@ def prepare_pixels(
     metadata: Mapping[str, Any] | None,
     timings: dict[str, float] | None = None,
 ) -> PreparedImage:
-    """Crop box, model input and flags of display pixels (the code ``to_model_input`` runs)."""
+    """Crop box, model input and flags of display pixels (the code ``to_model_input`` runs).
+
+    An H×W uint8 grey plane (an image whose three channels are equal, as the upload keeps it)
+    stands for that RGB image with the same answer: the box, the flags and the colour check read
+    the plane itself, and it is resized once, not three times, where that gives the same input
+    (GREY_EXACT_INTERPOLATIONS; otherwise its RGB version is resized).
+    """
     timings = {} if timings is None else timings
     t0 = time.perf_counter()
-    rgb = ensure_rgb_uint8(pixels)
-    box = scan_box(rgb, spec, given_box if spec.crop != "none" else None)
+    grey = pixels.ndim == 2 and pixels.dtype == np.uint8
+    image = pixels if grey else ensure_rgb_uint8(pixels)
+    box = scan_box(image, spec, given_box if spec.crop != "none" else None)
     t1 = time.perf_counter()
-    tensor = normalize(resize(crop(rgb, box), spec.size, spec.interpolation), spec.mean, spec.std)
+    source = image if not grey or spec.interpolation in GREY_EXACT_INTERPOLATIONS else ensure_rgb_uint8(image)
+    tensor = normalize(resize(crop(source, box), spec.size, spec.interpolation), spec.mean, spec.std)
     t2 = time.perf_counter()
-    quality = blank_frame_issue(rgb, box)
-    not_us = not_ultrasound_reason(rgb, dict(metadata or {}))
+    quality = blank_frame_issue(image, box)
+    not_us = not_ultrasound_reason(image, dict(metadata or {}))
     lossy = (metadata or {}).get("lossy_compression")
     t3 = time.perf_counter()
     timings.update(crop_s=t1 - t0, preprocess_s=t2 - t1, flags_s=t3 - t2)
     return PreparedImage(
         tensor=tensor,
         box=box,
-        image_shape=(int(rgb.shape[0]), int(rgb.shape[1])),
+        image_shape=(int(image.shape[0]), int(image.shape[1])),
         quality_issue=quality,
         not_ultrasound=not_us,
         lossy_compression=str(lossy) if lossy else None,

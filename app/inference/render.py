@@ -71,10 +71,12 @@ def overlay(image: np.ndarray, cam: np.ndarray, opacity: float = DEFAULT_OPACITY
 
 
 def thumbnail(image: np.ndarray, max_side: int = THUMBNAIL_SIDE) -> np.ndarray:
-    """Shrink so the longer side is at most ``max_side``, keeping the aspect ratio; never enlarge."""
+    """Shrink so the longer side is at most ``max_side``, keeping the aspect ratio; never enlarge.
+    RGB, except that an H×W uint8 grey plane stays one (a third of the work; OpenCV's area filter
+    gives each channel of the RGB version the same values)."""
     if max_side < 1:
         raise ValueError("max_side must be at least 1")
-    rgb = ensure_rgb_uint8(image)
+    rgb = image if image.ndim == 2 and image.dtype == np.uint8 else ensure_rgb_uint8(image)
     height, width = rgb.shape[:2]
     scale = max_side / max(height, width)
     if scale >= 1.0:

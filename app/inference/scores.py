@@ -42,7 +42,10 @@ def blank_frame_issue(pixels: np.ndarray, box: Box) -> str | None:
     region = pixels[top:bottom:2, left:right:2]
     if region.size == 0:
         return "empty scan area"
-    grey = np.maximum(np.maximum(region[:, :, 0], region[:, :, 1]), region[:, :, 2])
+    if region.ndim == 2:  # a grey plane: its RGB version's brightest channel is the plane
+        grey = region
+    else:
+        grey = np.maximum(np.maximum(region[:, :, 0], region[:, :, 1]), region[:, :, 2])
     _, std = cv2.meanStdDev(grey)
     if float(std[0, 0]) < BLANK_STD:
         return "blank or near-uniform frame"

@@ -143,7 +143,8 @@ class S3Store:
         )
         return key, True
 
-    def put_file(self, source: Path, sha256: str, suffix: str) -> tuple[str, bool]:
+    def put_file(self, source: Path, sha256: str, suffix: str, *, move: bool = False) -> tuple[str, bool]:
+        # ``move`` (the caller gives the file up) changes nothing here: an upload is a copy.
         key = f"{sha256}.{suffix}"
         if self._reuse(key):
             return key, False

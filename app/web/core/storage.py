@@ -10,6 +10,7 @@ blobs younger than a grace period, never removes one that an upload is about to 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -30,6 +31,23 @@ class ContentStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        # Fan-out folders this object has made or met: an upload writes dozens of blobs, and each
+        # mkdir is a system call (and a GIL hand-over) that mostly finds the folder there.
+        self._folders: set[Path] = set()
+
+    def _ensure_folder(self, folder: Path) -> None:
+        if folder not in self._folders:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
+
+    def _incoming(self, folder: Path) -> tuple[int, str]:
+        """A new temp file in ``folder`` (made if missing): its descriptor and path."""
+        self._ensure_folder(folder)
+        try:
+            return tempfile.mkstemp(dir=folder, prefix=_INCOMING)
+        except FileNotFoundError:  # removed since (by hand): made again
+            folder.mkdir(parents=True, exist_ok=True)
+            return tempfile.mkstemp(dir=folder, prefix=_INCOMING)
 
     def path_for(self, key: str) -> Path:
         if not _KEY.match(key):
@@ -54,25 +72,37 @@ class ContentStore:
         path = self.path_for(key)
         if self._reuse(path):
             return key, False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_INCOMING)
+        fd, tmp = self._incoming(path.parent)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+            try:
+                # Written straight to the descriptor: a file object would add an fstat and an
+                # isatty call to every blob.
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         return key, True
 
-    def put_file(self, source: Path, sha256: str, suffix: str) -> tuple[str, bool]:
-        """Store a copy of ``source`` whose sha256 the caller already knows."""
+    def put_file(self, source: Path, sha256: str, suffix: str, *, move: bool = False) -> tuple[str, bool]:
+        """Store a copy of ``source`` whose sha256 the caller already knows.
+
+        ``move=True``: the caller gives ``source`` up (an upload's private temp copy), so on the
+        same filesystem it is renamed into place, not copied: one metadata operation instead of
+        reading and writing the whole file. Its bytes are unchanged; it gets the mode and the
+        fresh modification time a copy would have. Elsewhere it is copied (and left).
+        """
         key = f"{sha256}.{suffix}"
         path = self.path_for(key)
         if self._reuse(path):
             return key, False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_INCOMING)
+        if move and self._move_in(source, path):
+            return key, True
+        fd, tmp = self._incoming(path.parent)
         os.close(fd)
         try:
             shutil.copyfile(source, tmp)
@@ -81,6 +111,23 @@ class ContentStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         return key, True
+
+    def _move_in(self, source: Path, path: Path) -> bool:
+        """Rename ``source`` to ``path``; False when they are on different filesystems."""
+        self._ensure_folder(path.parent)
+        try:
+            os.chmod(source, 0o600)  # what mkstemp gives a copied blob
+            try:
+                os.replace(source, path)
+            except FileNotFoundError:  # the folder was removed since (by hand): made again
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, path)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                return False
+            raise
+        os.utime(path)  # written now, for the sweep's grace period (as a copy would be)
+        return True
 
     def read_bytes(self, key: str) -> bytes:
         return self.path_for(key).read_bytes()

@@ -17,9 +17,10 @@ the broker (app.web.services.task_queue): the message's analysis and up to ``--b
 others waiting in the database, taken the same way. Stored display images are decoded and
 preprocessed in a process pool (app.inference.prepare.PreparePool,
 FETALCNS_WORKER_PREPARE_PROCESSES, one per core by default) while the model runs on the previous
-batch. Nothing is drawn: each image's
-model-resolution Grad-CAM is stored and its heatmap drawn when someone first looks
-(app.web.services.heatmaps).
+batch; an image uploaded in this same process comes with its model input already prepared
+(app.web.services.prepared_inputs), and only its blob is read, to check it still hashes to its
+key. Nothing is drawn: each image's model-resolution Grad-CAM is stored and its heatmap drawn
+when someone first looks (app.web.services.heatmaps).
 
 Every database step is one short transaction, retried with a bounded backoff when it meets a
 transient error (a locked SQLite, a PostgreSQL deadlock, serialization failure or lost
@@ -37,6 +38,7 @@ per-image results are kept until the verdicts are written.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -58,6 +60,7 @@ from app.web.core.models import Analysis, Image, ImagePredictionRow, Study, Verd
 from app.web.core.priority import lower_this_thread
 from app.web.runtime import Runtime
 from app.web.services import leases
+from app.web.services.prepared_inputs import PreparedInputs, cache_key
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -135,6 +138,9 @@ class AnalysisWorker:
         self.retry_attempts = 6
         self.retry_first_delay_s = 0.2
         self._pool: PreparePool | None = None
+        # Model inputs an upload in this process prepared while it had the pixels (the worker
+        # then skips reading and decoding those PNGs); anything else is read from the store.
+        self.prepared_inputs = PreparedInputs()
 
     def _retry(self, work: Callable[[], T], what: str) -> T:
         return retry_transient(
@@ -429,12 +435,20 @@ class AnalysisWorker:
             self._pool = None
 
     def _submit(self, items: list[_Item]) -> list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]]:
-        """Send each item's stored display image to the pool; an unreadable blob fails its image."""
+        """Send each item's stored display image to the pool; an unreadable blob fails its image.
+
+        The blob is always read. When its bytes still hash to its key and the upload left this
+        image's model input in ``prepared_inputs``, that input is the answer (the future is
+        already done and ``args`` is empty): the PNG is neither decoded nor prepared again. A blob
+        changed or lost since the upload goes the usual way and fails its image as it always has.
+        """
         engine = self.runtime.inference
         assert engine is not None
         submitted: list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]] = []
         for item in items:
             row = item.row
+            box = tuple(row.scan_box) if row.scan_box else None
+            metadata = dict(row.source_metadata or {})
             t0 = time.perf_counter()
             try:
                 data = self.runtime.store.read_bytes(row.storage_key)
@@ -446,9 +460,14 @@ class AnalysisWorker:
                 continue
             finally:
                 item.job.add("load_s", time.perf_counter() - t0)
-            box = tuple(row.scan_box) if row.scan_box else None
+            ready = self.prepared_inputs.take(cache_key(row.storage_key, engine.spec, box, metadata))
+            if ready is not None and hashlib.sha256(data).hexdigest() == row.storage_key.split(".", 1)[0]:
+                done: Future[Any] = Future()
+                done.set_result(ready)
+                submitted.append((item, done, ()))
+                continue
             # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
-            args = (data, engine.spec, box, dict(row.source_metadata or {}))
+            args = (data, engine.spec, box, metadata)
             submitted.append((item, self.pool.submit(*args), args))
         return submitted
 
@@ -488,7 +507,7 @@ class AnalysisWorker:
                 if future is None:
                     continue
                 try:
-                    result = self.pool.result(future, *args)
+                    result = self.pool.result(future, *args) if args else future.result()
                 except (OSError, ValueError) as exc:
                     item.job.failures[item.position] = _image_error(exc)
                     continue

@@ -3,8 +3,10 @@
 ``receive_files`` streams the request's files into a private temp folder
 (enforcing the per-file limit); ``import_upload`` runs ingestion (app.ingest),
 which hands each decoded frame to a sink that stores it content-addressed at once
-(so memory holds one frame, not the upload), then creates patients, studies, images
-and queued analyses in ONE transaction. If anything fails, the transaction is
+(so memory holds one frame, not the upload) and, when this process runs the analysis
+worker, leaves each image's model input for it (app.web.services.prepared_inputs); the
+source files are moved into the store from the private temp folder; then it creates
+patients, studies, images and queued analyses in ONE transaction. If anything fails, the transaction is
 rolled back and every blob this upload created (and nothing references) is
 removed. Analysis happens later, in app.web.services.analysis_worker.
 """
@@ -20,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +42,7 @@ from app.web.settings import Settings
 
 if TYPE_CHECKING:
     from app.ingest.types import IngestedImage
+    from app.web.services.prepared_inputs import ForWorker
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +138,11 @@ class NothingUsable(InvalidInput):
 class UploadOutcome:
     studies: list[CreatedStudy] = field(default_factory=list)
     rejected: list[RejectedUpload] = field(default_factory=list)
-    # Seconds by stage: decode (ingestion without the hand-over to the sink), handover (waiting
-    # for the sink), encode and store (the display PNGs and thumbnails, summed over the sink's
-    # threads), prepare (source files stored), db (the transaction).
+    # Seconds by stage: decode (ingestion without the hand-over to the sink and the storing),
+    # handover (waiting for the sink), encode (the display PNGs and thumbnails, summed over the
+    # sink's threads), model_input (model inputs prepared for this process's worker, summed over
+    # the same threads), store (their blobs written, by ingestion's thread), prepare (source
+    # files stored), db (the transaction).
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -318,80 +323,160 @@ def _remove_unreferenced(runtime: Runtime, keys: set[str]) -> None:
         runtime.store.delete(key)
 
 
+@dataclass
+class _Encoded:
+    """One frame's blobs, encoded in a sink thread and not yet stored."""
+
+    key: tuple[str, int | None]
+    display_png: bytes
+    thumbnail_jpg: bytes
+    # The worker's model input (``inputs`` only), and its cache key without the display blob's key.
+    prepared: Any = None
+    box: Any = None
+    metadata: dict[str, Any] | None = None
+
+
 class _StoringSink:
     """Stores each image (display PNG and thumbnail) the moment ingestion decodes it, and lets
     its pixels go: an upload holds a few decoded frames at a time, not every frame of every file
     until the import ends. Blobs it writes are in ``created`` until rows name them.
 
-    With ``threads`` > 1 the encoding and storing run in a thread pool (OpenCV releases the GIL)
-    while ingestion decodes the next frame; at most two frames per thread wait, so memory stays
-    bounded. ``finish`` waits for every frame and raises the first failure.
+    With ``threads`` > 1 the encoding runs in a thread pool (OpenCV releases the GIL) while
+    ingestion decodes the next frame; at most two frames per thread wait, so memory stays
+    bounded. The encoded blobs are written by ingestion's own thread as it hands frames over:
+    a write is several system calls, each a GIL hand-over, and from the encoding threads they
+    queued behind ingestion's Python code (the store took longer than the encoding). ``finish``
+    waits for every frame, stores the rest and raises the first failure.
+
+    With ``inputs`` (this process's own worker will analyse the upload) each image's model input
+    is prepared from the pixels in memory too and left there for the worker
+    (app.web.services.prepared_inputs): the worker then neither decodes nor prepares the PNG.
     """
 
-    def __init__(self, store: BlobStore, threads: int = 1) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        threads: int = 1,
+        inputs: ForWorker | None = None,
+    ) -> None:
         self.store = store
+        self.inputs = inputs
         self.created: set[str] = set()
         # (file sha256, frame) -> (display key, thumbnail key); ingestion admits each file once.
         self.keys: dict[tuple[str, int | None], tuple[str, str]] = {}
-        # Seconds spent encoding and storing, summed over threads (benchmarks/bench_pipeline.py).
+        # Seconds spent encoding (summed over threads), preparing model inputs (the same threads)
+        # and storing (ingestion's thread) (benchmarks/bench_pipeline.py).
         self.encode_s = 0.0
+        self.model_input_s = 0.0
         self.store_s = 0.0
         # Seconds ingestion's own thread spent handing frames over (encoding them itself, or
-        # waiting for a free thread) and waiting at ``finish``: the rest of its time is decoding.
+        # waiting for a free thread) and waiting at ``finish``, storing not included: the rest
+        # of its time is decoding.
         self.handover_s = 0.0
         self._threads = max(1, threads)
         self._lock = threading.Lock()
-        self._pending: deque[Future[None]] = deque()
+        self._pending: deque[Future[_Encoded]] = deque()
         self._pool = ThreadPoolExecutor(self._threads, "upload-encode") if self._threads > 1 else None
 
     def _put(self, data: bytes, suffix: str) -> str:
         key, new = self.store.put_bytes(data, suffix)
         if new:
-            with self._lock:
-                self.created.add(key)
+            self.created.add(key)
         return key
 
-    def _encode_and_store(self, key: tuple[str, int | None], pixels: Any) -> None:
-        from app.inference.render import encode_display_png, encode_jpeg, grey_if_equal, thumbnail
+    def _encode(self, key: tuple[str, int | None], image: IngestedImage) -> _Encoded:
+        from app.inference.render import encode_jpeg, encode_png, grey_if_equal, thumbnail
+        from app.preprocess import ensure_rgb_uint8
 
         t0 = time.perf_counter()
-        # The display copy is what the worker analyses and the viewer shows: lossless PNG. The
-        # thumbnail is only for finding the image in the strip: JPEG.
-        display_png = encode_display_png(pixels)
-        small = encode_jpeg(grey_if_equal(thumbnail(pixels, max_side=THUMBNAIL_SIDE)))
+        # B-mode ultrasound is grey in RGB: found out once, and the grey plane (a third of the
+        # pixels) is what is encoded, shrunk and prepared.
+        pixels = grey_if_equal(ensure_rgb_uint8(image.pixels))
+        # The display copy is what the worker analyses and the viewer shows: lossless PNG
+        # (encode_display_png's bytes). The thumbnail is only for finding the image in the strip: JPEG.
+        encoded = _Encoded(
+            key, encode_png(pixels), encode_jpeg(grey_if_equal(thumbnail(pixels, max_side=THUMBNAIL_SIDE)))
+        )
         t1 = time.perf_counter()
-        stored = (self._put(display_png, "png"), self._put(small, "jpg"))
+        if self.inputs is not None:
+            self._prepare_input(encoded, image, pixels)
         t2 = time.perf_counter()
         with self._lock:
-            self.keys[key] = stored
             self.encode_s += t1 - t0
-            self.store_s += t2 - t1
+            self.model_input_s += t2 - t1 if self.inputs is not None else 0.0
+        return encoded
+
+    def _prepare_input(self, encoded: _Encoded, image: IngestedImage, pixels: Any) -> None:
+        """The worker's model input of this image, from the pixels in memory, under the box and
+        metadata its row will hold. Best effort: a failure here leaves the work to the worker,
+        which reads the stored PNG and records any error on the image as it always has."""
+        from app.inference.prepare import prepare_pixels
+
+        assert self.inputs is not None
+        if not self.inputs.analysed(image.frame, image.metadata):
+            return  # a loop's frame kept for playback only: the worker never asks for it
+        try:
+            # A copy first: ingestion may add a note to the shared dict while this thread reads it.
+            metadata = _jsonable(dict(image.metadata or {}))
+            box = tuple(image.scan_box) if image.scan_box else None
+            prepared = prepare_pixels(pixels, self.inputs.spec, box, metadata)
+        except Exception as exc:  # never fails the upload: the worker prepares it from the store
+            log.warning("model input not prepared at upload (%s); the worker prepares it", type(exc).__name__)
+            return
+        encoded.prepared, encoded.box, encoded.metadata = replace(prepared, timings={}), box, metadata
+
+    def _store(self, encoded: _Encoded) -> None:
+        """Write one frame's blobs (ingestion's thread) and leave its model input for the worker."""
+        from app.web.services.prepared_inputs import cache_key
+
+        t0 = time.perf_counter()
+        display = self._put(encoded.display_png, "png")
+        self.keys[encoded.key] = (display, self._put(encoded.thumbnail_jpg, "jpg"))
+        if encoded.prepared is not None and self.inputs is not None:
+            self.inputs.cache.put(
+                cache_key(display, self.inputs.spec, encoded.box, encoded.metadata), encoded.prepared
+            )
+        self.store_s += time.perf_counter() - t0
 
     def __call__(self, image: IngestedImage) -> IngestedImage:
         key = (image.sha256, image.frame)
         t0 = time.perf_counter()
+        stored_before = self.store_s
         try:
             if self._pool is None:
-                self._encode_and_store(key, image.pixels)
+                self._store(self._encode(key, image))
             else:
                 while len(self._pending) >= 2 * self._threads:
-                    self._pending.popleft().result()
-                self._pending.append(self._pool.submit(self._encode_and_store, key, image.pixels))
+                    self._store(self._pending.popleft().result())
+                # Frames already encoded are written now, while the threads encode the next ones.
+                while self._pending and self._pending[0].done():
+                    self._store(self._pending.popleft().result())
+                self._pending.append(self._pool.submit(self._encode, key, image))
         finally:
-            self.handover_s += time.perf_counter() - t0
+            self.handover_s += time.perf_counter() - t0 - (self.store_s - stored_before)
         return image.without_pixels()
 
     def finish(self) -> None:
-        """Wait for every frame handed over; the first failure is raised (after all have ended,
-        so that nothing is written after the caller cleans up)."""
+        """Wait for every frame handed over and store it; the first failure is raised (after all
+        have ended, so that nothing is written after the caller cleans up)."""
         t0 = time.perf_counter()
+        stored_before = self.store_s
+        failure: BaseException | None = None
         try:
             while self._pending:
-                self._pending.popleft().result()
+                future = self._pending.popleft()
+                try:
+                    encoded = future.result()
+                    if failure is None:
+                        self._store(encoded)
+                except BaseException as exc:
+                    failure = failure or exc
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=False)
-            self.handover_s += time.perf_counter() - t0
+            self.handover_s += time.perf_counter() - t0 - (self.store_s - stored_before)
+        if failure is not None:
+            raise failure
 
 
 @dataclass
@@ -435,6 +520,8 @@ def _prepare(
     """
     created_keys = sink.created
     prepared: list[_PreparedStudy] = []
+    source_keys: dict[str, str] = {}  # file sha256 -> its blob
+    private = received.directory.resolve()
     single = len(result.studies) == 1
     unnamed = _folders_without_identity(received)
     anonymous: list[str] = []
@@ -469,9 +556,14 @@ def _prepare(
         images: list[_StoredImage] = []
         for image in ingested.images:
             source_path = Path(image.source)
-            source_key = None
-            if "!" not in image.source and source_path.is_file():
-                source_key, new = runtime.store.put_file(source_path, image.sha256, "src")
+            # The frames of a loop share one file, which the first of them moved into the store.
+            source_key = source_keys.get(image.sha256)
+            if source_key is None and "!" not in image.source and source_path.is_file():
+                # The upload's own temp copy is moved in, not copied (the same filesystem:
+                # Settings.upload_tmp_dir); ingestion is done with it and cleanup removes the rest.
+                move = source_path.resolve().is_relative_to(private)
+                source_key, new = runtime.store.put_file(source_path, image.sha256, "src", move=move)
+                source_keys[image.sha256] = source_key
                 if new:
                     created_keys.add(source_key)
             storage_key, thumbnail_key = sink.keys[(image.sha256, image.frame)]
@@ -699,6 +791,18 @@ def queue_study_analysis(db: Session, study_id: int) -> int | None:
     return queued if queued is not None else _queue_analysis(db, study)
 
 
+def _inputs_for_worker(runtime: Runtime) -> ForWorker | None:
+    """Where the upload leaves model inputs for the analysis worker, when this process runs one
+    and has a model; None otherwise (a broker's ``fetalcns worker`` reads the store)."""
+    from app.web.services.prepared_inputs import ForWorker
+
+    cache = getattr(runtime.worker, "prepared_inputs", None)
+    engine = runtime.inference
+    if cache is None or engine is None:
+        return None
+    return ForWorker(cache, engine.spec, engine.card.cine_rule.max_analysed_frames)
+
+
 def import_upload(
     runtime: Runtime,
     received: ReceivedFiles,
@@ -731,7 +835,7 @@ def import_upload(
     )
     from app.inference.prepare import default_processes
 
-    sink = _StoringSink(runtime.store, threads=default_processes())
+    sink = _StoringSink(runtime.store, threads=default_processes(), inputs=_inputs_for_worker(runtime))
     created_keys = sink.created
     outcome = UploadOutcome()
     try:
@@ -759,12 +863,13 @@ def import_upload(
             db.commit()
         outcome.studies = [saved[index] for index in sorted(saved)]
         outcome.timings = {
-            # Encoding overlaps decoding in the sink's threads (encode_s and store_s are summed
-            # over them): decoding is ingestion's time outside the hand-over to the sink.
-            "decode_s": t1 - t0 - sink.handover_s,
+            # Encoding overlaps decoding in the sink's threads (encode_s and model_input_s are
+            # summed over them); storing is ingestion's thread's: decoding is the rest of its time.
+            "decode_s": t1 - t0 - sink.handover_s - sink.store_s,
             "handover_s": sink.handover_s,
             "encode_s": sink.encode_s,
             "store_s": sink.store_s,
+            "model_input_s": sink.model_input_s,
             "prepare_s": t2 - t1,
             "db_s": time.perf_counter() - t2,
         }
