@@ -283,7 +283,10 @@ def run_one(processes: int, args: argparse.Namespace) -> dict[str, Any]:
         if args.broker_url:
             started.append(
                 subprocess.Popen(
-                    [*python, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    [*(["nice", "-n", str(args.worker_nice)] if args.worker_nice else []), *python, "worker"],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
             )
         base = f"http://127.0.0.1:{port}"
@@ -396,6 +399,12 @@ def main() -> int:
     parser.add_argument("--model-dir", type=Path, default=REPO / "models" / "fetal-cns-demo")
     parser.add_argument(
         "--broker-url", default=None, help="analyse in a `fetalcns worker` through this broker"
+    )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="with --broker-url: run the worker this much below the server",
     )
     parser.add_argument(
         "--cpu-requests", type=int, default=200, help="sequential requests of each kind for the CPU cost"
