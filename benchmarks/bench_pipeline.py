@@ -217,8 +217,6 @@ def main() -> int:
             "wait_for_encoding_s": up.get("handover_s"),
             "encode_display_and_thumbnail_s": up.get("encode_s"),
             "model_input_at_upload_s": up.get("model_input_s"),
-            # The model run on those inputs while the upload went on (a thread of its own).
-            "inference_at_upload_s": up.get("early_inference_s"),
             "store_blobs_s": up["store_s"] + up["prepare_s"] if "store_s" in up else None,
             "db_upload_s": up.get("db_s"),
             "read_blobs_s": wk.get("load_s"),
@@ -248,9 +246,7 @@ def main() -> int:
                 "upload_s": round(median_run["upload_s"], 4),
                 "worker_s": round(median_run["worker_s"], 4),
                 "stages_s": {k: None if v is None else round(v, 4) for k, v in stages.items()},
-                "non_inference_share": round(
-                    1 - ((stages["inference_s"] or 0.0) + (stages["inference_at_upload_s"] or 0.0)) / total, 3
-                ),
+                "non_inference_share": round(1 - (stages["inference_s"] or 0.0) / total, 3),
             },
             "all_totals_s": [round(r["total_s"], 4) for r in runs],
             "floor_of_median_run": {k: round(v, 4) for k, v in median_run["floor"].items()},

@@ -88,8 +88,7 @@ def record_analysis(seconds: float, n_images: int, outcome: str) -> None:
 
 
 def record_model_batches(count: int) -> None:
-    """Called for each group of images scored (by the worker, or by an upload for its worker):
-    ``count`` model batches ran."""
+    """Called by the worker for each group of images it scored: ``count`` model batches ran."""
     MODEL_BATCHES.inc(count)
 
 

@@ -434,18 +434,17 @@ class AnalysisWorker:
             self._pool.close()
             self._pool = None
 
-    def _submit(self, items: list[_Item]) -> list[tuple[_Item, Future[Any] | None, tuple[Any, ...], Any]]:
+    def _submit(self, items: list[_Item]) -> list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]]:
         """Send each item's stored display image to the pool; an unreadable blob fails its image.
 
         The blob is always read. When its bytes still hash to its key and the upload left this
         image's model input in ``prepared_inputs``, that input is the answer (the future is
-        already done and ``args`` is empty): the PNG is neither decoded nor prepared again, and
-        the upload's prediction for it, when it made one, comes as the fourth element. A blob
+        already done and ``args`` is empty): the PNG is neither decoded nor prepared again. A blob
         changed or lost since the upload goes the usual way and fails its image as it always has.
         """
         engine = self.runtime.inference
         assert engine is not None
-        submitted: list[tuple[_Item, Future[Any] | None, tuple[Any, ...], Any]] = []
+        submitted: list[tuple[_Item, Future[Any] | None, tuple[Any, ...]]] = []
         for item in items:
             row = item.row
             box = tuple(row.scan_box) if row.scan_box else None
@@ -457,19 +456,19 @@ class AnalysisWorker:
                 raise  # the store is away, not the image at fault: the studies are requeued
             except OSError as exc:
                 item.job.failures[item.position] = _image_error(exc)
-                submitted.append((item, None, (), None))
+                submitted.append((item, None, ()))
                 continue
             finally:
                 item.job.add("load_s", time.perf_counter() - t0)
-            ready = self.prepared_inputs.take_scored(cache_key(row.storage_key, engine.spec, box, metadata))
+            ready = self.prepared_inputs.take(cache_key(row.storage_key, engine.spec, box, metadata))
             if ready is not None and hashlib.sha256(data).hexdigest() == row.storage_key.split(".", 1)[0]:
                 done: Future[Any] = Future()
-                done.set_result(ready[0])
-                submitted.append((item, done, (), ready[1]))
+                done.set_result(ready)
+                submitted.append((item, done, ()))
                 continue
             # The header (modality) goes with the pixels: the gate's "not an ultrasound image" reads it.
             args = (data, engine.spec, box, metadata)
-            submitted.append((item, self.pool.submit(*args), args, None))
+            submitted.append((item, self.pool.submit(*args), args))
         return submitted
 
     def _score_jobs(self, jobs: list[_Job]) -> int:
@@ -504,8 +503,7 @@ class AnalysisWorker:
             )
             ready: list[_Item] = []
             prepared: list[Any] = []
-            early: list[Any] = []  # the upload's prediction of each ready image, or None
-            for item, future, args, early_prediction in current:
+            for item, future, args in current:
                 if future is None:
                     continue
                 try:
@@ -517,19 +515,12 @@ class AnalysisWorker:
                     item.job.add(stage, seconds)
                 ready.append(item)
                 prepared.append(result)
-                early.append(early_prediction)
             if not ready:
                 continue
             t0 = time.perf_counter()
             errors: dict[int, str] = {}
-            # Images the upload scored already keep that prediction; the model runs on the rest.
-            todo = [index for index, prediction in enumerate(early) if prediction is None]
-            scored = list(early)
-            if todo:
-                fresh = score_prepared(engine, [prepared[i] for i in todo], todo, errors)
-                for index, prediction in zip(todo, fresh, strict=True):
-                    scored[index] = prediction
-            batch_passes = -(-len(todo) // engine.batch_size)  # score_prepared's engine batches
+            scored = score_prepared(engine, prepared, list(range(len(ready))), errors)
+            batch_passes = -(-len(ready) // engine.batch_size)  # score_prepared's engine batches
             passes += batch_passes
             record_model_batches(batch_passes)
             share = (time.perf_counter() - t0) / len(ready)

@@ -12,13 +12,6 @@ the entry only when all of them match and the blob's bytes still hash to its key
 decodes and prepares the blob as before, so a miss (another process, a restart, an evicted
 entry, a new model) is only slower, never different.
 
-While the upload goes on, the entries are also scored (``EarlyScorer``): a thread runs the
-model on them in the engine's batches and keeps each image's prediction with its input. The
-upload's ingestion is one Python thread and the model's convolutions run outside the GIL, so the
-two overlap on the cores, and when the worker takes an entry that carries a prediction it does
-not run the model on that image again. The prediction is the one ``engine.predict_prepared``
-gives for that very input; a scoring failure only leaves the image to the worker.
-
 Bounded by bytes (least recently stored first out). An entry is removed when the worker has
 taken it as many times as uploads stored it: each upload's analysis needs it once, and two images
 of one upload with the same pixels (a loop's identical frames) share one display blob and so one
@@ -28,23 +21,14 @@ entry.
 from __future__ import annotations
 
 import json
-import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.inference.prepare import PreparedImage
 from app.preprocess import Box, PreprocessSpec
-from app.web.core.metrics import record_model_batches
-
-if TYPE_CHECKING:
-    from app.inference.engine import ImagePrediction, InferenceEngine
-
-log = logging.getLogger(__name__)
 
 # About 100 images of a 224×224 model (600 KB each): a few studies uploaded at once.
 DEFAULT_BUDGET_BYTES = 64 << 20
@@ -67,20 +51,17 @@ def _size(prepared: PreparedImage) -> int:
 
 
 class PreparedInputs:
-    """A thread-safe, byte-bounded map from ``cache_key`` to a ``PreparedImage`` and, once
-    scored, its prediction."""
+    """A thread-safe, byte-bounded map from ``cache_key`` to a ``PreparedImage``."""
 
     def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
         self.budget_bytes = budget_bytes
-        # key -> [the model input, how many takes it still has, its prediction or None]
-        self._entries: OrderedDict[CacheKey, list[Any]] = OrderedDict()
+        # key -> (the model input, how many takes it still has)
+        self._entries: OrderedDict[CacheKey, tuple[PreparedImage, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        # Counters for tests, benchmarks and the log: taken from here, or looked for in vain, and
-        # taken with a prediction.
+        # Counters for tests, benchmarks and the log: taken from here, or looked for in vain.
         self.hits = 0
         self.misses = 0
-        self.scored_hits = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -99,95 +80,27 @@ class PreparedInputs:
             if old is not None:
                 self._bytes -= _size(old[0])
                 uses += old[1]
-            self._entries[key] = [prepared, uses, None]
+            self._entries[key] = (prepared, uses)
             self._bytes += size
             while self._bytes > self.budget_bytes:
-                _, (evicted, _, _) = self._entries.popitem(last=False)
+                _, (evicted, _) = self._entries.popitem(last=False)
                 self._bytes -= _size(evicted)
 
     def take(self, key: CacheKey) -> PreparedImage | None:
-        """The input under ``key`` (removed with its last take); None when there is none."""
-        taken = self.take_scored(key)
-        return None if taken is None else taken[0]
-
-    def take_scored(self, key: CacheKey) -> tuple[PreparedImage, ImagePrediction | None] | None:
-        """The input under ``key`` with its prediction when it was scored (removed with its last
-        take); None when there is none."""
+        """The entry under ``key`` (removed with its last take); None when there is none."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
                 self.misses += 1
                 return None
-            prepared, uses, prediction = entry
+            prepared, uses = entry
             if uses > 1:
-                entry[1] = uses - 1
+                self._entries[key] = (prepared, uses - 1)
             else:
                 del self._entries[key]
                 self._bytes -= _size(prepared)
             self.hits += 1
-            self.scored_hits += prediction is not None
-            return prepared, prediction
-
-    def score(self, keys: list[CacheKey], engine: InferenceEngine) -> int:
-        """Run the model on the entries under ``keys`` that are still here and not scored yet,
-        in the engine's batches, and keep each prediction with its input; returns how many were
-        scored. The model runs outside the lock; an entry taken or replaced meanwhile keeps no
-        prediction (the worker scores what it took)."""
-        with self._lock:
-            todo = [(key, entry[0]) for key in keys if (entry := self._entries.get(key)) and entry[2] is None]
-        for start in range(0, len(todo), engine.batch_size):
-            chunk = todo[start : start + engine.batch_size]
-            predictions = engine.predict_prepared([prepared for _, prepared in chunk])
-            record_model_batches(1)
-            with self._lock:
-                for (key, prepared), prediction in zip(chunk, predictions, strict=True):
-                    entry = self._entries.get(key)
-                    if entry is not None and entry[0] is prepared:
-                        entry[2] = prediction
-        return len(todo)
-
-
-class EarlyScorer:
-    """Scores an upload's prepared inputs in a thread of its own while the upload goes on: a
-    batch as soon as the engine's batch size is waiting, the rest at ``finish``."""
-
-    def __init__(self, cache: PreparedInputs, engine: InferenceEngine) -> None:
-        self.cache = cache
-        self.engine = engine
-        self.seconds = 0.0  # spent in the model, for the benchmarks
-        self.scored = 0
-        self._waiting: list[CacheKey] = []
-        self._thread = ThreadPoolExecutor(1, "upload-score")
-        self._runs: list[Future[None]] = []
-
-    def add(self, key: CacheKey) -> None:
-        self._waiting.append(key)
-        if len(self._waiting) >= self.engine.batch_size:
-            self._send()
-
-    def _send(self) -> None:
-        keys, self._waiting = self._waiting, []
-        if keys:
-            self._runs.append(self._thread.submit(self._score, keys))
-
-    def _score(self, keys: list[CacheKey]) -> None:
-        t0 = time.perf_counter()
-        try:
-            self.scored += self.cache.score(keys, self.engine)
-        except Exception as exc:  # never fails the upload: the worker scores these images
-            log.warning(
-                "%d model input(s) not scored at upload (%s); the worker scores them",
-                len(keys),
-                type(exc).__name__,
-            )
-        finally:
-            self.seconds += time.perf_counter() - t0
-
-    def finish(self) -> None:
-        """Score what is still waiting and wait for every batch: the upload's analysis is queued
-        after this, so the worker finds the predictions already there."""
-        self._send()
-        self._thread.shutdown(wait=True)
+            return prepared
 
 
 @dataclass(frozen=True)
@@ -198,8 +111,6 @@ class ForWorker:
     spec: PreprocessSpec
     # The model card's frames per cine loop (``cine_rule.max_analysed_frames``).
     max_loop_frames: int | None
-    # The worker's engine: with it the upload also scores the inputs (EarlyScorer).
-    engine: InferenceEngine | None = None
 
     def analysed(self, frame: int | None, metadata: Mapping[str, Any] | None) -> bool:
         """False for a loop's frame the worker will not analyse (stored for playback only): of

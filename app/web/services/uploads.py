@@ -377,9 +377,6 @@ class _StoringSink:
         self._lock = threading.Lock()
         self._pending: deque[Future[_Encoded]] = deque()
         self._pool = ThreadPoolExecutor(self._threads, "upload-encode") if self._threads > 1 else None
-        from app.web.services.prepared_inputs import EarlyScorer
-
-        self._scorer = EarlyScorer(inputs.cache, inputs.engine) if inputs and inputs.engine else None
 
     def _put(self, data: bytes, suffix: str) -> str:
         key, new = self.store.put_bytes(data, suffix)
@@ -436,10 +433,9 @@ class _StoringSink:
         display = self._put(encoded.display_png, "png")
         self.keys[encoded.key] = (display, self._put(encoded.thumbnail_jpg, "jpg"))
         if encoded.prepared is not None and self.inputs is not None:
-            key = cache_key(display, self.inputs.spec, encoded.box, encoded.metadata)
-            self.inputs.cache.put(key, encoded.prepared)
-            if self._scorer is not None:
-                self._scorer.add(key)
+            self.inputs.cache.put(
+                cache_key(display, self.inputs.spec, encoded.box, encoded.metadata), encoded.prepared
+            )
         self.store_s += time.perf_counter() - t0
 
     def __call__(self, image: IngestedImage) -> IngestedImage:
@@ -478,16 +474,9 @@ class _StoringSink:
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=False)
-            if self._scorer is not None:
-                self._scorer.finish()
             self.handover_s += time.perf_counter() - t0 - (self.store_s - stored_before)
         if failure is not None:
             raise failure
-
-    @property
-    def early_inference_s(self) -> float:
-        """Seconds the upload's scoring thread spent in the model (overlapping ingestion)."""
-        return self._scorer.seconds if self._scorer is not None else 0.0
 
 
 @dataclass
@@ -811,7 +800,7 @@ def _inputs_for_worker(runtime: Runtime) -> ForWorker | None:
     engine = runtime.inference
     if cache is None or engine is None:
         return None
-    return ForWorker(cache, engine.spec, engine.card.cine_rule.max_analysed_frames, engine)
+    return ForWorker(cache, engine.spec, engine.card.cine_rule.max_analysed_frames)
 
 
 def import_upload(
@@ -879,7 +868,6 @@ def import_upload(
             "decode_s": t1 - t0 - sink.handover_s - sink.store_s,
             "handover_s": sink.handover_s,
             "encode_s": sink.encode_s,
-            "early_inference_s": sink.early_inference_s,
             "store_s": sink.store_s,
             "model_input_s": sink.model_input_s,
             "prepare_s": t2 - t1,
