@@ -17,6 +17,7 @@ from app.cli import main
 from app.evaluation.runner import evaluate_model
 from app.inference.engine import InferenceEngine
 from app.ingest.types import IngestedImage
+from app.synth import generate_dataset
 from app.training.data import discover_samples, read_rgb
 from app.training.export import build_untrained_model, export_onnx, export_untrained_demo
 
@@ -33,15 +34,17 @@ def two_exports(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return logit, contrast
 
 
-def _planes(data_dir: Path) -> dict[Path, str]:
+def _manifest_rows(data_dir: Path) -> dict[Path, dict[str, str]]:
     with (data_dir / "manifest.csv").open(newline="", encoding="utf-8") as handle:
-        return {(data_dir / row["image"]).resolve(): row["plane"] for row in csv.DictReader(handle)}
+        return {(data_dir / row["image"]).resolve(): row for row in csv.DictReader(handle)}
 
 
-def _independent_hits(model_dir: Path, data_dir: Path) -> dict[tuple[str, str], list[bool]]:
-    """Pointing-game hits (tolerance 0) per (class, plane), recounted with numpy and Pillow."""
+def _independent_hits(
+    model_dir: Path, data_dir: Path, column: str = "plane"
+) -> dict[tuple[str, str], list[bool]]:
+    """Pointing-game hits (tolerance 0) per (class, manifest `column`), recounted with numpy and Pillow."""
     engine = InferenceEngine(model_dir, device="cpu")
-    planes = _planes(data_dir)
+    manifest = _manifest_rows(data_dir)
     hits: dict[tuple[str, str], list[bool]] = defaultdict(list)
     for sample in discover_samples(data_dir, engine.classes):
         if sample.label == engine.card.normal_index or sample.mask is None:
@@ -58,7 +61,7 @@ def _independent_hits(model_dir: Path, data_dir: Path) -> dict[tuple[str, str], 
         else:
             rows, cols = np.nonzero(cam == peak)
             hit = bool(mask[int(np.rint(rows.mean())), int(np.rint(cols.mean()))])
-        hits[(engine.classes[sample.label], planes[sample.path.resolve()])].append(hit)
+        hits[(engine.classes[sample.label], manifest[sample.path.resolve()][column])].append(hit)
     return hits
 
 
@@ -112,6 +115,33 @@ def test_pointing_game_per_class_and_plane_equals_an_independent_recount(
         pooled = [h for (c, _), v in hits.items() if c == name for h in v]
         assert row["images"] == len(pooled)
         assert row["pointing_game_true_class"] == pytest.approx(float(np.mean(pooled)))
+
+
+def test_pointing_game_per_variant_and_site_equals_an_independent_recount(
+    two_exports: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # Two sites whose probe geometry, crop box and zoom differ (phased array from the skin, a
+    # narrow deep curvilinear sector): per-site rates are where a mapping error would show.
+    source = tmp_path / "sites"
+    generate_dataset(source, n_patients=10, seed=7, images_per_patient=(2, 2), sites=["C", "F"])
+    data = _with_half_frame_masks(source, tmp_path / "data")
+    localisation = evaluate_model(two_exports[0], data, n_bootstrap=5, tolerance_px=0).metrics["localisation"]
+    by_variant = _independent_hits(two_exports[0], data, "variant")
+    by_site = _independent_hits(two_exports[0], data, "site")
+    assert {site for _, site in by_site} == {"C", "F"}
+    assert len({variant for _, variant in by_variant}) >= 4
+    reported = {
+        (name, variant): (row["images"], row["pointing_game_true_class"])
+        for name, variants in localisation["per_class_variant"].items()
+        for variant, row in variants.items()
+    }
+    assert reported == {key: (len(v), pytest.approx(float(np.mean(v)))) for key, v in by_variant.items()}
+    for site in ("C", "F"):
+        pooled = [h for (_, s), v in by_site.items() if s == site for h in v]
+        row = localisation["per_site"][site]
+        assert row["images"] == len(pooled)
+        assert row["pointing_game_true_class"] == pytest.approx(float(np.mean(pooled)))
+    assert sum(row["images"] for row in localisation["per_site"].values()) == localisation["images"]
 
 
 def test_compare_cam_model_reports_both_targets_of_the_same_weights(

@@ -351,6 +351,15 @@ def render_html(metrics: dict[str, Any], figures: dict[str, str]) -> str:
         for name, planes in loc.get("per_class_plane", {}).items()
         for plane, c in planes.items()
     ]
+    variant_rows = [
+        (_human(name), variant, c["images"], c["pointing_game_true_class"], c["iou_true_class"])
+        for name, variants in loc.get("per_class_variant", {}).items()
+        for variant, c in variants.items()
+    ]
+    loc_site_rows = [
+        (site, c["images"], c["pointing_game_true_class"], c["iou_true_class"])
+        for site, c in loc.get("per_site", {}).items()
+    ]
     comparison = _cam_comparison_section(loc.get("comparison"))
     robustness = _robustness_section(metrics.get("robustness"))
     ood_check = _ood_section(metrics.get("ood", {}).get("check"))
@@ -403,6 +412,10 @@ The heatmaps explain {_CAM_TARGET_WORDS.get(loc.get("cam_target", "logit"), "the
 {_table(["class", "images", "pointing game (true class)", "IoU (true class)"], loc_rows)}
 <h3>Per class and plane</h3>
 {_table(["class", "plane", "images", "pointing game (true class)", "IoU (true class)"], plane_rows)}
+<h3>Per class and anomaly variant</h3>
+{_table(["class", "variant", "images", "pointing game (true class)", "IoU (true class)"], variant_rows)}
+<h3>Per site</h3>
+{_table(["site", "images", "pointing game (true class)", "IoU (true class)"], loc_site_rows)}
 {comparison}
 {robustness}
 {ood_check}

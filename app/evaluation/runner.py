@@ -129,7 +129,9 @@ def score_images(
 
 
 PLANE_COLUMN = "plane"  # the manifest column naming an image's view plane
-NO_PLANE = "unknown"
+NO_PLANE = "unknown"  # a row without a plane (or variant, or site)
+VARIANT_COLUMN = "variant"  # the anomaly's form (e.g. "semilobar", "acrania"); empty for normal
+SITE_COLUMN = "site"  # the scanner preset that made the image
 
 
 def _localisation_rates(records: Sequence[ImageRecord]) -> dict[str, Any]:
@@ -140,22 +142,31 @@ def _localisation_rates(records: Sequence[ImageRecord]) -> dict[str, Any]:
     }
 
 
-def _by_plane(records: Sequence[ImageRecord]) -> dict[str, Any]:
-    """Localisation rates per manifest plane, over records that have a lesion mask."""
-    planes: dict[str, list[ImageRecord]] = {}
+def _by_column(records: Sequence[ImageRecord], column: str) -> dict[str, Any]:
+    """Localisation rates per value of a manifest column, over records that have a lesion mask."""
+    groups: dict[str, list[ImageRecord]] = {}
     for record in records:
         if record.pointing_true is not None:
-            planes.setdefault(record.sample.column(PLANE_COLUMN) or NO_PLANE, []).append(record)
-    return {plane: _localisation_rates(rows) for plane, rows in sorted(planes.items())}
+            groups.setdefault(record.sample.column(column) or NO_PLANE, []).append(record)
+    return {value: _localisation_rates(rows) for value, rows in sorted(groups.items())}
+
+
+def _by_plane(records: Sequence[ImageRecord]) -> dict[str, Any]:
+    """Localisation rates per manifest plane, over records that have a lesion mask."""
+    return _by_column(records, PLANE_COLUMN)
 
 
 def localisation_block(
     records: Sequence[ImageRecord], classes: Sequence[str], normal: int, tolerance_px: int, cam_target: str
 ) -> dict[str, Any]:
-    """Pointing game and CAM IoU of the exported map: overall, per class, per plane, per class and plane.
+    """Pointing game and CAM IoU of the exported map: overall, per class, per plane, per class and
+    plane, per class and anomaly variant, and per site.
 
     Per plane because one class's views differ in how hard they are to point at (a lesion in a
-    sagittal spine view against one in an axial head), which a per-class rate averages away.
+    sagittal spine view against one in an axial head), which a per-class rate averages away; per
+    variant because one class's forms differ too (a flat acrania remnant against a bulging
+    exencephaly); per site because a mapping error between the model input, the crop box and the
+    mask would show up at the sites whose probe geometry or zoom differs.
     """
     anomalies = [c for c in range(len(classes)) if c != normal]
     return {
@@ -174,6 +185,11 @@ def localisation_block(
         "per_class_plane": {
             classes[c]: _by_plane([r for r in records if r.sample.label == c]) for c in anomalies
         },
+        "per_class_variant": {
+            classes[c]: _by_column([r for r in records if r.sample.label == c], VARIANT_COLUMN)
+            for c in anomalies
+        },
+        "per_site": _by_column(records, SITE_COLUMN),
         "note": "anomaly images with a lesion mask; CAM mapped to the original image through the scan box",
     }
 
