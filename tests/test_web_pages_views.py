@@ -308,3 +308,34 @@ def test_counts_text_names_out_of_scope_views() -> None:
         "2 an ultrasound view this model was not trained on"
     )
     assert EXCLUSION_WORDS[VIEW] == "an ultrasound view this model was not trained on"
+
+
+def _normal_verdict(p_normal: float) -> VerdictOut:
+    rest = (1.0 - p_normal) / 4
+    probabilities = {c: (p_normal if c == "normal" else rest) for c in CLASSES}
+    return _verdict("normal", [10]).model_copy(
+        update={"probabilities": probabilities, "p_abnormal": 1.0 - p_normal}
+    )
+
+
+def test_a_normal_verdict_that_the_anomalies_together_outweigh_carries_a_caution() -> None:
+    detail = _detail(_summary(_normal_verdict(0.32)), [_image(10, 0, "normal")], [])
+    page = case_page(detail, CLASSES, "normal", human_label, "/cases/7/status")
+    assert page["verdict"]["abnormal"] is False
+    assert page["verdict"]["split_text"] == (
+        "Normal is only the most likely single class (32 %); the anomaly classes together reach 68 %. "
+        "Read the images with care."
+    )
+
+
+@pytest.mark.parametrize("p_normal", [0.5, 0.6, 0.95])
+def test_a_normal_verdict_that_outweighs_the_anomalies_carries_no_caution(p_normal: float) -> None:
+    detail = _detail(_summary(_normal_verdict(p_normal)), [_image(10, 0, "normal")], [])
+    page = case_page(detail, CLASSES, "normal", human_label, "/cases/7/status")
+    assert page["verdict"]["split_text"] is None
+
+
+def test_an_anomaly_verdict_carries_no_split_caution() -> None:
+    detail = _detail(_summary(_verdict("Anencephaly", [10])), [_image(10, 0, "Anencephaly")], [])
+    page = case_page(detail, CLASSES, "normal", human_label, "/cases/7/status")
+    assert page["verdict"]["abnormal"] is True and page["verdict"]["split_text"] is None

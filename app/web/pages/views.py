@@ -272,6 +272,22 @@ def counts_text(verdict: VerdictOut) -> str:
     return f"{used}; {verdict.n_excluded} left out" + (": " + ", ".join(parts) if parts else "")
 
 
+def split_normal_text(verdict: VerdictOut, normal_class: str) -> str | None:
+    """A caution when "normal" wins as one class although the anomalies together outweigh it.
+
+    The verdict is the most likely single class (the paper's rule), so "Normal" can stand beside
+    P(abnormal) 68 %: no anomaly alone beats normal, but together they do. A reader must not
+    take such a verdict as reassurance.
+    """
+    if verdict.label != normal_class or verdict.p_abnormal is None or verdict.p_abnormal <= 0.5:
+        return None
+    p_normal = verdict.probabilities.get(normal_class, 1.0 - verdict.p_abnormal)
+    return (
+        f"Normal is only the most likely single class ({p_normal * 100:.0f} %); the anomaly classes "
+        f"together reach {verdict.p_abnormal * 100:.0f} %. Read the images with care."
+    )
+
+
 def verdict_item(
     verdict: VerdictOut, classes: Sequence[str], normal_class: str, human: HumanLabel
 ) -> dict[str, Any]:
@@ -288,6 +304,7 @@ def verdict_item(
         "n_excluded": verdict.n_excluded,
         "n_total": verdict.n_total,
         "counts_text": counts_text(verdict),
+        "split_text": None if indeterminate else split_normal_text(verdict, normal_class),
         "probs": probability_bars(verdict.probabilities, classes, human),
     }
 
